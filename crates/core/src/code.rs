@@ -1,0 +1,127 @@
+//! Stable reason codes. They appear in problem+json bodies (`code`), in ledger leaves
+//! (refusal reasons) and in CLI messages; clients match on them, so never rename one.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $variant:ident => $text:literal ),* $(,)?) => {
+        /// A stable snake_case reason code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Code {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Code {
+            /// Every code, for documentation and tests.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            /// The code as it appears on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $text,)* }
+            }
+
+            /// Parses a wire code.
+            pub fn parse(s: &str) -> Option<Code> {
+                match s { $($text => Some(Code::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+codes! {
+    // ---- generic request problems
+    /// The request body or parameters are malformed.
+    InvalidRequest => "invalid_request",
+    /// The body is not the JSON the endpoint expects.
+    InvalidJson => "invalid_json",
+    /// The body is larger than the endpoint accepts.
+    PayloadTooLarge => "payload_too_large",
+    /// No such resource.
+    NotFound => "not_found",
+    /// The method is not allowed on this resource.
+    MethodNotAllowed => "method_not_allowed",
+    /// No or an invalid access token.
+    Unauthorized => "unauthorized",
+    /// Authenticated, but not allowed to do this.
+    Forbidden => "forbidden",
+    /// Too many requests from this client or for this resident.
+    RateLimited => "rate_limited",
+    /// Something failed inside the platform; details are in the server log.
+    InternalError => "internal_error",
+    /// A dependency (the database) is unavailable.
+    Unavailable => "unavailable",
+
+    // ---- enrollment and proofing
+    /// The nonce is unknown, expired, already used, or not the one signed.
+    NonceInvalid => "nonce_invalid",
+    /// A signature does not verify.
+    SignatureInvalid => "signature_invalid",
+    /// The device key is not an acceptable public JWK (P-256, no private part).
+    InvalidJwk => "invalid_jwk",
+    /// The proof type is not supported.
+    UnsupportedProofType => "unsupported_proof_type",
+    /// The signed data is not the JCS of the expected object for this device key.
+    ProofMismatch => "proof_mismatch",
+    /// The certificate chain does not lead to a configured trust anchor, or a certificate
+    /// in it is malformed or not usable for signing.
+    CertificateUntrusted => "certificate_untrusted",
+    /// The card certificate has expired.
+    CertificateExpired => "certificate_expired",
+    /// The card certificate is not valid yet.
+    CertificateNotYetValid => "certificate_not_yet_valid",
+    /// The card certificate is revoked.
+    CertificateRevoked => "certificate_revoked",
+    /// The revocation status could not be established (no current CRL for the issuer).
+    CertificateStatusUnknown => "certificate_status_unknown",
+    /// The certificate lacks one of the four basic items.
+    AttributesMissing => "attributes_missing",
+    /// This device key is already enrolled and no proof was given to upgrade it.
+    DeviceAlreadyEnrolled => "device_already_enrolled",
+    /// The proof belongs to a different person than the account being re-proofed.
+    IdentityMismatch => "identity_mismatch",
+
+    // ---- login and credentials
+    /// The device credential is malformed or not issued by this platform.
+    CredentialInvalid => "credential_invalid",
+    /// The device credential has expired; the resident must re-proof.
+    CredentialExpired => "credential_expired",
+    /// The device credential was revoked.
+    CredentialRevoked => "credential_revoked",
+    /// Too many failed logins: the credential is locked for a while.
+    Locked => "locked",
+
+    // ---- ledger
+    /// The requested tree size or index is outside the log.
+    InvalidRange => "invalid_range",
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_its_wire_form() {
+        for code in Code::ALL {
+            assert_eq!(Code::parse(code.as_str()), Some(*code));
+            let json = serde_json::to_string(code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn codes_are_snake_case_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in Code::ALL {
+            let s = code.as_str();
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+            assert!(seen.insert(s), "duplicate {s}");
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! What goes into the transparency ledger. Every leaf is the JCS of a [`LeafRecord`]: a
+//! version, a time and one [`Event`]. Leaves carry pseudonyms (the resident's ledger
+//! pairwise id, device ids, key thumbprints) and codes, never personal data values.
+
+use crate::identity::Level;
+use crate::{Code, UnixSeconds};
+use serde::{Deserialize, Serialize};
+
+/// The version of the leaf format.
+pub const LEAF_VERSION: u32 = 1;
+
+/// One ledger leaf before canonicalization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeafRecord {
+    pub v: u32,
+    /// When the event happened (Unix seconds).
+    pub at: UnixSeconds,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl LeafRecord {
+    pub fn new(at: UnixSeconds, event: Event) -> Self {
+        LeafRecord {
+            v: LEAF_VERSION,
+            at,
+            event,
+        }
+    }
+}
+
+/// How an ID was proofed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProofMethod {
+    /// No proofing (仮ID).
+    None,
+    /// The My Number card's signing certificate (JPKI 署名用電子証明書).
+    Jpki,
+}
+
+/// Who revoked a device credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Actor {
+    /// The resident, from the device with this id.
+    Device(String),
+    /// Operator staff with this staff id.
+    Staff(String),
+    /// The platform itself (e.g. a CRL refresh).
+    Platform,
+}
+
+/// An event recorded in the ledger. The `type` tag names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// A new ID was created with its first device.
+    #[serde(rename = "identity.enrolled")]
+    IdentityEnrolled {
+        subject: String,
+        device: String,
+        level: Level,
+        method: ProofMethod,
+    },
+    /// Another device was enrolled for an existing ID with the same card.
+    #[serde(rename = "identity.device_added")]
+    DeviceAdded {
+        subject: String,
+        device: String,
+        method: ProofMethod,
+    },
+    /// A provisional ID was proofed and is now verified.
+    #[serde(rename = "identity.upgraded")]
+    IdentityUpgraded { subject: String, device: String },
+    /// A verified ID was proofed again with a new card certificate.
+    #[serde(rename = "identity.reproofed")]
+    IdentityReproofed { subject: String, device: String },
+    /// An enrollment was refused. `subject` is known only when the device key was enrolled.
+    #[serde(rename = "identity.enrollment_refused")]
+    EnrollmentRefused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        /// RFC 7638 thumbprint of the device key that asked.
+        key: String,
+        reason: Code,
+    },
+    /// The card certificate behind a verified ID was found revoked (現況確認).
+    #[serde(rename = "identity.reproof_required")]
+    ReproofRequired { subject: String, reason: Code },
+    /// A device credential was revoked.
+    #[serde(rename = "identity.device_revoked")]
+    DeviceRevoked {
+        subject: String,
+        device: String,
+        by: Actor,
+    },
+    /// A device logged in.
+    #[serde(rename = "auth.login")]
+    Login { subject: String, device: String },
+    /// A login was refused.
+    #[serde(rename = "auth.login_refused")]
+    LoginRefused {
+        subject: String,
+        device: String,
+        reason: Code,
+        /// Set when this failure locked the credential.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked_until: Option<UnixSeconds>,
+    },
+}
+
+impl Event {
+    /// The `type` tag of the event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::IdentityEnrolled { .. } => "identity.enrolled",
+            Event::DeviceAdded { .. } => "identity.device_added",
+            Event::IdentityUpgraded { .. } => "identity.upgraded",
+            Event::IdentityReproofed { .. } => "identity.reproofed",
+            Event::EnrollmentRefused { .. } => "identity.enrollment_refused",
+            Event::ReproofRequired { .. } => "identity.reproof_required",
+            Event::DeviceRevoked { .. } => "identity.device_revoked",
+            Event::Login { .. } => "auth.login",
+            Event::LoginRefused { .. } => "auth.login_refused",
+        }
+    }
+
+    /// Whether the event records something refused (for the history's outcome column).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Event::EnrollmentRefused { .. } | Event::LoginRefused { .. }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leaf_serializes_flat_with_its_type_tag() {
+        let leaf = LeafRecord::new(
+            1_700_000_000,
+            Event::LoginRefused {
+                subject: "p".into(),
+                device: "d".into(),
+                reason: Code::SignatureInvalid,
+                locked_until: None,
+            },
+        );
+        let v = serde_json::to_value(&leaf).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"v":1,"at":1_700_000_000,"type":"auth.login_refused",
+                "subject":"p","device":"d","reason":"signature_invalid"})
+        );
+        let back: LeafRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, leaf);
+        assert_eq!(back.event.kind(), "auth.login_refused");
+    }
+}

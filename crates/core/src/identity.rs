@@ -1,0 +1,476 @@
+//! Resident identity: assurance levels, account and device states, the four basic items,
+//! the lock-out rule for failed logins, and how an enrollment binds to accounts.
+
+use crate::{Code, UnixSeconds};
+use serde::{Deserialize, Serialize};
+
+/// Assurance level of a resident ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// 仮ID: a device key with no identity proofing. May log in; may not consent to data
+    /// linkage nor use payment-like services.
+    Provisional,
+    /// Proofed once with the My Number card's signing certificate (署名用電子証明書).
+    Verified,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Provisional => "provisional",
+            Level::Verified => "verified",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "provisional" => Some(Level::Provisional),
+            "verified" => Some(Level::Verified),
+            _ => None,
+        }
+    }
+}
+
+/// State of an account, orthogonal to its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    /// The card certificate that proofed this ID was revoked (for example because a move
+    /// changed the address, and J-LIS revoked the certificate): the proofed attributes may be
+    /// stale, so the resident must proof again with the new certificate (JPKI 現況確認).
+    ReproofRequired,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::ReproofRequired => "reproof_required",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AccountStatus> {
+        match s {
+            "active" => Some(AccountStatus::Active),
+            "reproof_required" => Some(AccountStatus::ReproofRequired),
+            _ => None,
+        }
+    }
+}
+
+/// State of a device credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Active,
+    /// Revoked (lost device, or by the resident): it can sign nothing more. Consents it
+    /// signed earlier stay valid.
+    Revoked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeviceStatus> {
+        match s {
+            "active" => Some(DeviceStatus::Active),
+            "revoked" => Some(DeviceStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// Sex as recorded in the basic items (性別). The code values on the JPKI certificate are
+/// not published; `1`/`2`/`3` and the Japanese words are accepted (see DOMAIN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sex {
+    Male,
+    Female,
+    /// Code `3` or any other recorded value: not stated as male or female.
+    Other,
+}
+
+impl Sex {
+    /// Reads the value of the JPKI sex otherName.
+    pub fn from_jpki(value: &str) -> Option<Sex> {
+        match value.trim() {
+            "1" | "男" | "男性" => Some(Sex::Male),
+            "2" | "女" | "女性" => Some(Sex::Female),
+            "3" | "9" | "不明" | "その他" => Some(Sex::Other),
+            _ => None,
+        }
+    }
+
+    /// The OpenID Connect `gender` claim value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sex::Male => "male",
+            Sex::Female => "female",
+            Sex::Other => "other",
+        }
+    }
+}
+
+/// The four basic items (基本4情報) read from the card's signing certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BasicAttributes {
+    /// 氏名
+    pub name: String,
+    /// 住所
+    pub address: String,
+    /// 生年月日, ISO 8601 `YYYY-MM-DD`.
+    pub birthdate: String,
+    /// 性別
+    pub sex: Sex,
+    /// 氏名代替文字: substitute characters for a name that holds characters outside the
+    /// card's character set (外字).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_substitute: Option<String>,
+    /// 住所代替文字.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_substitute: Option<String>,
+}
+
+/// The growing lock-out applied to a device credential after failed logins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockoutPolicy {
+    /// Failures tolerated before the first lock.
+    pub threshold: u32,
+    /// Length of the first lock.
+    pub base_seconds: u64,
+    /// Longest lock.
+    pub max_seconds: u64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        LockoutPolicy {
+            threshold: 3,
+            base_seconds: 30,
+            max_seconds: 24 * 3600,
+        }
+    }
+}
+
+impl LockoutPolicy {
+    /// How long to lock after the `failures`-th consecutive failure: nothing below the
+    /// threshold, then the base doubled for each further failure, capped at the maximum.
+    pub fn lock_after(&self, failures: u32) -> Option<u64> {
+        if failures < self.threshold.max(1) {
+            return None;
+        }
+        let doublings = failures - self.threshold.max(1);
+        let factor = 1u64.checked_shl(doublings.min(63)).unwrap_or(u64::MAX);
+        Some(
+            self.base_seconds
+                .saturating_mul(factor)
+                .min(self.max_seconds)
+                .max(1),
+        )
+    }
+}
+
+/// What the platform knows about a device credential when a login arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceGate {
+    pub status: DeviceStatus,
+    pub locked_until: Option<UnixSeconds>,
+    pub expires_at: UnixSeconds,
+}
+
+/// May this device attempt a login at `now`? Checked before the nonce and the signature so
+/// that a locked or revoked credential learns nothing from a correct signature.
+pub fn login_gate(device: &DeviceGate, now: UnixSeconds) -> Result<(), Code> {
+    if device.status == DeviceStatus::Revoked {
+        return Err(Code::CredentialRevoked);
+    }
+    if device.expires_at <= now {
+        return Err(Code::CredentialExpired);
+    }
+    if let Some(until) = device.locked_until
+        && until > now
+    {
+        return Err(Code::Locked);
+    }
+    Ok(())
+}
+
+/// A device credential lives until the earlier of the card certificate's expiry and the
+/// configured maximum; a provisional one (no card) until the maximum.
+pub fn credential_expiry(
+    now: UnixSeconds,
+    card_not_after: Option<UnixSeconds>,
+    max_seconds: i64,
+) -> UnixSeconds {
+    let max = now.saturating_add(max_seconds);
+    match card_not_after {
+        Some(not_after) => not_after.min(max),
+        None => max,
+    }
+}
+
+/// An account as the enrollment decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub account_id: String,
+    pub level: Level,
+    pub status: AccountStatus,
+    /// Birth date of the proofed person, when the account is verified.
+    pub birthdate: Option<String>,
+}
+
+/// A device key that is already enrolled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrolledDevice {
+    pub device_id: String,
+    pub status: DeviceStatus,
+    pub account: AccountFacts,
+}
+
+/// A verified card proof, reduced to what binding needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardProof {
+    pub birthdate: String,
+    /// The account this very card certificate already proofed, if any.
+    pub bound_account: Option<AccountFacts>,
+}
+
+/// What an accepted enrollment does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollmentPlan {
+    /// A new provisional ID with this device.
+    NewProvisional,
+    /// A new verified ID with this device and card.
+    NewVerified,
+    /// Another device for the account this card already proofed.
+    AddDevice { account_id: String },
+    /// A provisional ID proofed with a card: upgraded to verified.
+    Upgrade { account_id: String },
+    /// A verified ID proofed again (a new card certificate after a move or renewal).
+    Reproof { account_id: String },
+}
+
+/// Decides how an enrollment binds, from the enrolled device (if the key is known) and the
+/// verified card proof (if one was given).
+///
+/// Without the J-LIS serial-number linkage service the platform cannot tell that a new card
+/// certificate belongs to a person who already has an account; re-proofing therefore goes
+/// through an enrolled device, and the unchangeable birth date must match.
+pub fn decide_enrollment(
+    device: Option<&EnrolledDevice>,
+    proof: Option<&CardProof>,
+) -> Result<EnrollmentPlan, Code> {
+    match (device, proof) {
+        (Some(d), _) if d.status == DeviceStatus::Revoked => Err(Code::CredentialRevoked),
+        (Some(_), None) => Err(Code::DeviceAlreadyEnrolled),
+        (Some(d), Some(p)) => {
+            if let Some(bound) = &p.bound_account
+                && bound.account_id != d.account.account_id
+            {
+                return Err(Code::IdentityMismatch);
+            }
+            match d.account.level {
+                Level::Provisional => Ok(EnrollmentPlan::Upgrade {
+                    account_id: d.account.account_id.clone(),
+                }),
+                Level::Verified => {
+                    if d.account.birthdate.as_deref() != Some(p.birthdate.as_str()) {
+                        return Err(Code::IdentityMismatch);
+                    }
+                    Ok(EnrollmentPlan::Reproof {
+                        account_id: d.account.account_id.clone(),
+                    })
+                }
+            }
+        }
+        (None, None) => Ok(EnrollmentPlan::NewProvisional),
+        (None, Some(p)) => match &p.bound_account {
+            Some(bound) => Ok(EnrollmentPlan::AddDevice {
+                account_id: bound.account_id.clone(),
+            }),
+            None => Ok(EnrollmentPlan::NewVerified),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(level: Level, birthdate: Option<&str>) -> AccountFacts {
+        AccountFacts {
+            account_id: "acct-1".into(),
+            level,
+            status: AccountStatus::Active,
+            birthdate: birthdate.map(str::to_owned),
+        }
+    }
+
+    fn device(status: DeviceStatus, account: AccountFacts) -> EnrolledDevice {
+        EnrolledDevice {
+            device_id: "dev-1".into(),
+            status,
+            account,
+        }
+    }
+
+    fn proof(birthdate: &str, bound: Option<AccountFacts>) -> CardProof {
+        CardProof {
+            birthdate: birthdate.into(),
+            bound_account: bound,
+        }
+    }
+
+    #[test]
+    fn a_new_key_without_proof_gets_a_provisional_id() {
+        assert_eq!(
+            decide_enrollment(None, None),
+            Ok(EnrollmentPlan::NewProvisional)
+        );
+    }
+
+    #[test]
+    fn a_new_key_with_a_new_card_gets_a_verified_id() {
+        assert_eq!(
+            decide_enrollment(None, Some(&proof("1980-01-01", None))),
+            Ok(EnrollmentPlan::NewVerified)
+        );
+    }
+
+    #[test]
+    fn a_new_key_with_a_known_card_becomes_another_device_of_that_account() {
+        let bound = account(Level::Verified, Some("1980-01-01"));
+        assert_eq!(
+            decide_enrollment(None, Some(&proof("1980-01-01", Some(bound)))),
+            Ok(EnrollmentPlan::AddDevice {
+                account_id: "acct-1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn an_enrolled_key_without_proof_is_refused() {
+        let d = device(DeviceStatus::Active, account(Level::Provisional, None));
+        assert_eq!(
+            decide_enrollment(Some(&d), None),
+            Err(Code::DeviceAlreadyEnrolled)
+        );
+    }
+
+    #[test]
+    fn a_revoked_key_can_never_enroll_again() {
+        let d = device(DeviceStatus::Revoked, account(Level::Provisional, None));
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&proof("1980-01-01", None))),
+            Err(Code::CredentialRevoked)
+        );
+    }
+
+    #[test]
+    fn a_provisional_id_is_upgraded_by_a_card_proof() {
+        let d = device(DeviceStatus::Active, account(Level::Provisional, None));
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&proof("1980-01-01", None))),
+            Ok(EnrollmentPlan::Upgrade {
+                account_id: "acct-1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_verified_id_is_reproofed_only_by_the_same_person() {
+        let d = device(
+            DeviceStatus::Active,
+            account(Level::Verified, Some("1980-01-01")),
+        );
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&proof("1980-01-01", None))),
+            Ok(EnrollmentPlan::Reproof {
+                account_id: "acct-1".into()
+            })
+        );
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&proof("1990-05-05", None))),
+            Err(Code::IdentityMismatch)
+        );
+    }
+
+    #[test]
+    fn a_card_bound_to_another_account_cannot_be_moved_by_enrolling() {
+        let d = device(DeviceStatus::Active, account(Level::Provisional, None));
+        let mut other = account(Level::Verified, Some("1980-01-01"));
+        other.account_id = "acct-2".into();
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&proof("1980-01-01", Some(other)))),
+            Err(Code::IdentityMismatch)
+        );
+    }
+
+    #[test]
+    fn lockout_starts_at_the_threshold_and_doubles_up_to_the_cap() {
+        let p = LockoutPolicy {
+            threshold: 3,
+            base_seconds: 30,
+            max_seconds: 200,
+        };
+        assert_eq!(p.lock_after(1), None);
+        assert_eq!(p.lock_after(2), None);
+        assert_eq!(p.lock_after(3), Some(30));
+        assert_eq!(p.lock_after(4), Some(60));
+        assert_eq!(p.lock_after(5), Some(120));
+        assert_eq!(p.lock_after(6), Some(200));
+        assert_eq!(p.lock_after(u32::MAX), Some(200));
+    }
+
+    #[test]
+    fn the_login_gate_checks_revocation_then_expiry_then_lock() {
+        let gate = |status, locked_until, expires_at| DeviceGate {
+            status,
+            locked_until,
+            expires_at,
+        };
+        assert_eq!(
+            login_gate(&gate(DeviceStatus::Revoked, Some(200), 50), 100),
+            Err(Code::CredentialRevoked)
+        );
+        assert_eq!(
+            login_gate(&gate(DeviceStatus::Active, Some(200), 50), 100),
+            Err(Code::CredentialExpired)
+        );
+        assert_eq!(
+            login_gate(&gate(DeviceStatus::Active, Some(200), 500), 100),
+            Err(Code::Locked)
+        );
+        assert_eq!(
+            login_gate(&gate(DeviceStatus::Active, Some(100), 500), 100),
+            Ok(())
+        );
+        assert_eq!(
+            login_gate(&gate(DeviceStatus::Active, None, 500), 100),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn credentials_end_with_the_card_or_the_maximum_whichever_is_first() {
+        assert_eq!(credential_expiry(100, Some(150), 1000), 150);
+        assert_eq!(credential_expiry(100, Some(5000), 1000), 1100);
+        assert_eq!(credential_expiry(100, None, 1000), 1100);
+    }
+
+    #[test]
+    fn jpki_sex_values_are_read_in_codes_and_words() {
+        assert_eq!(Sex::from_jpki("1"), Some(Sex::Male));
+        assert_eq!(Sex::from_jpki("女"), Some(Sex::Female));
+        assert_eq!(Sex::from_jpki("3"), Some(Sex::Other));
+        assert_eq!(Sex::from_jpki("x"), None);
+    }
+}
