@@ -1,1 +1,142 @@
-//! placeholder
+//! # tsunagu-store
+//!
+//! Persistence behind one trait per aggregate, with two implementations proven by one test
+//! suite: SQLite (the embedded default, a file in the data directory) and PostgreSQL (for
+//! production, shared by any number of stateless server replicas).
+//!
+//! Reads go through the aggregate traits. Every write that must be recorded in the
+//! transparency ledger goes through [`Store::commit_batch`]: the changes and their ledger
+//! leaves are applied in one database transaction that also assigns the leaves their
+//! indices under the ledger head lock, so a change and its leaf are durable together or not
+//! at all, and leaf indices are dense and ordered across replicas. Several commits share one
+//! transaction (group commit); each runs inside its own savepoint so that one refused
+//! commit does not undo the others.
+//!
+//! Invariant: no business rules here. Conditional writes are compare-and-set on values the
+//! caller read; the caller decides and retries.
+
+mod model;
+mod sql;
+
+pub use model::*;
+
+use async_trait::async_trait;
+
+/// Errors of the store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness or compare-and-set precondition failed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or timed out.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Accounts and their device credentials.
+#[async_trait]
+pub trait IdentityStore {
+    async fn account(&self, id: &str) -> Result<Option<AccountRow>>;
+    async fn account_by_card(&self, binding: &str) -> Result<Option<AccountRow>>;
+    /// Accounts proofed with the certificate of this issuer (DER name) and serial.
+    async fn accounts_with_card(&self, issuer: &[u8], serial: &[u8]) -> Result<Vec<AccountRow>>;
+    async fn device(&self, id: &str) -> Result<Option<DeviceRow>>;
+    async fn device_by_jkt(&self, jkt: &str) -> Result<Option<DeviceRow>>;
+    async fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRow>>;
+    async fn count_accounts(&self) -> Result<u64>;
+}
+
+/// Single-use, short-lived nonces.
+#[async_trait]
+pub trait NonceStore {
+    async fn put_nonce(&self, nonce: &str, purpose: &str, expires_at: i64) -> Result<()>;
+    /// Consumes the nonce if it exists for this purpose and has not expired at `now`.
+    /// Returns whether it was valid. A nonce is consumed at most once, across replicas.
+    async fn take_nonce(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool>;
+    async fn purge_nonces(&self, now: i64) -> Result<u64>;
+}
+
+/// Bearer sessions (inserted through commits, together with the login's leaf).
+#[async_trait]
+pub trait SessionStore {
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRow>>;
+    async fn purge_sessions(&self, now: i64) -> Result<u64>;
+}
+
+/// The ledger's stored leaves, subjects and signed tree heads.
+#[async_trait]
+pub trait LedgerStore {
+    async fn ledger_size(&self) -> Result<u64>;
+    /// Leaf hashes `[start, end)`, in order.
+    async fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>>;
+    /// Leaves `[start, end)`, in order.
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<LeafRow>>;
+    /// The leaves about an account, newest first, below `before` (exclusive) if given.
+    async fn subject_leaves(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LeafRow>>;
+    async fn put_sth(&self, sth: &SthRow) -> Result<()>;
+    async fn latest_sth(&self) -> Result<Option<SthRow>>;
+    /// Deletes the content of leaves created before `before`, keeping their hashes.
+    async fn expire_leaf_inputs(&self, before: i64) -> Result<u64>;
+}
+
+/// The platform's own keys, sealed by the keyring.
+#[async_trait]
+pub trait KeyStore {
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>>;
+    /// Inserts a key unless one with this name exists. Returns whether it was inserted.
+    async fn insert_key_if_absent(&self, key: &KeyRow) -> Result<bool>;
+}
+
+/// Everything the platform persists.
+#[async_trait]
+pub trait Store:
+    IdentityStore + NonceStore + SessionStore + LedgerStore + KeyStore + Send + Sync
+{
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies commits in one transaction (see the crate documentation). The outer error
+    /// means nothing was applied; an inner error means that commit alone was refused.
+    async fn commit_batch(&self, commits: &[Commit]) -> Result<BatchOutcome>;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+pub use sql::{PgStore, SqliteStore, open_postgres, open_sqlite};
+
+/// Opens the store for a `database_url` (`postgres://…`) or, without one, the SQLite file
+/// `tsunagu.db` in `data_dir`.
+pub async fn open(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(open_postgres(url, None).await?))
+        }
+        Some(url) if url.starts_with("sqlite:") => Ok(std::sync::Arc::new(
+            open_sqlite(std::path::Path::new(url.trim_start_matches("sqlite:"))).await?,
+        )),
+        Some(other) => Err(StoreError::Unavailable(format!(
+            "database_url must start with postgres:// or sqlite: (got `{}`)",
+            other.split(':').next().unwrap_or("")
+        ))),
+        None => Ok(std::sync::Arc::new(
+            open_sqlite(&data_dir.join("tsunagu.db")).await?,
+        )),
+    }
+}
