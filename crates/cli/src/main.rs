@@ -1,1 +1,119 @@
-fn main() {}
+//! The `tsunagu` binary. It parses arguments and wires the crates together; the work is in
+//! the crates.
+
+mod demo;
+mod dev;
+mod ledger;
+mod wallet;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "tsunagu",
+    version,
+    about = "Resident-sovereign digital ID and consent-driven data linkage for cities"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform.
+    Serve {
+        /// TOML configuration file (settings also come from TSUNAGU_<SECTION>__<KEY>).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Start a whole city on the embedded default and show it working.
+    Demo {
+        /// Leave the platform running afterwards and print where to find it.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// A resident's command-line wallet.
+    Wallet {
+        #[command(subcommand)]
+        command: wallet::WalletCommand,
+    },
+    /// The transparency ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
+    /// Development tools (never for production).
+    Dev {
+        #[command(subcommand)]
+        command: dev::DevCommand,
+    },
+}
+
+fn init_logging(default: &str, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = tsunagu_server::Config::load(config.as_deref())?;
+    init_logging(
+        "info,tower_http=warn,sqlx=warn",
+        config.server.log_format == "json",
+    );
+    let running = tsunagu_server::spawn(config).await?;
+    eprintln!("tsunagu listening on {}", running.url());
+    tokio::select! {
+        result = running.wait() => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Demo { keep_running } => {
+            init_logging("warn,sqlx=error", false);
+            demo::run(keep_running).await
+        }
+        Command::Wallet { command } => {
+            init_logging("warn", false);
+            wallet::run(command).await
+        }
+        Command::Ledger { command } => {
+            init_logging("warn", false);
+            ledger::run(command).await
+        }
+        Command::Dev { command } => {
+            init_logging("warn", false);
+            dev::run(command)
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// A secret from a flag or environment variable, or asked for on the terminal.
+pub fn secret(given: Option<String>, prompt: &str) -> anyhow::Result<String> {
+    match given {
+        Some(s) => Ok(s),
+        None => rpassword::prompt_password(prompt)
+            .map_err(|e| anyhow::anyhow!("cannot read the secret from the terminal ({e}); pass it with the flag or environment variable")),
+    }
+}

@@ -105,6 +105,11 @@ impl SigningKey {
         })
     }
 
+    /// A second handle to the same key.
+    pub fn try_clone(&self) -> Result<SigningKey, CryptoError> {
+        SigningKey::from_pkcs8(self.alg(), &self.pkcs8)
+    }
+
     pub fn alg(&self) -> Alg {
         match self.inner {
             Inner::Es256(_) => Alg::Es256,

@@ -443,6 +443,17 @@ pub fn validate_chain(
     })
 }
 
+/// The serial number of a DER certificate, upper-case hex.
+pub fn certificate_serial_hex(cert_der: &[u8]) -> Result<String, CryptoError> {
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| CryptoError::Malformed(format!("certificate: {e}")))?;
+    Ok(cert
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect())
+}
+
 /// The public key of a certificate, for verifying a signature it made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertKey {

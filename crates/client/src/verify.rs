@@ -1,0 +1,161 @@
+//! Offline verification of what the platform serves.
+
+use crate::api::{ApiClient, ClientError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::Path;
+use tsunagu_crypto::b64;
+use tsunagu_crypto::jwk::PublicJwk;
+use tsunagu_ledger::{EMPTY_ROOT, SignedTreeHead, leaf_hash, verify_consistency, verify_inclusion};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("tree head: {0}")]
+    Sth(#[from] tsunagu_ledger::SthError),
+    #[error("proof: {0}")]
+    Proof(#[from] tsunagu_ledger::ProofError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("state file {0}")]
+    State(String),
+}
+
+fn hashes(value: &Value, field: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
+    value[field]
+        .as_array()
+        .ok_or_else(|| VerifyError::Invalid(format!("`{field}` is not an array")))?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(|s| b64::std_decode(s).ok())
+                .ok_or_else(|| VerifyError::Invalid(format!("`{field}` holds a non-base64 hash")))
+        })
+        .collect()
+}
+
+/// Checks that a history item (`leaf_index`, `leaf_input`) is in the log whose signed head
+/// is `sth`, using the inclusion proof the platform serves, and that the leaf's content is
+/// exactly `leaf_input`.
+pub async fn history_item_included(
+    client: &ApiClient,
+    item: &Value,
+    sth: &SignedTreeHead,
+) -> Result<(), VerifyError> {
+    let index = item["leaf_index"]
+        .as_u64()
+        .ok_or_else(|| VerifyError::Invalid("item without leaf_index".into()))?;
+    let input = item["leaf_input"]
+        .as_str()
+        .and_then(|s| b64::std_decode(s).ok())
+        .ok_or_else(|| VerifyError::Invalid("item without leaf_input (expired?)".into()))?;
+    let proof = client.inclusion(index, sth.tree_size).await?;
+    let path = hashes(&proof, "audit_path")?;
+    verify_inclusion(
+        index,
+        sth.tree_size,
+        &leaf_hash(&input),
+        &path,
+        &sth.root()?,
+    )?;
+    Ok(())
+}
+
+/// What the monitor remembers between runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MonitorState {
+    pub url: String,
+    pub sth: SignedTreeHead,
+    /// The ledger key, pinned at the first run.
+    pub key: Value,
+}
+
+/// The outcome of one monitor run.
+#[derive(Debug, Clone)]
+pub struct MonitorReport {
+    pub sth: SignedTreeHead,
+    /// The saved size it was checked against, if any.
+    pub previous: Option<u64>,
+}
+
+/// Fetches the current tree head, checks its signature with the platform's ledger key
+/// (pinned in the state file after the first run), checks it extends the saved head, and
+/// saves it.
+pub async fn monitor(url: &str, state_path: Option<&Path>) -> Result<MonitorReport, VerifyError> {
+    let client = ApiClient::new(url);
+    let sth = client.sth().await?;
+    let saved: Option<MonitorState> = match state_path {
+        Some(p) if p.exists() => Some(
+            serde_json::from_slice(
+                &std::fs::read(p)
+                    .map_err(|e| VerifyError::State(format!("{}: {e}", p.display())))?,
+            )
+            .map_err(|e| VerifyError::State(format!("{}: {e}", p.display())))?,
+        ),
+        _ => None,
+    };
+    let key = match &saved {
+        Some(s) => {
+            let pinned = PublicJwk::from_value(&s.key)
+                .map_err(|e| VerifyError::State(format!("pinned key: {e}")))?;
+            if pinned.thumbprint() != sth.key_id {
+                return Err(VerifyError::Invalid(format!(
+                    "the tree head is signed by key {} but the pinned ledger key is {}; if the operator announced a key change, remove the state file to pin the new key",
+                    sth.key_id,
+                    pinned.thumbprint()
+                )));
+            }
+            pinned
+        }
+        None => client.ledger_key(&sth.key_id).await?,
+    };
+    sth.verify(&key)?;
+    if sth.tree_size == 0 && sth.root()? != EMPTY_ROOT {
+        return Err(VerifyError::Invalid(
+            "an empty log must have the empty root".into(),
+        ));
+    }
+    let previous = match &saved {
+        None => None,
+        Some(old) => {
+            let old_sth = &old.sth;
+            if sth.tree_size < old_sth.tree_size {
+                return Err(VerifyError::Invalid(format!(
+                    "the log shrank from {} to {} leaves",
+                    old_sth.tree_size, sth.tree_size
+                )));
+            }
+            if old_sth.tree_size > 0 && sth.tree_size > old_sth.tree_size {
+                let proof = client.consistency(old_sth.tree_size, sth.tree_size).await?;
+                verify_consistency(
+                    old_sth.tree_size,
+                    sth.tree_size,
+                    &hashes(&proof, "proof")?,
+                    &old_sth.root()?,
+                    &sth.root()?,
+                )?;
+            } else if sth.tree_size == old_sth.tree_size && sth.root()? != old_sth.root()? {
+                return Err(VerifyError::Invalid(format!(
+                    "two different roots for the same size {}",
+                    sth.tree_size
+                )));
+            }
+            Some(old_sth.tree_size)
+        }
+    };
+    if let Some(p) = state_path {
+        let state = MonitorState {
+            url: url.to_owned(),
+            sth: sth.clone(),
+            key: key.to_value(),
+        };
+        let text =
+            serde_json::to_vec_pretty(&state).map_err(|e| VerifyError::State(e.to_string()))?;
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, p))
+            .map_err(|e| VerifyError::State(format!("{}: {e}", p.display())))?;
+    }
+    Ok(MonitorReport { sth, previous })
+}

@@ -1,0 +1,461 @@
+//! Configuration: a TOML file, overridden by `TSUNAGU_<SECTION>__<KEY>` environment
+//! variables (e.g. `TSUNAGU_SERVER__BIND=0.0.0.0:8080`). Unknown keys are errors naming the
+//! key. Relative paths are resolved against the configuration file's directory.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tsunagu_core::identity::LockoutPolicy;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub keys: KeysConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// The platform's public URL (issuer of credentials, audience of client assertions).
+    /// Default: `http://` + `bind`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Log format: `text` or `json`.
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: default_bind(),
+            public_url: None,
+            body_limit_bytes: default_body_limit(),
+            log_format: default_log_format(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where the SQLite file, the keyring and cached CRLs live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL instead of SQLite.
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: default_data_dir(),
+            database_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// PEM (or DER) files of the JPKI certificate authorities trusted for proofing.
+    #[serde(default)]
+    pub jpki_trust_anchors: Vec<PathBuf>,
+    /// CRLs: DER or PEM files, or http(s) URLs (fetched, cached in the data directory).
+    #[serde(default)]
+    pub jpki_crls: Vec<String>,
+    /// How often CRLs are fetched again and accounts checked against them (現況確認).
+    /// Files are also re-read as soon as they change.
+    #[serde(default = "default_crl_refresh")]
+    pub crl_refresh_seconds: u64,
+    /// Refuse a proof whose revocation status is unknown (no current CRL for its issuer).
+    /// With no CRL configured at all, revocation is not checked and the server says so at
+    /// start.
+    #[serde(default = "yes")]
+    pub require_revocation_status: bool,
+    /// A certificate policy the card certificate must carry (JPKI signing:
+    /// `1.2.392.200149.8.5.1.1.20`). Off by default so that test CAs work.
+    #[serde(default)]
+    pub required_certificate_policy: Option<String>,
+    /// Lifetime of enrollment and login nonces.
+    #[serde(default = "default_nonce_ttl")]
+    pub nonce_ttl_seconds: u64,
+    /// Lifetime of an access token.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl_seconds: u64,
+    /// Longest life of a device credential (it also ends with the card certificate).
+    #[serde(default = "default_credential_days")]
+    pub credential_max_days: i64,
+    #[serde(default)]
+    pub lockout: LockoutConfig,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            jpki_trust_anchors: vec![],
+            jpki_crls: vec![],
+            crl_refresh_seconds: default_crl_refresh(),
+            require_revocation_status: true,
+            required_certificate_policy: None,
+            nonce_ttl_seconds: default_nonce_ttl(),
+            session_ttl_seconds: default_session_ttl(),
+            credential_max_days: default_credential_days(),
+            lockout: LockoutConfig::default(),
+        }
+    }
+}
+
+/// The growing lock after failed logins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutConfig {
+    #[serde(default = "default_lock_threshold")]
+    pub threshold: u32,
+    #[serde(default = "default_lock_base")]
+    pub base_seconds: u64,
+    #[serde(default = "default_lock_max")]
+    pub max_seconds: u64,
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        let p = LockoutPolicy::default();
+        LockoutConfig {
+            threshold: p.threshold,
+            base_seconds: p.base_seconds,
+            max_seconds: p.max_seconds,
+        }
+    }
+}
+
+impl LockoutConfig {
+    pub fn policy(&self) -> LockoutPolicy {
+        LockoutPolicy {
+            threshold: self.threshold,
+            base_seconds: self.base_seconds,
+            max_seconds: self.max_seconds,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// Leaf contents are deleted after this many days (hashes stay). Default: 7 years.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// A new tree head is signed at least this often when the log has grown.
+    #[serde(default = "default_sth_interval")]
+    pub sth_interval_seconds: u64,
+    /// Serve `/v1/ledger/entries` to anyone. Otherwise only auditors may read entries.
+    #[serde(default)]
+    pub public_entries: bool,
+    /// Auditors allowed to read all entries, each with the public key (JWK, ES256) that
+    /// signs their bearer assertions.
+    #[serde(default)]
+    pub auditors: Vec<AuditorConfig>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            retention_days: default_retention(),
+            sth_interval_seconds: default_sth_interval(),
+            public_entries: false,
+            auditors: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorConfig {
+    pub id: String,
+    pub jwk: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The keyring (AES-256-GCM keys for data at rest, JSON). Default:
+    /// `<data_dir>/keyring.json`, created on first start. Replicas sharing a database must
+    /// share this file.
+    #[serde(default)]
+    pub keyring_file: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_body_limit() -> usize {
+    256 * 1024
+}
+fn default_log_format() -> String {
+    "text".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_crl_refresh() -> u64 {
+    3600
+}
+fn default_nonce_ttl() -> u64 {
+    300
+}
+fn default_session_ttl() -> u64 {
+    900
+}
+fn default_credential_days() -> i64 {
+    5 * 366
+}
+fn default_lock_threshold() -> u32 {
+    LockoutPolicy::default().threshold
+}
+fn default_lock_base() -> u64 {
+    LockoutPolicy::default().base_seconds
+}
+fn default_lock_max() -> u64 {
+    LockoutPolicy::default().max_seconds
+}
+fn default_retention() -> u32 {
+    7 * 365 + 2
+}
+fn default_sth_interval() -> u64 {
+    5
+}
+
+/// The sections an environment variable may set.
+const SECTIONS: &[&str] = &["server", "storage", "identity", "ledger", "keys"];
+
+/// A configuration problem, readable by an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+impl Config {
+    /// Loads `path` (if given) and the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::File {
+                    path: path.to_owned(),
+                    reason: "no such file".into(),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("TSUNAGU_").split("__").filter(|key| {
+            SECTIONS
+                .iter()
+                .any(|s| key.as_str().starts_with(&format!("{s}.")))
+        }));
+        let mut config: Config = figment.extract().map_err(|e| {
+            ConfigError::Invalid(
+                e.into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let base = path
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        config.resolve_paths(&base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base` (the configuration file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &PathBuf| {
+            if p.is_relative() && !base.as_os_str().is_empty() {
+                base.join(p)
+            } else {
+                p.clone()
+            }
+        };
+        self.storage.data_dir = resolve(&self.storage.data_dir);
+        self.identity.jpki_trust_anchors = self
+            .identity
+            .jpki_trust_anchors
+            .iter()
+            .map(resolve)
+            .collect();
+        self.identity.jpki_crls = self
+            .identity
+            .jpki_crls
+            .iter()
+            .map(|c| {
+                if c.starts_with("http://") || c.starts_with("https://") {
+                    c.clone()
+                } else {
+                    resolve(&PathBuf::from(c)).to_string_lossy().into_owned()
+                }
+            })
+            .collect();
+        if let Some(k) = &self.keys.keyring_file {
+            self.keys.keyring_file = Some(resolve(k));
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "server.bind `{}` is not an address such as 127.0.0.1:8080",
+                self.server.bind
+            )));
+        }
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(
+                "server.log_format is `text` or `json`".into(),
+            ));
+        }
+        for anchor in &self.identity.jpki_trust_anchors {
+            if !anchor.is_file() {
+                return Err(ConfigError::File {
+                    path: anchor.clone(),
+                    reason: "identity.jpki_trust_anchors: no such file".into(),
+                });
+            }
+        }
+        for crl in &self.identity.jpki_crls {
+            if !(crl.starts_with("http://") || crl.starts_with("https://"))
+                && !Path::new(crl).is_file()
+            {
+                return Err(ConfigError::File {
+                    path: PathBuf::from(crl),
+                    reason: "identity.jpki_crls: no such file".into(),
+                });
+            }
+        }
+        if self.identity.nonce_ttl_seconds == 0 || self.identity.session_ttl_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "identity.nonce_ttl_seconds and session_ttl_seconds must be positive".into(),
+            ));
+        }
+        if self.identity.credential_max_days <= 0 {
+            return Err(ConfigError::Invalid(
+                "identity.credential_max_days must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.bind))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keys
+            .keyring_file
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("keyring.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn unknown_keys_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "[server]\nbind = \"127.0.0.1:1\"\nbnid = 1\n",
+        );
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("bnid"), "{err}");
+        let p = write(dir.path(), "d.toml", "[sevrer]\nbind = \"x\"\n");
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("sevrer"), "{err}");
+    }
+
+    #[test]
+    fn missing_trust_anchor_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "[identity]\njpki_trust_anchors = [\"ca.pem\"]\n",
+        );
+        let err = Config::load(Some(&p)).unwrap_err().to_string();
+        assert!(
+            err.contains("ca.pem") && err.contains("no such file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn paths_resolve_against_the_config_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "ca.pem", "x");
+        write(dir.path(), "ca.crl", "x");
+        let p = write(
+            dir.path(),
+            "c.toml",
+            "[storage]\ndata_dir = \"./data\"\n[identity]\njpki_trust_anchors = [\"ca.pem\"]\njpki_crls = [\"ca.crl\", \"https://example.invalid/x.crl\"]\n",
+        );
+        let c = Config::load(Some(&p)).unwrap();
+        assert_eq!(c.storage.data_dir, dir.path().join("./data"));
+        assert_eq!(c.identity.jpki_trust_anchors[0], dir.path().join("ca.pem"));
+        assert_eq!(c.identity.jpki_crls[1], "https://example.invalid/x.crl");
+        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/tsunagu.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no such file"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_bind_address_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "c.toml", "[server]\nbind = \"localhost\"\n");
+        assert!(Config::load(Some(&p)).is_err());
+    }
+}
