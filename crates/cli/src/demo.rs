@@ -84,12 +84,6 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         "listening on {url}, storage {}",
         running.app.store.backend()
     ));
-    let monitor_state = root.join("auditor-sth.json");
-    let first = monitor(&url, Some(&monitor_state)).await?;
-    n.say(format!(
-        "an auditor saves the first signed tree head (size {}) to check the log later",
-        first.sth.tree_size
-    ));
 
     n.step("Hanako installs the app: her phone makes a device key and enrolls without the card");
     let phone = SigningKey::generate(Alg::Es256)?;
@@ -120,14 +114,19 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     let token = ApiClient::token(&login)?;
     let me = client.get("/v1/me", Some(&token)).await?;
     n.say(format!(
-        "→ {} {} ({}), born {}, {}",
+        "→ {} ({}), born {}, {}",
         me["attributes"]["name"].as_str().unwrap_or("?"),
-        "",
         me["attributes"]["sex"].as_str().unwrap_or("?"),
         me["attributes"]["birthdate"].as_str().unwrap_or("?"),
         me["attributes"]["address"].as_str().unwrap_or("?"),
     ));
     n.say("these four items are stored encrypted (AES-256-GCM); /v1/me never shows an individual number");
+    let monitor_state = root.join("auditor-sth.json");
+    let first = monitor(&url, Some(&monitor_state)).await?;
+    n.say(format!(
+        "an auditor saves the signed tree head of size {} to check the log later",
+        first.sth.tree_size
+    ));
 
     n.step("She adds her tablet with the same card");
     let tablet = SigningKey::generate(Alg::Es256)?;
@@ -248,7 +247,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         report.sth.tree_size, report.sth.root_hash, report.sth.key_id
     ));
     n.say(format!(
-        "and is consistent with the head of size {} saved at the start: nothing was rewritten",
+        "and is consistent with the head of size {} saved earlier: nothing was rewritten",
         report.previous.unwrap_or(0)
     ));
 

@@ -116,7 +116,7 @@ fn remember(w: &mut Wallet, answer: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn login(path: &PathBuf, pin: Option<String>) -> anyhow::Result<(ApiClient, String)> {
+async fn login(path: &std::path::Path, pin: Option<String>) -> anyhow::Result<(ApiClient, String)> {
     let mut w = Wallet::load(path)?;
     let credential = w.credential.clone().ok_or_else(|| {
         anyhow::anyhow!("this wallet is not enrolled yet: run `tsunagu wallet enroll`")

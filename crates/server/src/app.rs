@@ -18,6 +18,17 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix seconds as an RFC 3339 UTC time, for messages.
+pub fn iso8601(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
 /// Everything a request handler needs.
 pub struct App {
     pub config: Config,

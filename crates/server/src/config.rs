@@ -347,9 +347,8 @@ impl Config {
             }
         }
         for crl in &self.identity.jpki_crls {
-            if !(crl.starts_with("http://") || crl.starts_with("https://"))
-                && !Path::new(crl).is_file()
-            {
+            let url = crl.starts_with("http://") || crl.starts_with("https://");
+            if !url && !Path::new(crl).is_file() {
                 return Err(ConfigError::File {
                     path: PathBuf::from(crl),
                     reason: "identity.jpki_crls: no such file".into(),

@@ -12,7 +12,7 @@ use crate::ledger::leaf;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tsunagu_core::Code;
-use tsunagu_core::event::{Actor, Event, ProofMethod};
+use tsunagu_core::event::{Actor, Event, LeafRecord, ProofMethod};
 use tsunagu_core::identity::{
     AccountFacts, AccountStatus, BasicAttributes, CardProof, DeviceGate, DeviceStatus,
     EnrolledDevice, EnrollmentPlan, Level, credential_expiry, decide_enrollment, login_gate,
@@ -558,7 +558,7 @@ pub async fn login(
         let detail = match code {
             Code::Locked => format!(
                 "too many failed logins: locked until {}",
-                device.locked_until.unwrap_or(t)
+                crate::app::iso8601(device.locked_until.unwrap_or(t))
             ),
             Code::CredentialRevoked => "this device credential was revoked".into(),
             _ => "this device credential has expired; enroll again with the card".into(),
@@ -791,28 +791,24 @@ pub async fn history(
     let items: Vec<Value> = rows
         .iter()
         .map(|row| {
-            let event: Option<Value> = row
+            let record: Option<LeafRecord> = row
                 .input
                 .as_ref()
                 .and_then(|input| serde_json::from_slice(input).ok());
-            let kind = event
-                .as_ref()
-                .and_then(|e| e.get("type"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            let reason = event.as_ref().and_then(|e| e.get("reason")).cloned();
+            let event = record.as_ref().and_then(|r| serde_json::to_value(r).ok());
+            let outcome = match &record {
+                None => "expired",
+                Some(r) if r.event.is_refusal() => "refused",
+                Some(_) => "recorded",
+            };
             json!({
                 "leaf_index": row.index,
                 "leaf_input": row.input.as_ref().map(b64::std_encode),
                 "leaf_hash": b64::std_encode(row.hash),
                 "at": row.created_at,
-                "type": kind,
-                "outcome": match (&row.input, &reason) {
-                    (None, _) => "expired",
-                    (Some(_), Some(_)) => "refused",
-                    (Some(_), None) => "recorded",
-                },
-                "reason": reason,
+                "type": record.as_ref().map(|r| r.event.kind()),
+                "outcome": outcome,
+                "reason": event.as_ref().and_then(|e| e.get("reason")).cloned(),
                 "event": event,
             })
         })

@@ -1,0 +1,370 @@
+//! Test fixtures shared by the end-to-end tests: a certificate authority made with the
+//! `openssl` command line (independent of tsunagu's own certificate code), the real
+//! `tsunagu` binary started on a free port, and a small HTTP client.
+
+#![allow(dead_code)]
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+pub const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority run with `openssl ca`.
+pub struct OpenSslCa {
+    pub dir: PathBuf,
+}
+
+/// A certificate the CA issued, with its private key.
+pub struct Issued {
+    pub cert_pem: PathBuf,
+    pub key: PathBuf,
+    pub der: Vec<u8>,
+}
+
+impl OpenSslCa {
+    /// A self-signed RSA-2048 CA in `dir`.
+    pub fn new(dir: &Path, name: &str) -> OpenSslCa {
+        std::fs::create_dir_all(dir.join("newcerts")).unwrap();
+        std::fs::write(dir.join("index.txt"), "").unwrap();
+        std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+        std::fs::write(dir.join("serial"), "1001\n").unwrap();
+        std::fs::write(
+            dir.join("ca.cnf"),
+            format!(
+                r#"[ca]
+default_ca = test_ca
+[test_ca]
+dir = {dir}
+database = $dir/index.txt
+new_certs_dir = $dir/newcerts
+certificate = $dir/ca.pem
+private_key = $dir/ca.key
+crlnumber = $dir/crlnumber
+serial = $dir/serial
+default_md = sha256
+default_crl_days = 1
+policy = any
+unique_subject = no
+copy_extensions = none
+[any]
+commonName = supplied
+[req]
+distinguished_name = dn
+[dn]
+[ca_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+"#,
+                dir = dir.display()
+            ),
+        )
+        .unwrap();
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", "3650",
+            ])
+            .arg("-keyout")
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(dir.join("ca.pem"))
+            .arg("-subj")
+            .arg(format!("/C=JP/O={name}/CN={name} Root"))
+            .arg("-config")
+            .arg(dir.join("ca.cnf"))
+            .args(["-extensions", "ca_ext"]));
+        OpenSslCa {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    pub fn crl_path(&self) -> PathBuf {
+        self.dir.join("ca.crl")
+    }
+
+    /// Issues a signing certificate carrying the given JPKI otherNames (OID suffix, value),
+    /// valid from `start` to `end` (`YYYYMMDDHHMMSSZ`).
+    pub fn issue(&mut self, label: &str, items: &[(&str, &str)], start: &str, end: &str) -> Issued {
+        let key = self.dir.join(format!("{label}.key"));
+        let csr = self.dir.join(format!("{label}.csr"));
+        let cert_pem = self.dir.join(format!("{label}.pem"));
+        let ext = self.dir.join(format!("{label}.ext"));
+        let mut san = String::from(
+            "[ext]\nbasicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature,nonRepudiation\n",
+        );
+        if !items.is_empty() {
+            san.push_str("subjectAltName = @san\n[san]\n");
+            for (i, (oid, value)) in items.iter().enumerate() {
+                san.push_str(&format!(
+                    "otherName.{i} = 1.2.392.200149.8.5.5.{oid};FORMAT:UTF8,UTF8:{value}\n"
+                ));
+            }
+        }
+        std::fs::write(&ext, san).unwrap();
+        run(Command::new("openssl")
+            .args(["req", "-new", "-newkey", "rsa:2048", "-nodes"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .arg("-subj")
+            .arg(format!("/C=JP/CN={label}")));
+        run(Command::new("openssl")
+            .args(["ca", "-batch", "-notext"])
+            .arg("-config")
+            .arg(self.dir.join("ca.cnf"))
+            .arg("-in")
+            .arg(&csr)
+            .arg("-out")
+            .arg(&cert_pem)
+            .args(["-startdate", start, "-enddate", end])
+            .arg("-extfile")
+            .arg(&ext)
+            .args(["-extensions", "ext"]));
+        let der_path = self.dir.join(format!("{label}.der"));
+        run(Command::new("openssl")
+            .args(["x509", "-outform", "DER"])
+            .arg("-in")
+            .arg(&cert_pem)
+            .arg("-out")
+            .arg(&der_path));
+        Issued {
+            der: std::fs::read(der_path).unwrap(),
+            cert_pem,
+            key,
+        }
+    }
+
+    pub fn revoke(&self, cert: &Issued) {
+        run(Command::new("openssl")
+            .args(["ca", "-batch"])
+            .arg("-config")
+            .arg(self.dir.join("ca.cnf"))
+            .arg("-revoke")
+            .arg(&cert.cert_pem)
+            .args(["-crl_reason", "affiliationChanged"]));
+    }
+
+    /// Writes a fresh CRL (PEM).
+    pub fn publish_crl(&self) {
+        let tmp = self.dir.join("ca.crl.tmp");
+        run(Command::new("openssl")
+            .args(["ca", "-gencrl"])
+            .arg("-config")
+            .arg(self.dir.join("ca.cnf"))
+            .arg("-out")
+            .arg(&tmp));
+        std::fs::rename(tmp, self.crl_path()).unwrap();
+    }
+}
+
+/// The four basic items as JPKI puts them (name, sex, birth date with era digit, address).
+pub fn jpki_items<'a>(name: &'a str, address: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![("1", name), ("3", "1"), ("4", "419800101"), ("5", address)]
+}
+
+/// Signs `data` with a card key: RSASSA-PKCS1-v1_5 SHA-256, by `openssl dgst`.
+pub fn card_sign(key: &Path, data: &[u8]) -> Vec<u8> {
+    let dir = key.parent().unwrap();
+    let input = dir.join("to-sign.bin");
+    let output = dir.join("signature.bin");
+    std::fs::write(&input, data).unwrap();
+    run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .arg("-out")
+        .arg(&output)
+        .arg(&input));
+    std::fs::read(output).unwrap()
+}
+
+/// A device key (P-256), signing with aws-lc-rs directly.
+pub struct Device {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl Device {
+    pub fn new() -> Device {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        Device {
+            pair: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap(),
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        use aws_lc_rs::signature::KeyPair;
+        let point = self.pair.public_key().as_ref();
+        json!({"kty": "EC", "crv": "P-256", "x": B64URL.encode(&point[1..33]), "y": B64URL.encode(&point[33..65])})
+    }
+
+    /// RFC 7638 thumbprint, computed here from the JSON text the RFC prescribes.
+    pub fn thumbprint(&self) -> String {
+        let jwk = self.jwk();
+        let text = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap()
+        );
+        B64URL.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            text.as_bytes(),
+        ))
+    }
+
+    /// ES256 r||s, base64url.
+    pub fn sign(&self, data: &[u8]) -> String {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        B64URL.encode(self.pair.sign(&rng, data).unwrap())
+    }
+}
+
+/// The bytes a card signs for enrollment, written out literally (JCS of two ASCII strings).
+pub fn proof_bytes(thumbprint: &str, nonce: &str) -> Vec<u8> {
+    format!(r#"{{"device_jwk_thumbprint":"{thumbprint}","nonce":"{nonce}"}}"#).into_bytes()
+}
+
+/// The `tsunagu serve` process.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub config: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts the binary with `config_text` written to `dir/tsunagu.toml`.
+    pub fn start(dir: &Path, config_text: &str, port: u16) -> Server {
+        let config = dir.join("tsunagu.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the tsunagu binary starts");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if healthy(port) {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not come up; see {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether `GET /healthz` answers 200 (a raw request, so no async runtime is needed).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    if write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).is_ok() && answer.starts_with("HTTP/1.1 200")
+}
+
+/// A JSON-over-HTTP client that keeps status codes.
+pub struct Http {
+    client: ::reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Http {
+        Http {
+            client: ::reqwest::Client::new(),
+            base: base.to_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut r = self.client.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut r = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status >= 400 {
+            assert_eq!(
+                content_type.as_deref(),
+                Some("application/problem+json"),
+                "{body}"
+            );
+        }
+        (status, body)
+    }
+
+    pub async fn nonce(&self, path: &str) -> String {
+        let (status, v) = self.post(path, &json!({}), None).await;
+        assert_eq!(status, 200, "{v}");
+        v["nonce"].as_str().unwrap().to_owned()
+    }
+}
