@@ -271,11 +271,16 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("TSUNAGU_").split("__").filter(|key| {
-            SECTIONS
-                .iter()
-                .any(|s| key.as_str().starts_with(&format!("{s}.")))
-        }));
+        // Only keys of a known section: other TSUNAGU_* variables (the test suite's
+        // database URL, wallet PINs) are not settings.
+        figment = figment.merge(
+            Env::prefixed("TSUNAGU_")
+                .filter(|key| {
+                    let key = key.as_str().to_ascii_lowercase();
+                    SECTIONS.iter().any(|s| key.starts_with(&format!("{s}__")))
+                })
+                .split("__"),
+        );
         let mut config: Config = figment.extract().map_err(|e| {
             ConfigError::Invalid(
                 e.into_iter()
@@ -390,6 +395,15 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Runs `f` in a jail: its own directory and environment, serialized with the other
+    /// configuration tests (they all read the process environment).
+    fn jailed(f: impl FnOnce(&Path)) {
+        figment::Jail::expect_with(|jail| {
+            f(jail.directory());
+            Ok(())
+        });
+    }
+
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -398,63 +412,86 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named_in_the_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "c.toml",
-            "[server]\nbind = \"127.0.0.1:1\"\nbnid = 1\n",
-        );
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(err.contains("bnid"), "{err}");
-        let p = write(dir.path(), "d.toml", "[sevrer]\nbind = \"x\"\n");
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(err.contains("sevrer"), "{err}");
+        jailed(|dir| {
+            let p = write(
+                dir,
+                "c.toml",
+                "[server]\nbind = \"127.0.0.1:1\"\nbnid = 1\n",
+            );
+            let err = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(err.contains("bnid"), "{err}");
+            let p = write(dir, "d.toml", "[sevrer]\nbind = \"x\"\n");
+            let err = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(err.contains("sevrer"), "{err}");
+        });
     }
 
     #[test]
     fn missing_trust_anchor_files_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "c.toml",
-            "[identity]\njpki_trust_anchors = [\"ca.pem\"]\n",
-        );
-        let err = Config::load(Some(&p)).unwrap_err().to_string();
-        assert!(
-            err.contains("ca.pem") && err.contains("no such file"),
-            "{err}"
-        );
+        jailed(|dir| {
+            let p = write(
+                dir,
+                "c.toml",
+                "[identity]\njpki_trust_anchors = [\"ca.pem\"]\n",
+            );
+            let err = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(
+                err.contains("ca.pem") && err.contains("no such file"),
+                "{err}"
+            );
+        });
     }
 
     #[test]
     fn paths_resolve_against_the_config_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "ca.pem", "x");
-        write(dir.path(), "ca.crl", "x");
-        let p = write(
-            dir.path(),
-            "c.toml",
-            "[storage]\ndata_dir = \"./data\"\n[identity]\njpki_trust_anchors = [\"ca.pem\"]\njpki_crls = [\"ca.crl\", \"https://example.invalid/x.crl\"]\n",
-        );
-        let c = Config::load(Some(&p)).unwrap();
-        assert_eq!(c.storage.data_dir, dir.path().join("./data"));
-        assert_eq!(c.identity.jpki_trust_anchors[0], dir.path().join("ca.pem"));
-        assert_eq!(c.identity.jpki_crls[1], "https://example.invalid/x.crl");
-        assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+        jailed(|dir| {
+            let sub = dir.join("etc");
+            std::fs::create_dir_all(&sub).unwrap();
+            write(&sub, "ca.pem", "x");
+            write(&sub, "ca.crl", "x");
+            let p = write(
+                &sub,
+                "c.toml",
+                "[storage]\ndata_dir = \"./data\"\n[identity]\njpki_trust_anchors = [\"ca.pem\"]\njpki_crls = [\"ca.crl\", \"https://example.invalid/x.crl\"]\n",
+            );
+            let c = Config::load(Some(&p)).unwrap();
+            assert_eq!(c.storage.data_dir, sub.join("./data"));
+            assert_eq!(c.identity.jpki_trust_anchors[0], sub.join("ca.pem"));
+            assert_eq!(c.identity.jpki_crls[1], "https://example.invalid/x.crl");
+            assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+        });
     }
 
     #[test]
     fn a_missing_config_file_is_an_error() {
-        let err = Config::load(Some(Path::new("/nonexistent/tsunagu.toml")))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no such file"), "{err}");
+        jailed(|_| {
+            let err = Config::load(Some(Path::new("/nonexistent/tsunagu.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no such file"), "{err}");
+        });
+    }
+
+    #[test]
+    fn environment_variables_override_the_file_and_others_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server]\nbind = \"127.0.0.1:1000\"\n")?;
+            jail.set_env("TSUNAGU_SERVER__BIND", "127.0.0.1:2000");
+            jail.set_env("TSUNAGU_IDENTITY__NONCE_TTL_SECONDS", "42");
+            // Not a setting: the test suite's own variable must not be an unknown key.
+            jail.set_env("TSUNAGU_TEST_DATABASE_URL", "postgres://x");
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.bind, "127.0.0.1:2000");
+            assert_eq!(c.identity.nonce_ttl_seconds, 42);
+            Ok(())
+        });
     }
 
     #[test]
     fn a_bad_bind_address_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "c.toml", "[server]\nbind = \"localhost\"\n");
-        assert!(Config::load(Some(&p)).is_err());
+        jailed(|dir| {
+            let p = write(dir, "c.toml", "[server]\nbind = \"localhost\"\n");
+            assert!(Config::load(Some(&p)).is_err());
+        });
     }
 }

@@ -15,8 +15,10 @@
 //! Invariant: no business rules here. Conditional writes are compare-and-set on values the
 //! caller read; the caller decides and retries.
 
+mod common;
 mod model;
-mod sql;
+mod postgres;
+mod sqlite;
 
 pub use model::*;
 
@@ -116,7 +118,8 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
 }
 
-pub use sql::{PgStore, SqliteStore, open_postgres, open_sqlite};
+pub use postgres::{PgStore, open_postgres};
+pub use sqlite::{SqliteStore, open_sqlite};
 
 /// Opens the store for a `database_url` (`postgres://…`) or, without one, the SQLite file
 /// `tsunagu.db` in `data_dir`.

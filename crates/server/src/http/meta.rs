@@ -52,3 +52,34 @@ pub async fn openapi() -> Response {
 pub async fn jwks(State(app): State<AppState>) -> axum::Json<Value> {
     axum::Json(app.keys.jwks.to_value())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI;
+    use crate::http::ROUTES;
+
+    #[test]
+    fn the_openapi_document_covers_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (method, path) in ROUTES {
+            let operation = &doc["paths"][path][method.to_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            assert!(
+                operation["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            ROUTES.len(),
+            "the document lists routes that do not exist"
+        );
+    }
+}

@@ -1,0 +1,790 @@
+//! The PostgreSQL backend (tokio-postgres with a deadpool pool). Any number of server
+//! replicas share one database: the ledger head row, locked `FOR UPDATE` at the start of a
+//! batch, orders leaf indices across replicas; nonces, sessions and rate counters are rows.
+//!
+//! tokio-postgres sets `TCP_NODELAY` (sqlx 0.9.0 does not: sqlx#4335), so statements carrying
+//! a thousand leaves do not wait for delayed ACKs; see docs/adr/0004-postgres-driver.md.
+
+use crate::common::*;
+use crate::*;
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Transaction,
+};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+
+/// PostgreSQL store.
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// Migrations, in order. Applied once each, under an advisory lock, in one transaction.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "identity_ledger",
+    include_str!("../migrations/postgres/0001_identity_ledger.sql"),
+)];
+
+/// Key of the advisory lock that serializes migrations between replicas.
+const MIGRATION_LOCK: i64 = 0x0074_7375_6e61_6775;
+
+fn map_err(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::FOREIGN_KEY_VIOLATION
+            || *code == SqlState::CHECK_VIOLATION
+        {
+            return StoreError::Conflict(db.message().to_owned());
+        }
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED
+        {
+            return StoreError::Unavailable(db.message().to_owned());
+        }
+        return StoreError::Database(db.message().to_owned());
+    }
+    if e.is_closed() {
+        return StoreError::Unavailable(e.to_string());
+    }
+    StoreError::Unavailable(e.to_string())
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => map_err(e),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, column: &str) -> Result<T> {
+    row.try_get(column)
+        .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+}
+
+/// TLS for connections that use it. Server certificates are always verified: against the
+/// Mozilla roots, plus the PEM file named by `PGSSLROOTCERT` (as libpq) for a private CA.
+fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Ok(path) = std::env::var("PGSSLROOTCERT") {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(&path)
+            .map_err(|e| StoreError::Unavailable(format!("PGSSLROOTCERT {path}: {e}")))?;
+        for cert in certs {
+            let cert =
+                cert.map_err(|e| StoreError::Unavailable(format!("PGSSLROOTCERT {path}: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| StoreError::Unavailable(format!("PGSSLROOTCERT {path}: {e}")))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Unavailable(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+fn check_schema(schema: &str) -> Result<()> {
+    if schema.is_empty()
+        || !schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(StoreError::Database(format!("schema name `{schema}`")));
+    }
+    Ok(())
+}
+
+/// Whether every host is this machine (a loopback address or a Unix socket).
+fn local_only(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(|host| match host {
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => true,
+    })
+}
+
+/// `sslmode=prefer` (the default) means TLS when the server offers it; on this machine
+/// (loopback or a Unix socket) there is nothing to protect and servers often hold
+/// self-signed certificates, so it means no TLS there. `require` always means verified TLS.
+fn apply_ssl_policy(config: &mut tokio_postgres::Config) {
+    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer && local_only(config) {
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    }
+}
+
+fn pool_for(config: tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        tls()?,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(10)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// Connects to PostgreSQL (TLS when the server offers it or `sslmode=require`) and
+/// migrates. With `schema`, everything lives in that schema (created if missing): the test
+/// suite gives every test its own.
+pub async fn open_postgres(url: &str, schema: Option<&str>) -> Result<PgStore> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("database_url: {e}")))?;
+    config.connect_timeout(Duration::from_secs(10));
+    apply_ssl_policy(&mut config);
+    if let Some(schema) = schema {
+        check_schema(schema)?;
+        let admin = pool_for(config.clone(), 1)?;
+        let client = admin.get().await.map_err(pool_err)?;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await
+            .map_err(map_err)?;
+        config.options(format!("-c search_path={schema}"));
+    }
+    let pool = pool_for(config, 16)?;
+    let store = PgStore { pool };
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl PgStore {
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS tsunagu_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(map_err)?;
+        let applied: Vec<i64> = tx
+            .query("SELECT version FROM tsunagu_migrations", &[])
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).await.map_err(|e| {
+                StoreError::Database(format!("migration {version} {name}: {}", map_err(e)))
+            })?;
+            tx.execute(
+                "INSERT INTO tsunagu_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// Drops a schema made by [`open_postgres`] (test clean-up).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
+        check_schema(schema)?;
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("database_url: {e}")))?;
+        apply_ssl_policy(&mut config);
+        let admin = pool_for(config, 1)?;
+        let client = admin.get().await.map_err(pool_err)?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+        client.query_opt(&statement, params).await.map_err(map_err)
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+        client.query(&statement, params).await.map_err(map_err)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.pool.get().await.map_err(pool_err)?;
+        let statement = client.prepare_cached(sql).await.map_err(map_err)?;
+        client.execute(&statement, params).await.map_err(map_err)
+    }
+
+    fn account_row(row: &Row) -> Result<AccountRow> {
+        let level: String = get(row, "level")?;
+        let status: String = get(row, "status")?;
+        let card = match get::<Option<String>>(row, "card_binding")? {
+            Some(binding) => Some(CardRef {
+                binding,
+                issuer: get::<Option<Vec<u8>>>(row, "card_issuer")?
+                    .ok_or_else(|| corrupt("card_issuer"))?,
+                serial: get::<Option<Vec<u8>>>(row, "card_serial")?
+                    .ok_or_else(|| corrupt("card_serial"))?,
+                not_after: get::<Option<i64>>(row, "card_not_after")?
+                    .ok_or_else(|| corrupt("card_not_after"))?,
+            }),
+            None => None,
+        };
+        Ok(AccountRow {
+            id: get(row, "id")?,
+            level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
+            status: AccountStatus::parse(&status).ok_or_else(|| corrupt("account status"))?,
+            attributes: get(row, "attributes")?,
+            card,
+            version: get(row, "version")?,
+            created_at: get(row, "created_at")?,
+            updated_at: get(row, "updated_at")?,
+        })
+    }
+
+    fn device_row(row: &Row) -> Result<DeviceRow> {
+        let status: String = get(row, "status")?;
+        Ok(DeviceRow {
+            id: get(row, "id")?,
+            account_id: get(row, "account_id")?,
+            jkt: get(row, "jkt")?,
+            jwk: get(row, "jwk")?,
+            status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("device status"))?,
+            failed_logins: get(row, "failed_logins")?,
+            locked_until: get(row, "locked_until")?,
+            expires_at: get(row, "expires_at")?,
+            created_at: get(row, "created_at")?,
+            revoked_at: get(row, "revoked_at")?,
+        })
+    }
+
+    fn leaf_row(row: &Row) -> Result<LeafRow> {
+        Ok(LeafRow {
+            index: to_u64(get(row, "idx")?)?,
+            hash: hash32(get(row, "leaf_hash")?)?,
+            input: get(row, "leaf_input")?,
+            created_at: get(row, "created_at")?,
+        })
+    }
+
+    async fn exec(tx: &Transaction<'_>, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let statement = tx.prepare_cached(sql).await.map_err(map_err)?;
+        tx.execute(&statement, params).await.map_err(map_err)
+    }
+
+    async fn apply(tx: &Transaction<'_>, change: &Change) -> Result<()> {
+        let affected = match change {
+            Change::InsertAccount(a) => {
+                let card = a.card.as_ref();
+                Self::exec(
+                    tx,
+                    SQL_INSERT_ACCOUNT,
+                    &[
+                        &a.id,
+                        &a.level.as_str(),
+                        &a.status.as_str(),
+                        &a.attributes,
+                        &card.map(|c| c.binding.as_str()),
+                        &card.map(|c| c.issuer.as_slice()),
+                        &card.map(|c| c.serial.as_slice()),
+                        &card.map(|c| c.not_after),
+                        &a.version,
+                        &a.created_at,
+                        &a.updated_at,
+                    ],
+                )
+                .await?
+            }
+            Change::UpdateAccountProof {
+                id,
+                expected_version,
+                level,
+                status,
+                attributes,
+                card,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_UPDATE_ACCOUNT_PROOF,
+                    &[
+                        &level.as_str(),
+                        &status.as_str(),
+                        attributes,
+                        &card.binding,
+                        &card.issuer,
+                        &card.serial,
+                        &card.not_after,
+                        updated_at,
+                        id,
+                        expected_version,
+                    ],
+                )
+                .await?
+            }
+            Change::SetAccountStatus {
+                id,
+                from,
+                to,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_SET_ACCOUNT_STATUS,
+                    &[&to.as_str(), updated_at, id, &from.as_str()],
+                )
+                .await?
+            }
+            Change::InsertDevice(d) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_DEVICE,
+                    &[
+                        &d.id,
+                        &d.account_id,
+                        &d.jkt,
+                        &d.jwk,
+                        &d.status.as_str(),
+                        &d.failed_logins,
+                        &d.locked_until,
+                        &d.expires_at,
+                        &d.created_at,
+                        &d.revoked_at,
+                    ],
+                )
+                .await?
+            }
+            Change::RevokeDevice { id, at } => Self::exec(tx, SQL_REVOKE_DEVICE, &[at, id]).await?,
+            Change::SetLoginState {
+                device_id,
+                expected_failures,
+                failures,
+                locked_until,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_SET_LOGIN_STATE,
+                    &[failures, locked_until, device_id, expected_failures],
+                )
+                .await?
+            }
+            Change::InsertSession(s) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_SESSION,
+                    &[
+                        &s.token_hash,
+                        &s.account_id,
+                        &s.device_id,
+                        &s.expires_at,
+                        &s.created_at,
+                    ],
+                )
+                .await?
+            }
+            Change::DeleteDeviceSessions { device_id } => {
+                Self::exec(tx, SQL_DELETE_DEVICE_SESSIONS, &[device_id]).await?;
+                return Ok(());
+            }
+        };
+        if affected == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "precondition of {} no longer holds",
+                change_name(change)
+            )))
+        }
+    }
+
+    async fn apply_changes(tx: &Transaction<'_>, commit: &Commit) -> Result<()> {
+        for change in &commit.changes {
+            Self::apply(tx, change).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_leaves<'c>(
+        tx: &Transaction<'_>,
+        commits: impl Iterator<Item = &'c Commit>,
+        first: u64,
+    ) -> Result<()> {
+        let (leaves, subjects) = LeafColumns::of(commits, first)?;
+        if !leaves.idx.is_empty() {
+            Self::exec(
+                tx,
+                "INSERT INTO ledger_leaves (idx, leaf_hash, leaf_input, created_at) SELECT * FROM UNNEST($1::int8[], $2::bytea[], $3::bytea[], $4::int8[])",
+                &[&leaves.idx, &leaves.hash, &leaves.input, &leaves.created_at],
+            )
+            .await?;
+        }
+        if !subjects.idx.is_empty() {
+            Self::exec(
+                tx,
+                "INSERT INTO ledger_subjects (account_id, idx) SELECT * FROM UNNEST($1::text[], $2::int8[]) ON CONFLICT DO NOTHING",
+                &[&subjects.account_id, &subjects.idx],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn head(tx: &Transaction<'_>) -> Result<u64> {
+        let statement = tx
+            .prepare_cached("SELECT tree_size FROM ledger_head WHERE id = 1 FOR UPDATE")
+            .await
+            .map_err(map_err)?;
+        let row = tx.query_one(&statement, &[]).await.map_err(map_err)?;
+        to_u64(get(&row, "tree_size")?)
+    }
+
+    async fn finish(tx: Transaction<'_>, size_before: u64, size_after: u64) -> Result<()> {
+        if size_after != size_before {
+            Self::exec(&tx, SQL_SET_HEAD, &[&to_i64(size_after)?]).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// The batch with each commit in its own savepoint, so a refused commit undoes only
+    /// itself.
+    async fn commit_batch_isolated(&self, commits: &[Commit]) -> Result<BatchOutcome> {
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let mut tx = client.transaction().await.map_err(map_err)?;
+        let size_before = Self::head(&tx).await?;
+        let mut next = size_before;
+        let mut results = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let sp = tx.savepoint("tsunagu_commit").await.map_err(map_err)?;
+            let applied = match Self::apply_changes(&sp, commit).await {
+                Ok(()) => Self::insert_leaves(&sp, std::iter::once(commit), next).await,
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok(()) => {
+                    sp.commit().await.map_err(map_err)?;
+                    let count = commit.leaves.len() as u64;
+                    results.push(Ok(Committed {
+                        first_leaf: next,
+                        leaf_count: count,
+                    }));
+                    next += count;
+                }
+                Err(e @ StoreError::Conflict(_)) => {
+                    sp.rollback().await.map_err(map_err)?;
+                    results.push(Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Self::finish(tx, size_before, next).await?;
+        Ok(BatchOutcome {
+            size_before,
+            size_after: next,
+            results,
+        })
+    }
+}
+
+#[async_trait]
+impl IdentityStore for PgStore {
+    async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
+        self.query_opt(SQL_ACCOUNT_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(Self::account_row)
+            .transpose()
+    }
+
+    async fn account_by_card(&self, binding: &str) -> Result<Option<AccountRow>> {
+        self.query_opt(SQL_ACCOUNT_BY_CARD, &[&binding])
+            .await?
+            .as_ref()
+            .map(Self::account_row)
+            .transpose()
+    }
+
+    async fn accounts_with_card(&self, issuer: &[u8], serial: &[u8]) -> Result<Vec<AccountRow>> {
+        self.query(SQL_ACCOUNTS_WITH_CARD, &[&serial, &issuer])
+            .await?
+            .iter()
+            .map(Self::account_row)
+            .collect()
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        self.query_opt(SQL_DEVICE_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(Self::device_row)
+            .transpose()
+    }
+
+    async fn device_by_jkt(&self, jkt: &str) -> Result<Option<DeviceRow>> {
+        self.query_opt(SQL_DEVICE_BY_JKT, &[&jkt])
+            .await?
+            .as_ref()
+            .map(Self::device_row)
+            .transpose()
+    }
+
+    async fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRow>> {
+        self.query(SQL_DEVICES_OF, &[&account_id])
+            .await?
+            .iter()
+            .map(Self::device_row)
+            .collect()
+    }
+
+    async fn count_accounts(&self) -> Result<u64> {
+        let row = self
+            .query_opt("SELECT COUNT(*) AS n FROM accounts", &[])
+            .await?
+            .ok_or_else(|| corrupt("count"))?;
+        to_u64(get(&row, "n")?)
+    }
+}
+
+#[async_trait]
+impl NonceStore for PgStore {
+    async fn put_nonce(&self, nonce: &str, purpose: &str, expires_at: i64) -> Result<()> {
+        self.execute(SQL_PUT_NONCE, &[&nonce, &purpose, &expires_at])
+            .await?;
+        Ok(())
+    }
+
+    async fn take_nonce(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool> {
+        // Deleting is the consumption: of concurrent takers, one deletes the row.
+        let row = self.query_opt(SQL_TAKE_NONCE, &[&nonce, &purpose]).await?;
+        match row {
+            Some(row) => Ok(get::<i64>(&row, "expires_at")? > now),
+            None => Ok(false),
+        }
+    }
+
+    async fn purge_nonces(&self, now: i64) -> Result<u64> {
+        self.execute(SQL_PURGE_NONCES, &[&now]).await
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRow>> {
+        self.query_opt(SQL_SESSION, &[&token_hash])
+            .await?
+            .map(|r| {
+                Ok(SessionRow {
+                    token_hash: get(&r, "token_hash")?,
+                    account_id: get(&r, "account_id")?,
+                    device_id: get(&r, "device_id")?,
+                    expires_at: get(&r, "expires_at")?,
+                    created_at: get(&r, "created_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        self.execute(SQL_PURGE_SESSIONS, &[&now]).await
+    }
+}
+
+#[async_trait]
+impl LedgerStore for PgStore {
+    async fn ledger_size(&self) -> Result<u64> {
+        let row = self
+            .query_opt(SQL_LEDGER_SIZE, &[])
+            .await?
+            .ok_or_else(|| corrupt("ledger head"))?;
+        to_u64(get(&row, "tree_size")?)
+    }
+
+    async fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>> {
+        let rows = self
+            .query(SQL_LEAF_HASHES, &[&to_i64(start)?, &to_i64(end)?])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            if to_u64(get(row, "idx")?)? != start + i as u64 {
+                return Err(corrupt("ledger leaves are not dense"));
+            }
+            out.push(hash32(get(row, "leaf_hash")?)?);
+        }
+        Ok(out)
+    }
+
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<LeafRow>> {
+        self.query(SQL_LEAVES, &[&to_i64(start)?, &to_i64(end)?])
+            .await?
+            .iter()
+            .map(Self::leaf_row)
+            .collect()
+    }
+
+    async fn subject_leaves(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LeafRow>> {
+        let before = match before {
+            Some(b) => to_i64(b)?,
+            None => i64::MAX,
+        };
+        self.query(
+            SQL_SUBJECT_LEAVES,
+            &[&account_id, &before, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(Self::leaf_row)
+        .collect()
+    }
+
+    async fn put_sth(&self, sth: &SthRow) -> Result<()> {
+        self.execute(
+            SQL_PUT_STH,
+            &[
+                &to_i64(sth.tree_size)?,
+                &sth.root_hash,
+                &sth.timestamp,
+                &sth.key_id,
+                &sth.signature,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_sth(&self) -> Result<Option<SthRow>> {
+        self.query_opt(SQL_LATEST_STH, &[])
+            .await?
+            .map(|r| {
+                Ok(SthRow {
+                    tree_size: to_u64(get(&r, "tree_size")?)?,
+                    root_hash: get(&r, "root_hash")?,
+                    timestamp: get(&r, "timestamp")?,
+                    key_id: get(&r, "key_id")?,
+                    signature: get(&r, "signature")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn expire_leaf_inputs(&self, before: i64) -> Result<u64> {
+        self.execute(SQL_EXPIRE_LEAF_INPUTS, &[&before]).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>> {
+        self.query(SQL_KEYS, &[&purpose])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    name: get(r, "name")?,
+                    purpose: get(r, "purpose")?,
+                    kid: get(r, "kid")?,
+                    alg: get(r, "alg")?,
+                    secret: get(r, "secret")?,
+                    active: get(r, "active")?,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_key_if_absent(&self, key: &KeyRow) -> Result<bool> {
+        Ok(self
+            .execute(
+                SQL_INSERT_KEY,
+                &[
+                    &key.name,
+                    &key.purpose,
+                    &key.kid,
+                    &key.alg,
+                    &key.secret,
+                    &key.active,
+                    &key.created_at,
+                ],
+            )
+            .await?
+            == 1)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn commit_batch(&self, commits: &[Commit]) -> Result<BatchOutcome> {
+        // Optimistically, every commit applies: no savepoints, leaves in bulk.
+        let mut client = self.pool.get().await.map_err(pool_err)?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        let size_before = Self::head(&tx).await?;
+        let mut conflict = None;
+        for commit in commits {
+            match Self::apply_changes(&tx, commit).await {
+                Ok(()) => {}
+                Err(e @ StoreError::Conflict(_)) => {
+                    conflict = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match conflict {
+            None => {
+                Self::insert_leaves(&tx, commits.iter(), size_before).await?;
+                let (results, next) = placements(commits, size_before);
+                Self::finish(tx, size_before, next).await?;
+                Ok(BatchOutcome {
+                    size_before,
+                    size_after: next,
+                    results,
+                })
+            }
+            Some(e) if commits.len() == 1 => {
+                tx.rollback().await.map_err(map_err)?;
+                Ok(BatchOutcome {
+                    size_before,
+                    size_after: size_before,
+                    results: vec![Err(e)],
+                })
+            }
+            Some(_) => {
+                tx.rollback().await.map_err(map_err)?;
+                drop(client);
+                self.commit_batch_isolated(commits).await
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.execute("SELECT 1", &[]).await.map(|_| ())
+    }
+}

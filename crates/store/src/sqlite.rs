@@ -1,0 +1,762 @@
+//! The SQLite backend (sqlx): a WAL-mode file with `synchronous = FULL`. SQLite has one
+//! writer at a time; `BEGIN IMMEDIATE` takes the write lock at the start of a batch, which
+//! is also the ledger head lock.
+
+use crate::common::*;
+use crate::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Acquire, Row};
+use std::path::Path;
+use std::time::Duration;
+use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+
+/// SQLite store.
+pub struct SqliteStore {
+    pool: sqlx::SqlitePool,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db)
+            if db.is_unique_violation()
+                || db.is_foreign_key_violation()
+                || db.is_check_violation() =>
+        {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) if db.message().contains("database is locked") => {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+/// Opens (creating if needed) the SQLite database at `path` and migrates it. WAL journal,
+/// `synchronous = FULL` (a commit is on disk when it returns), foreign keys on.
+pub async fn open_sqlite(path: &Path) -> Result<SqliteStore> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", parent.display())))?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    sqlx::migrate!("./migrations/sqlite")
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Database(format!("migration: {e}")))?;
+    Ok(SqliteStore { pool })
+}
+
+/// Rows per multi-row INSERT on SQLite (4 parameters a row, well under its limit).
+const SQLITE_ROWS_PER_INSERT: usize = 500;
+
+/// `INSERT INTO {table} ({columns}) VALUES ($1, …), (…), …` for `rows` rows.
+fn multi_row_insert(head: &str, columns: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * columns * 6 + tail.len());
+    sql.push_str(head);
+    let mut n = 1;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&n.to_string());
+            n += 1;
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
+async fn bulk_insert_leaves(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    leaves: &LeafColumns,
+) -> Result<()> {
+    for start in (0..leaves.idx.len()).step_by(SQLITE_ROWS_PER_INSERT) {
+        let end = (start + SQLITE_ROWS_PER_INSERT).min(leaves.idx.len());
+        let sql = multi_row_insert(
+            "INSERT INTO ledger_leaves (idx, leaf_hash, leaf_input, created_at) VALUES",
+            4,
+            end - start,
+            "",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in start..end {
+            query = query
+                .bind(leaves.idx[i])
+                .bind(leaves.hash[i].as_slice())
+                .bind(leaves.input[i].as_slice())
+                .bind(leaves.created_at[i]);
+        }
+        query.execute(&mut **tx).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+async fn bulk_insert_subjects(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    subjects: &SubjectColumns,
+) -> Result<()> {
+    for start in (0..subjects.idx.len()).step_by(SQLITE_ROWS_PER_INSERT) {
+        let end = (start + SQLITE_ROWS_PER_INSERT).min(subjects.idx.len());
+        let sql = multi_row_insert(
+            "INSERT INTO ledger_subjects (account_id, idx) VALUES",
+            2,
+            end - start,
+            " ON CONFLICT DO NOTHING",
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for i in start..end {
+            query = query
+                .bind(subjects.account_id[i].as_str())
+                .bind(subjects.idx[i]);
+        }
+        query.execute(&mut **tx).await.map_err(map_err)?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    fn account_row(row: &sqlx::sqlite::SqliteRow) -> Result<AccountRow> {
+        let level: String = row.try_get("level").map_err(map_err)?;
+        let status: String = row.try_get("status").map_err(map_err)?;
+        let binding: Option<String> = row.try_get("card_binding").map_err(map_err)?;
+        let card = match binding {
+            Some(binding) => Some(CardRef {
+                binding,
+                issuer: row
+                    .try_get::<Option<Vec<u8>>, _>("card_issuer")
+                    .map_err(map_err)?
+                    .ok_or_else(|| corrupt("card_issuer"))?,
+                serial: row
+                    .try_get::<Option<Vec<u8>>, _>("card_serial")
+                    .map_err(map_err)?
+                    .ok_or_else(|| corrupt("card_serial"))?,
+                not_after: row
+                    .try_get::<Option<i64>, _>("card_not_after")
+                    .map_err(map_err)?
+                    .ok_or_else(|| corrupt("card_not_after"))?,
+            }),
+            None => None,
+        };
+        Ok(AccountRow {
+            id: row.try_get("id").map_err(map_err)?,
+            level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
+            status: AccountStatus::parse(&status).ok_or_else(|| corrupt("account status"))?,
+            attributes: row.try_get("attributes").map_err(map_err)?,
+            card,
+            version: row.try_get("version").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+            updated_at: row.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
+    fn device_row(row: &sqlx::sqlite::SqliteRow) -> Result<DeviceRow> {
+        let status: String = row.try_get("status").map_err(map_err)?;
+        Ok(DeviceRow {
+            id: row.try_get("id").map_err(map_err)?,
+            account_id: row.try_get("account_id").map_err(map_err)?,
+            jkt: row.try_get("jkt").map_err(map_err)?,
+            jwk: row.try_get("jwk").map_err(map_err)?,
+            status: DeviceStatus::parse(&status).ok_or_else(|| corrupt("device status"))?,
+            failed_logins: row.try_get("failed_logins").map_err(map_err)?,
+            locked_until: row.try_get("locked_until").map_err(map_err)?,
+            expires_at: row.try_get("expires_at").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+            revoked_at: row.try_get("revoked_at").map_err(map_err)?,
+        })
+    }
+
+    fn leaf_row(row: &sqlx::sqlite::SqliteRow) -> Result<LeafRow> {
+        Ok(LeafRow {
+            index: to_u64(row.try_get("idx").map_err(map_err)?)?,
+            hash: hash32(row.try_get("leaf_hash").map_err(map_err)?)?,
+            input: row.try_get("leaf_input").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+        })
+    }
+
+    async fn apply(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, change: &Change) -> Result<()> {
+        let affected = match change {
+            Change::InsertAccount(a) => {
+                let card = a.card.as_ref();
+                sqlx::query(SQL_INSERT_ACCOUNT)
+                    .bind(&a.id)
+                    .bind(a.level.as_str())
+                    .bind(a.status.as_str())
+                    .bind(&a.attributes)
+                    .bind(card.map(|c| c.binding.clone()))
+                    .bind(card.map(|c| c.issuer.clone()))
+                    .bind(card.map(|c| c.serial.clone()))
+                    .bind(card.map(|c| c.not_after))
+                    .bind(a.version)
+                    .bind(a.created_at)
+                    .bind(a.updated_at)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected()
+            }
+            Change::UpdateAccountProof {
+                id,
+                expected_version,
+                level,
+                status,
+                attributes,
+                card,
+                updated_at,
+            } => sqlx::query(SQL_UPDATE_ACCOUNT_PROOF)
+                .bind(level.as_str())
+                .bind(status.as_str())
+                .bind(attributes)
+                .bind(&card.binding)
+                .bind(&card.issuer)
+                .bind(&card.serial)
+                .bind(card.not_after)
+                .bind(updated_at)
+                .bind(id)
+                .bind(expected_version)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetAccountStatus {
+                id,
+                from,
+                to,
+                updated_at,
+            } => sqlx::query(SQL_SET_ACCOUNT_STATUS)
+                .bind(to.as_str())
+                .bind(updated_at)
+                .bind(id)
+                .bind(from.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertDevice(d) => sqlx::query(SQL_INSERT_DEVICE)
+                .bind(&d.id)
+                .bind(&d.account_id)
+                .bind(&d.jkt)
+                .bind(&d.jwk)
+                .bind(d.status.as_str())
+                .bind(d.failed_logins)
+                .bind(d.locked_until)
+                .bind(d.expires_at)
+                .bind(d.created_at)
+                .bind(d.revoked_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::RevokeDevice { id, at } => sqlx::query(SQL_REVOKE_DEVICE)
+                .bind(at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetLoginState {
+                device_id,
+                expected_failures,
+                failures,
+                locked_until,
+            } => sqlx::query(SQL_SET_LOGIN_STATE)
+                .bind(failures)
+                .bind(locked_until)
+                .bind(device_id)
+                .bind(expected_failures)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertSession(s) => sqlx::query(SQL_INSERT_SESSION)
+                .bind(&s.token_hash)
+                .bind(&s.account_id)
+                .bind(&s.device_id)
+                .bind(s.expires_at)
+                .bind(s.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::DeleteDeviceSessions { device_id } => {
+                sqlx::query(SQL_DELETE_DEVICE_SESSIONS)
+                    .bind(device_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                return Ok(());
+            }
+        };
+        if affected == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "precondition of {} no longer holds",
+                change_name(change)
+            )))
+        }
+    }
+
+    async fn head(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<u64> {
+        let size: i64 = sqlx::query_scalar(SQL_LEDGER_SIZE)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        to_u64(size)
+    }
+
+    async fn finish(
+        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        size_before: u64,
+        size_after: u64,
+    ) -> Result<()> {
+        if size_after != size_before {
+            sqlx::query(SQL_SET_HEAD)
+                .bind(to_i64(size_after)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    /// The batch again with each commit in its own savepoint, so a refused commit
+    /// undoes only itself.
+    async fn commit_batch_isolated(&self, commits: &[Commit]) -> Result<BatchOutcome> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let size_before = Self::head(&mut tx).await?;
+        let mut next = size_before;
+        let mut results = Vec::with_capacity(commits.len());
+        for commit in commits {
+            let mut sp = (&mut *tx).begin().await.map_err(map_err)?;
+            let applied = match Self::apply_changes(&mut sp, commit).await {
+                Ok(()) => Self::insert_leaves(&mut sp, std::iter::once(commit), next).await,
+                Err(e) => Err(e),
+            };
+            match applied {
+                Ok(()) => {
+                    sp.commit().await.map_err(map_err)?;
+                    let count = commit.leaves.len() as u64;
+                    results.push(Ok(Committed {
+                        first_leaf: next,
+                        leaf_count: count,
+                    }));
+                    next += count;
+                }
+                Err(e @ StoreError::Conflict(_)) => {
+                    sp.rollback().await.map_err(map_err)?;
+                    results.push(Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Self::finish(tx, size_before, next).await?;
+        Ok(BatchOutcome {
+            size_before,
+            size_after: next,
+            results,
+        })
+    }
+
+    async fn apply_changes(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        commit: &Commit,
+    ) -> Result<()> {
+        for change in &commit.changes {
+            Self::apply(tx, change).await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the leaves (and their subjects) of `commits`, numbered from `first`.
+    async fn insert_leaves<'c>(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        commits: impl Iterator<Item = &'c Commit>,
+        first: u64,
+    ) -> Result<()> {
+        let mut leaves = LeafColumns::default();
+        let mut subjects = SubjectColumns::default();
+        let mut idx = to_i64(first)?;
+        for commit in commits {
+            for leaf in &commit.leaves {
+                leaves.idx.push(idx);
+                leaves.hash.push(leaf.hash.to_vec());
+                leaves.input.push(leaf.input.clone());
+                leaves.created_at.push(leaf.created_at);
+                for subject in &leaf.subjects {
+                    subjects.account_id.push(subject.clone());
+                    subjects.idx.push(idx);
+                }
+                idx += 1;
+            }
+        }
+        bulk_insert_leaves(tx, &leaves).await?;
+        bulk_insert_subjects(tx, &subjects).await
+    }
+}
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(SQL_ACCOUNT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::account_row).transpose()
+    }
+
+    async fn account_by_card(&self, binding: &str) -> Result<Option<AccountRow>> {
+        let row = sqlx::query(SQL_ACCOUNT_BY_CARD)
+            .bind(binding)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::account_row).transpose()
+    }
+
+    async fn accounts_with_card(&self, issuer: &[u8], serial: &[u8]) -> Result<Vec<AccountRow>> {
+        let rows = sqlx::query(SQL_ACCOUNTS_WITH_CARD)
+            .bind(serial)
+            .bind(issuer)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::account_row).collect()
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(SQL_DEVICE_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::device_row).transpose()
+    }
+
+    async fn device_by_jkt(&self, jkt: &str) -> Result<Option<DeviceRow>> {
+        let row = sqlx::query(SQL_DEVICE_BY_JKT)
+            .bind(jkt)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::device_row).transpose()
+    }
+
+    async fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRow>> {
+        let rows = sqlx::query(SQL_DEVICES_OF)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::device_row).collect()
+    }
+
+    async fn count_accounts(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        to_u64(n)
+    }
+}
+
+#[async_trait]
+impl NonceStore for SqliteStore {
+    async fn put_nonce(&self, nonce: &str, purpose: &str, expires_at: i64) -> Result<()> {
+        sqlx::query(SQL_PUT_NONCE)
+            .bind(nonce)
+            .bind(purpose)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn take_nonce(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool> {
+        // Deleting is the consumption: of concurrent takers, one deletes the row.
+        let deleted = sqlx::query(SQL_TAKE_NONCE)
+            .bind(nonce)
+            .bind(purpose)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        match deleted {
+            Some(row) => {
+                let expires_at: i64 = row.try_get("expires_at").map_err(map_err)?;
+                Ok(expires_at > now)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn purge_nonces(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(SQL_PURGE_NONCES)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(SQL_SESSION)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(SessionRow {
+                token_hash: r.try_get("token_hash").map_err(map_err)?,
+                account_id: r.try_get("account_id").map_err(map_err)?,
+                device_id: r.try_get("device_id").map_err(map_err)?,
+                expires_at: r.try_get("expires_at").map_err(map_err)?,
+                created_at: r.try_get("created_at").map_err(map_err)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(SQL_PURGE_SESSIONS)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
+impl LedgerStore for SqliteStore {
+    async fn ledger_size(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(SQL_LEDGER_SIZE)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        to_u64(n)
+    }
+
+    async fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>> {
+        let rows = sqlx::query(SQL_LEAF_HASHES)
+            .bind(to_i64(start)?)
+            .bind(to_i64(end)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let idx = to_u64(row.try_get("idx").map_err(map_err)?)?;
+            if idx != start + i as u64 {
+                return Err(corrupt("ledger leaves are not dense"));
+            }
+            out.push(hash32(row.try_get("leaf_hash").map_err(map_err)?)?);
+        }
+        Ok(out)
+    }
+
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<LeafRow>> {
+        let rows = sqlx::query(SQL_LEAVES)
+            .bind(to_i64(start)?)
+            .bind(to_i64(end)?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::leaf_row).collect()
+    }
+
+    async fn subject_leaves(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LeafRow>> {
+        let before = match before {
+            Some(b) => to_i64(b)?,
+            None => i64::MAX,
+        };
+        let rows = sqlx::query(SQL_SUBJECT_LEAVES)
+            .bind(account_id)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::leaf_row).collect()
+    }
+
+    async fn put_sth(&self, sth: &SthRow) -> Result<()> {
+        sqlx::query(SQL_PUT_STH)
+            .bind(to_i64(sth.tree_size)?)
+            .bind(&sth.root_hash)
+            .bind(sth.timestamp)
+            .bind(&sth.key_id)
+            .bind(&sth.signature)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn latest_sth(&self) -> Result<Option<SthRow>> {
+        let row = sqlx::query(SQL_LATEST_STH)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(SthRow {
+                tree_size: to_u64(r.try_get("tree_size").map_err(map_err)?)?,
+                root_hash: r.try_get("root_hash").map_err(map_err)?,
+                timestamp: r.try_get("timestamp").map_err(map_err)?,
+                key_id: r.try_get("key_id").map_err(map_err)?,
+                signature: r.try_get("signature").map_err(map_err)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn expire_leaf_inputs(&self, before: i64) -> Result<u64> {
+        Ok(sqlx::query(SQL_EXPIRE_LEAF_INPUTS)
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>> {
+        let rows = sqlx::query(SQL_KEYS)
+            .bind(purpose)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    name: r.try_get("name").map_err(map_err)?,
+                    purpose: r.try_get("purpose").map_err(map_err)?,
+                    kid: r.try_get("kid").map_err(map_err)?,
+                    alg: r.try_get("alg").map_err(map_err)?,
+                    secret: r.try_get("secret").map_err(map_err)?,
+                    active: r.try_get("active").map_err(map_err)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_key_if_absent(&self, key: &KeyRow) -> Result<bool> {
+        Ok(sqlx::query(SQL_INSERT_KEY)
+            .bind(&key.name)
+            .bind(&key.purpose)
+            .bind(&key.kid)
+            .bind(&key.alg)
+            .bind(&key.secret)
+            .bind(key.active)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected()
+            == 1)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn commit_batch(&self, commits: &[Commit]) -> Result<BatchOutcome> {
+        // Optimistically, every commit applies: no savepoints, leaves in bulk.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let size_before = Self::head(&mut tx).await?;
+
+        let mut conflict = None;
+        for commit in commits {
+            match Self::apply_changes(&mut tx, commit).await {
+                Ok(()) => {}
+                Err(e @ StoreError::Conflict(_)) => {
+                    conflict = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        match conflict {
+            None => {
+                Self::insert_leaves(&mut tx, commits.iter(), size_before).await?;
+                let (results, next) = placements(commits, size_before);
+                Self::finish(tx, size_before, next).await?;
+                Ok(BatchOutcome {
+                    size_before,
+                    size_after: next,
+                    results,
+                })
+            }
+            Some(e) if commits.len() == 1 => {
+                tx.rollback().await.map_err(map_err)?;
+                Ok(BatchOutcome {
+                    size_before,
+                    size_after: size_before,
+                    results: vec![Err(e)],
+                })
+            }
+            Some(_) => {
+                // Some commit was refused: start again, each commit in a savepoint.
+                tx.rollback().await.map_err(map_err)?;
+                self.commit_batch_isolated(commits).await
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+}
