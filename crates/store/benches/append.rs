@@ -44,7 +44,7 @@ async fn run(label: &str, store: Arc<dyn Store>, total: u64, batch: u64) {
         let outcome = store.commit_batch(&commits).await.expect("batch commits");
         assert_eq!(outcome.size_after, next + n);
         next += n;
-        if next % 100_000 == 0 {
+        if next.is_multiple_of(100_000) {
             println!(
                 "  {next:>12}   {:>10.0}",
                 100_000.0 / window.elapsed().as_secs_f64()
