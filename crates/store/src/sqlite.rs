@@ -404,22 +404,7 @@ impl SqliteStore {
         commits: impl Iterator<Item = &'c Commit>,
         first: u64,
     ) -> Result<()> {
-        let mut leaves = LeafColumns::default();
-        let mut subjects = SubjectColumns::default();
-        let mut idx = to_i64(first)?;
-        for commit in commits {
-            for leaf in &commit.leaves {
-                leaves.idx.push(idx);
-                leaves.hash.push(leaf.hash.to_vec());
-                leaves.input.push(leaf.input.clone());
-                leaves.created_at.push(leaf.created_at);
-                for subject in &leaf.subjects {
-                    subjects.account_id.push(subject.clone());
-                    subjects.idx.push(idx);
-                }
-                idx += 1;
-            }
-        }
+        let (leaves, subjects) = LeafColumns::of(commits, first)?;
         bulk_insert_leaves(tx, &leaves).await?;
         bulk_insert_subjects(tx, &subjects).await
     }

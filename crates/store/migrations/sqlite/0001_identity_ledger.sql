@@ -80,11 +80,13 @@ CREATE TABLE ledger_leaves (
 );
 CREATE INDEX ledger_leaves_created ON ledger_leaves (created_at);
 
+-- Which leaves concern which account (the resident's history). Clustered on the key:
+-- one B-tree instead of a table and an index.
 CREATE TABLE ledger_subjects (
     account_id TEXT NOT NULL,
     idx        INTEGER NOT NULL,
     PRIMARY KEY (account_id, idx)
-);
+) WITHOUT ROWID;
 
 CREATE TABLE ledger_sths (
     tree_size INTEGER PRIMARY KEY,
