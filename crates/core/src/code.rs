@@ -94,6 +94,58 @@ codes! {
     // ---- ledger
     /// The requested tree size or index is outside the log.
     InvalidRange => "invalid_range",
+
+    // ---- services and governance
+    /// No such service.
+    UnknownService => "unknown_service",
+    /// The service application is not acceptable as submitted.
+    ApplicationInvalid => "application_invalid",
+    /// The vote's decision does not apply to the service's current state.
+    VoteNotApplicable => "vote_not_applicable",
+    /// The signer is not a configured committee member.
+    UnknownMember => "unknown_member",
+
+    // ---- consent
+    /// A signed request's `issued_at` is too far from now.
+    StaleRequest => "stale_request",
+    /// The consent does not match the purpose's current terms, consumer or provider.
+    TermsMismatch => "terms_mismatch",
+    /// The purpose rests on a legal basis, not on consent: it is shown, not switched.
+    NotConsentable => "not_consentable",
+    /// The expiry is in the past or beyond the longest allowed.
+    ExpiryInvalid => "expiry_invalid",
+    /// A newer consent to the same purpose replaced this one.
+    ConsentSuperseded => "consent_superseded",
+    /// The ID must be proofed again (its card certificate was revoked).
+    ReproofRequired => "reproof_required",
+    /// No such consent for this resident.
+    UnknownConsent => "unknown_consent",
+
+    // ---- exchange (ticket refusals, SPEC §16)
+    /// The resident has not consented to this purpose.
+    NoConsent => "no_consent",
+    /// The consent has expired.
+    ConsentExpired => "consent_expired",
+    /// The consent was revoked.
+    ConsentRevoked => "consent_revoked",
+    /// The items asked for are not all covered by the purpose or the consent.
+    ItemsNotCovered => "items_not_covered",
+    /// The resident's ID is provisional (仮ID): no data linkage.
+    ProvisionalId => "provisional_id",
+    /// The consumer or the provider is suspended by the committee.
+    ServiceSuspended => "service_suspended",
+    /// The purpose is unknown, or it or one of its services is not approved.
+    PurposeNotApproved => "purpose_not_approved",
+    /// The subject is not a pairwise identifier the platform gave this service.
+    UnknownSubject => "unknown_subject",
+    /// A legal-basis request must say who asks and why.
+    RequesterRequired => "requester_required",
+    /// No such ticket for this service.
+    UnknownTicket => "unknown_ticket",
+    /// The two receipts of an exchange differ.
+    ReceiptMismatch => "receipt_mismatch",
+    /// A receipt did not arrive in time.
+    ReceiptMissing => "receipt_missing",
 }
 
 impl std::fmt::Display for Code {

@@ -2,7 +2,9 @@
 //! version, a time and one [`Event`]. Leaves carry pseudonyms (the resident's ledger
 //! pairwise id, device ids, key thumbprints) and codes, never personal data values.
 
+use crate::governance::Decision;
 use crate::identity::Level;
+use crate::service::{ServiceKind, ServiceStatus};
 use crate::{Code, UnixSeconds};
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +110,124 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         locked_until: Option<UnixSeconds>,
     },
+    /// The resident showed their pairwise id at a service (e.g. as a QR code).
+    #[serde(rename = "identity.pairwise_shown")]
+    PairwiseShown { subject: String, service: String },
+
+    /// A service applied for review.
+    #[serde(rename = "service.applied")]
+    ServiceApplied {
+        service: String,
+        kind: ServiceKind,
+        /// SHA-256 (hex) of the application as accepted.
+        application_sha256: String,
+        lint_errors: u32,
+    },
+    /// A committee member voted.
+    #[serde(rename = "governance.vote")]
+    Vote {
+        service: String,
+        member: String,
+        decision: Decision,
+        round: u32,
+        /// SHA-256 (hex) of the signed vote.
+        vote_sha256: String,
+    },
+    /// A service's status changed by a quorum of votes.
+    #[serde(rename = "service.status_changed")]
+    ServiceStatusChanged {
+        service: String,
+        from: ServiceStatus,
+        to: ServiceStatus,
+        /// The obligations accepted with an approval.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        obligations: Vec<String>,
+    },
+
+    /// A resident consented.
+    #[serde(rename = "consent.granted")]
+    ConsentGranted {
+        subject: String,
+        consent: String,
+        consumer: String,
+        provider: String,
+        purpose: String,
+        items: Vec<String>,
+        expires_at: UnixSeconds,
+        /// SHA-256 (hex) of the signed consent (the record).
+        consent_sha256: String,
+    },
+    /// A resident changed a consent's expiry.
+    #[serde(rename = "consent.expiry_changed")]
+    ConsentExpiryChanged {
+        subject: String,
+        consent: String,
+        expires_at: UnixSeconds,
+        change_sha256: String,
+    },
+    /// A resident revoked a consent.
+    #[serde(rename = "consent.revoked")]
+    ConsentRevoked {
+        subject: String,
+        consent: String,
+        change_sha256: String,
+    },
+    /// A consent reached its expiry.
+    #[serde(rename = "consent.expired")]
+    ConsentExpired { subject: String, consent: String },
+    /// A consent or change was refused.
+    #[serde(rename = "consent.refused")]
+    ConsentRefused {
+        subject: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        purpose: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        consumer: Option<String>,
+        reason: Code,
+    },
+
+    /// A ticket was issued.
+    #[serde(rename = "ticket.issued")]
+    TicketIssued {
+        subject: String,
+        ticket: String,
+        consumer: String,
+        provider: String,
+        purpose: String,
+        items: Vec<String>,
+        /// `consent:<id>` or `rule:<purpose_id>`.
+        basis: String,
+        /// For a rule: SHA-256 (hex) of the JCS of `{requester, reason}`, which are kept with
+        /// the ticket (they name a person) and shown to the resident.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_sha256: Option<String>,
+    },
+    /// A ticket was refused.
+    #[serde(rename = "ticket.refused")]
+    TicketRefused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        consumer: String,
+        purpose: String,
+        items: Vec<String>,
+        reason: Code,
+    },
+    /// A party sent its receipt for an exchange.
+    #[serde(rename = "exchange.receipt")]
+    ExchangeReceipt {
+        ticket: String,
+        service: String,
+        payload_sha256: String,
+    },
+    /// Both receipts arrived and match.
+    #[serde(rename = "exchange.completed")]
+    ExchangeCompleted {
+        ticket: String,
+        payload_sha256: String,
+    },
+    /// The receipts differ, or one did not arrive in time.
+    #[serde(rename = "exchange.flagged")]
+    ExchangeFlagged { ticket: String, reason: Code },
 }
 
 impl Event {
@@ -123,6 +243,20 @@ impl Event {
             Event::DeviceRevoked { .. } => "identity.device_revoked",
             Event::Login { .. } => "auth.login",
             Event::LoginRefused { .. } => "auth.login_refused",
+            Event::PairwiseShown { .. } => "identity.pairwise_shown",
+            Event::ServiceApplied { .. } => "service.applied",
+            Event::Vote { .. } => "governance.vote",
+            Event::ServiceStatusChanged { .. } => "service.status_changed",
+            Event::ConsentGranted { .. } => "consent.granted",
+            Event::ConsentExpiryChanged { .. } => "consent.expiry_changed",
+            Event::ConsentRevoked { .. } => "consent.revoked",
+            Event::ConsentExpired { .. } => "consent.expired",
+            Event::ConsentRefused { .. } => "consent.refused",
+            Event::TicketIssued { .. } => "ticket.issued",
+            Event::TicketRefused { .. } => "ticket.refused",
+            Event::ExchangeReceipt { .. } => "exchange.receipt",
+            Event::ExchangeCompleted { .. } => "exchange.completed",
+            Event::ExchangeFlagged { .. } => "exchange.flagged",
         }
     }
 
@@ -130,7 +264,10 @@ impl Event {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            Event::EnrollmentRefused { .. } | Event::LoginRefused { .. }
+            Event::EnrollmentRefused { .. }
+                | Event::LoginRefused { .. }
+                | Event::ConsentRefused { .. }
+                | Event::TicketRefused { .. }
         )
     }
 }

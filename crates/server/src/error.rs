@@ -57,7 +57,16 @@ pub fn status_of(code: Code) -> StatusCode {
         RateLimited => StatusCode::TOO_MANY_REQUESTS,
         InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        DeviceAlreadyEnrolled => StatusCode::CONFLICT,
+        DeviceAlreadyEnrolled | VoteNotApplicable | ConsentSuperseded => StatusCode::CONFLICT,
+        UnknownService | UnknownConsent | UnknownTicket => StatusCode::NOT_FOUND,
+        ApplicationInvalid | StaleRequest | TermsMismatch | NotConsentable | ExpiryInvalid
+        | RequesterRequired => StatusCode::BAD_REQUEST,
+        ReceiptMismatch | ReceiptMissing => StatusCode::CONFLICT,
+        UnknownMember => StatusCode::UNAUTHORIZED,
+        ReproofRequired | NoConsent | ConsentExpired | ConsentRevoked | ItemsNotCovered
+        | ProvisionalId | ServiceSuspended | PurposeNotApproved | UnknownSubject => {
+            StatusCode::FORBIDDEN
+        }
         Locked => StatusCode::LOCKED,
         Forbidden
         | NonceInvalid
@@ -106,6 +115,29 @@ fn title_of(code: Code) -> &'static str {
         CredentialRevoked => "Credential revoked",
         Locked => "Credential locked",
         InvalidRange => "Invalid range",
+        UnknownService => "Unknown service",
+        ApplicationInvalid => "Application invalid",
+        VoteNotApplicable => "Vote not applicable",
+        UnknownMember => "Unknown committee member",
+        StaleRequest => "Stale request",
+        TermsMismatch => "Terms mismatch",
+        NotConsentable => "Not a consent-based purpose",
+        ExpiryInvalid => "Expiry invalid",
+        ConsentSuperseded => "Consent superseded",
+        ReproofRequired => "Re-proofing required",
+        UnknownConsent => "Unknown consent",
+        NoConsent => "No consent",
+        ConsentExpired => "Consent expired",
+        ConsentRevoked => "Consent revoked",
+        ItemsNotCovered => "Items not covered",
+        ProvisionalId => "Provisional ID",
+        ServiceSuspended => "Service suspended",
+        PurposeNotApproved => "Purpose not approved",
+        UnknownSubject => "Unknown subject",
+        RequesterRequired => "Requester and reason required",
+        UnknownTicket => "Unknown ticket",
+        ReceiptMismatch => "Receipts do not match",
+        ReceiptMissing => "Receipt missing",
     }
 }
 

@@ -1,0 +1,350 @@
+//! Services and their applications (SPEC §4): who they are, the items they offer as
+//! providers, the purposes they ask for as consumers, and the review state.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Consumer, provider, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    Consumer,
+    Provider,
+    Both,
+}
+
+impl ServiceKind {
+    pub fn consumes(self) -> bool {
+        matches!(self, ServiceKind::Consumer | ServiceKind::Both)
+    }
+
+    pub fn provides(self) -> bool {
+        matches!(self, ServiceKind::Provider | ServiceKind::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Consumer => "consumer",
+            ServiceKind::Provider => "provider",
+            ServiceKind::Both => "both",
+        }
+    }
+}
+
+/// The review state of a service (審査).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceStatus {
+    PendingReview,
+    Approved,
+    Rejected,
+    /// Suspended by the committee: its tickets are refused until reinstated.
+    Suspended,
+}
+
+impl ServiceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceStatus::PendingReview => "pending_review",
+            ServiceStatus::Approved => "approved",
+            ServiceStatus::Rejected => "rejected",
+            ServiceStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ServiceStatus> {
+        match s {
+            "pending_review" => Some(ServiceStatus::PendingReview),
+            "approved" => Some(ServiceStatus::Approved),
+            "rejected" => Some(ServiceStatus::Rejected),
+            "suspended" => Some(ServiceStatus::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// Data classes of the Smart City Security Guidebook: open (public), limited (shared
+/// among named parties under conditions), closed (personal data, restricted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataClass {
+    Open,
+    Limited,
+    Closed,
+}
+
+impl DataClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataClass::Open => "open",
+            DataClass::Limited => "limited",
+            DataClass::Closed => "closed",
+        }
+    }
+}
+
+/// The legal basis of a purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    /// The resident's signed, revocable opt-in consent (dynamic opt-in).
+    Consent,
+    /// Protection of life, body or property (e.g. allergy data to the fire brigade).
+    VitalInterest,
+    /// A provision of law, named in `citation`.
+    Statutory,
+}
+
+impl LegalBasis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::VitalInterest => "vital_interest",
+            LegalBasis::Statutory => "statutory",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LegalBasis> {
+        match s {
+            "consent" => Some(LegalBasis::Consent),
+            "vital_interest" => Some(LegalBasis::VitalInterest),
+            "statutory" => Some(LegalBasis::Statutory),
+            _ => None,
+        }
+    }
+}
+
+/// An item a provider offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Offer {
+    pub item: String,
+    pub title_ja: String,
+    #[serde(default)]
+    pub title_en: Option<String>,
+    pub data_class: DataClass,
+    /// 要配慮個人情報 and similar: health, allergies, beliefs, criminal records….
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
+/// How a purpose asks for agreement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    /// Nothing flows until the resident opts in.
+    #[default]
+    OptIn,
+    /// Data flows unless the resident objects. Declared so the lint can refuse it.
+    OptOut,
+}
+
+/// A purpose a consumer asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purpose {
+    pub id: String,
+    pub title_ja: String,
+    pub title_en: String,
+    pub description_ja: String,
+    pub description_en: String,
+    /// The service id of the source, or `tsunagu` for identity claims (OpenID Connect).
+    pub provider: String,
+    pub items: Vec<String>,
+    /// Why each item is needed.
+    #[serde(default)]
+    pub uses: BTreeMap<String, String>,
+    pub retention_days: u32,
+    pub legal_basis: LegalBasis,
+    #[serde(default)]
+    pub citation: Option<String>,
+    #[serde(default)]
+    pub consent_mode: ConsentMode,
+}
+
+/// The security checklist of an application.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    #[serde(default)]
+    pub iso27001: bool,
+    #[serde(default)]
+    pub incident_contact: String,
+    #[serde(default)]
+    pub subcontractors: Vec<String>,
+}
+
+/// `POST /v1/services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Application {
+    pub name: String,
+    pub organization: String,
+    pub contact: String,
+    pub kind: ServiceKind,
+    pub jwks: serde_json::Value,
+    /// Providers: where tickets are redeemed.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub offers: Vec<Offer>,
+    #[serde(default)]
+    pub purposes: Vec<Purpose>,
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// The provider id that stands for the platform itself (identity claims over OIDC).
+pub const PLATFORM_PROVIDER: &str = "tsunagu";
+
+/// Identity claims the platform can provide, as items of the `tsunagu` provider.
+pub const IDENTITY_ITEMS: &[&str] = &["name", "address", "birthdate", "gender"];
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+impl Application {
+    /// Structural checks an application must pass before it is even linted: required
+    /// texts present, identifiers well-formed, kind-specific parts present, no duplicates.
+    /// The message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let text = |name: &str, value: &str, max: usize| -> Result<(), String> {
+            if value.trim().is_empty() {
+                Err(format!("`{name}` is required"))
+            } else if value.chars().count() > max {
+                Err(format!("`{name}` is longer than {max} characters"))
+            } else {
+                Ok(())
+            }
+        };
+        text("name", &self.name, 200)?;
+        text("organization", &self.organization, 200)?;
+        text("contact", &self.contact, 200)?;
+        if self.kind.provides() {
+            let endpoint = self.endpoint.as_deref().unwrap_or("");
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(
+                    "providers need an `endpoint` (http or https URL) where tickets are redeemed"
+                        .into(),
+                );
+            }
+            if self.offers.is_empty() {
+                return Err("providers list the items they offer in `offers`".into());
+            }
+        }
+        if self.kind.consumes() && self.purposes.is_empty() && self.redirect_uris.is_empty() {
+            return Err(
+                "consumers list their `purposes` (or `redirect_uris` for login only)".into(),
+            );
+        }
+        if !self.kind.consumes() && !self.purposes.is_empty() {
+            return Err("only consumers (kind consumer or both) may ask for purposes".into());
+        }
+        for uri in &self.redirect_uris {
+            if !(uri.starts_with("https://") || uri.starts_with("http://")) || uri.contains('#') {
+                return Err(format!(
+                    "redirect URI `{uri}` must be an absolute http(s) URL without a fragment"
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for offer in &self.offers {
+            if !is_identifier(&offer.item) {
+                return Err(format!(
+                    "offer item `{}` must be 1-64 letters, digits, - _ .",
+                    offer.item
+                ));
+            }
+            text(
+                &format!("offers[{}].title_ja", offer.item),
+                &offer.title_ja,
+                200,
+            )?;
+            if !seen.insert(offer.item.as_str()) {
+                return Err(format!("offer item `{}` is listed twice", offer.item));
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for p in &self.purposes {
+            if !is_identifier(&p.id) {
+                return Err(format!(
+                    "purpose id `{}` must be 1-64 letters, digits, - _ .",
+                    p.id
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(format!("purpose id `{}` is listed twice", p.id));
+            }
+            text(&format!("purposes[{}].title_ja", p.id), &p.title_ja, 200)?;
+            text(&format!("purposes[{}].title_en", p.id), &p.title_en, 200)?;
+            text(
+                &format!("purposes[{}].description_ja", p.id),
+                &p.description_ja,
+                4000,
+            )?;
+            text(
+                &format!("purposes[{}].description_en", p.id),
+                &p.description_en,
+                4000,
+            )?;
+            if p.provider.trim().is_empty() {
+                return Err(format!("purposes[{}].provider is required", p.id));
+            }
+            if p.items.is_empty() {
+                return Err(format!(
+                    "purposes[{}].items must name at least one item",
+                    p.id
+                ));
+            }
+            let mut items = std::collections::BTreeSet::new();
+            for item in &p.items {
+                if !is_identifier(item) {
+                    return Err(format!(
+                        "purposes[{}]: item `{item}` is not a valid item name",
+                        p.id
+                    ));
+                }
+                if !items.insert(item.as_str()) {
+                    return Err(format!("purposes[{}]: item `{item}` is listed twice", p.id));
+                }
+            }
+            if p.retention_days == 0 {
+                return Err(format!(
+                    "purposes[{}].retention_days must be at least 1",
+                    p.id
+                ));
+            }
+            if p.provider == PLATFORM_PROVIDER
+                && let Some(item) = p
+                    .items
+                    .iter()
+                    .find(|i| !IDENTITY_ITEMS.contains(&i.as_str()))
+            {
+                return Err(format!(
+                    "purposes[{}]: the platform provides only {} (not `{item}`)",
+                    p.id,
+                    IDENTITY_ITEMS.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a resident agrees to when consenting to a purpose: the purpose as approved, with
+/// the two services. Its SHA-256 (over the JCS) is the consent's `terms_sha256`, so a
+/// changed purpose is a new agreement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
+    pub consumer: String,
+    pub consumer_name: String,
+    pub provider: String,
+    pub provider_name: String,
+    pub purpose: Purpose,
+}
