@@ -52,6 +52,9 @@ pub enum ConsentStatus {
     Revoked,
     /// Replaced by a newer consent to the same purpose.
     Superseded,
+    /// Reached its expiry (recorded by the platform's sweep; an active consent past its
+    /// expiry is treated as expired before that).
+    Expired,
 }
 
 impl ConsentStatus {
@@ -60,6 +63,7 @@ impl ConsentStatus {
             ConsentStatus::Active => "active",
             ConsentStatus::Revoked => "revoked",
             ConsentStatus::Superseded => "superseded",
+            ConsentStatus::Expired => "expired",
         }
     }
 
@@ -68,6 +72,7 @@ impl ConsentStatus {
             "active" => Some(ConsentStatus::Active),
             "revoked" => Some(ConsentStatus::Revoked),
             "superseded" => Some(ConsentStatus::Superseded),
+            "expired" => Some(ConsentStatus::Expired),
             _ => None,
         }
     }
@@ -182,6 +187,7 @@ pub fn check_change(
     match status {
         ConsentStatus::Revoked => return Err(Code::ConsentRevoked),
         ConsentStatus::Superseded => return Err(Code::ConsentSuperseded),
+        ConsentStatus::Expired => return Err(Code::ConsentExpired),
         ConsentStatus::Active => {}
     }
     match change.action {

@@ -105,6 +105,7 @@ pub fn decide(f: &TicketFacts<'_>) -> Result<Basis, Code> {
             match consent.status {
                 ConsentStatus::Revoked => Err(Code::ConsentRevoked),
                 ConsentStatus::Superseded => Err(Code::NoConsent),
+                ConsentStatus::Expired => Err(Code::ConsentExpired),
                 ConsentStatus::Active if consent.expires_at <= f.now => Err(Code::ConsentExpired),
                 ConsentStatus::Active if !covered(f.items, &consent.items) => {
                     Err(Code::ItemsNotCovered)

@@ -164,5 +164,187 @@ pub(crate) fn change_name(change: &Change) -> &'static str {
         Change::SetLoginState { .. } => "set login state",
         Change::InsertSession(_) => "insert session",
         Change::DeleteDeviceSessions { .. } => "delete device sessions",
+        Change::InsertService(_) => "insert service",
+        Change::InsertPurpose(_) => "insert purpose",
+        Change::InsertVote(_) => "insert vote",
+        Change::SetServiceStatus { .. } => "set service status",
+        Change::InsertConsent(_) => "insert consent",
+        Change::SetConsentStatus { .. } => "set consent status",
+        Change::SetConsentExpiry { .. } => "set consent expiry",
+        Change::InsertConsentChange { .. } => "insert consent change",
+        Change::InsertConsentEvent(_) => "insert consent event",
+        Change::UseResidentNonce { .. } => "use resident nonce",
+        Change::LinkSubject { .. } => "link subject",
+        Change::UseJti { .. } => "use jti (replayed assertion)",
+        Change::InsertTicket(_) => "insert ticket",
+        Change::SetReceipt { .. } => "set receipt",
+        Change::CloseTicket { .. } => "close ticket",
+        Change::InsertAlert(_) => "insert alert",
     }
 }
+
+/// A service kind as stored.
+pub(crate) fn parse_kind(s: &str) -> Result<tsunagu_core::service::ServiceKind> {
+    use tsunagu_core::service::ServiceKind;
+    match s {
+        "consumer" => Ok(ServiceKind::Consumer),
+        "provider" => Ok(ServiceKind::Provider),
+        "both" => Ok(ServiceKind::Both),
+        _ => Err(corrupt("service kind")),
+    }
+}
+
+/// Items (a JSON array of strings) as stored.
+pub(crate) fn items_json(items: &[String]) -> String {
+    serde_json::to_string(items).expect("a list of strings serializes")
+}
+
+pub(crate) fn parse_items(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|_| corrupt("items"))
+}
+
+macro_rules! service_columns {
+    () => {
+        "id, name, organization, contact, kind, status, application, jwks, endpoint, lint, round, created_at, updated_at"
+    };
+}
+
+macro_rules! purpose_columns {
+    () => {
+        "consumer_id, purpose_id, provider_id, legal_basis, items, definition, terms_sha256"
+    };
+}
+
+macro_rules! consent_columns {
+    () => {
+        "id, account_id, consumer_id, provider_id, purpose_id, items, expires_at, terms_sha256, status, jws, device_id, version, created_at, updated_at"
+    };
+}
+
+macro_rules! ticket_columns {
+    () => {
+        "id, consumer_id, provider_id, account_id, purpose_id, items, basis, requester, reason, issued_at, expires_at, consumer_receipt, provider_receipt, state, updated_at"
+    };
+}
+
+macro_rules! consent_event_columns {
+    () => {
+        "seq, consent_id, account_id, consumer_id, provider_id, purpose_id, status, items, expires_at, created_at"
+    };
+}
+
+pub(crate) const SQL_INSERT_SERVICE: &str = concat!(
+    "INSERT INTO services (",
+    service_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+pub(crate) const SQL_SERVICE_BY_ID: &str = concat!(
+    "SELECT ",
+    service_columns!(),
+    " FROM services WHERE id = $1"
+);
+pub(crate) const SQL_SERVICES_ALL: &str = concat!(
+    "SELECT ",
+    service_columns!(),
+    " FROM services ORDER BY created_at DESC, id"
+);
+pub(crate) const SQL_SERVICES_BY_STATUS: &str = concat!(
+    "SELECT ",
+    service_columns!(),
+    " FROM services WHERE status = $1 ORDER BY created_at DESC, id"
+);
+pub(crate) const SQL_SET_SERVICE_STATUS: &str = "UPDATE services SET status = $1, round = round + 1, updated_at = $2 WHERE id = $3 AND status = $4 AND round = $5";
+
+pub(crate) const SQL_INSERT_PURPOSE: &str = concat!(
+    "INSERT INTO purposes (",
+    purpose_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+pub(crate) const SQL_PURPOSE: &str = concat!(
+    "SELECT ",
+    purpose_columns!(),
+    " FROM purposes WHERE consumer_id = $1 AND purpose_id = $2"
+);
+pub(crate) const SQL_ALL_PURPOSES: &str = concat!(
+    "SELECT ",
+    purpose_columns!(),
+    " FROM purposes ORDER BY consumer_id, purpose_id"
+);
+pub(crate) const SQL_PURPOSES_OF: &str = concat!(
+    "SELECT ",
+    purpose_columns!(),
+    " FROM purposes WHERE consumer_id = $1 ORDER BY purpose_id"
+);
+
+pub(crate) const SQL_INSERT_VOTE: &str = "INSERT INTO votes (member_id, nonce, service_id, round, decision, comment, issued_at, jws, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const SQL_VOTES: &str = "SELECT member_id, nonce, service_id, round, decision, comment, issued_at, jws, created_at FROM votes WHERE service_id = $1 AND round = $2 ORDER BY issued_at, created_at, member_id";
+
+pub(crate) const SQL_INSERT_CONSENT: &str = concat!(
+    "INSERT INTO consents (",
+    consent_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+);
+pub(crate) const SQL_CONSENT_BY_ID: &str = concat!(
+    "SELECT ",
+    consent_columns!(),
+    " FROM consents WHERE id = $1"
+);
+pub(crate) const SQL_CONSENTS_OF: &str = concat!(
+    "SELECT ",
+    consent_columns!(),
+    " FROM consents WHERE account_id = $1 ORDER BY created_at DESC, id DESC"
+);
+pub(crate) const SQL_LATEST_CONSENT: &str = concat!(
+    "SELECT ",
+    consent_columns!(),
+    " FROM consents WHERE account_id = $1 AND consumer_id = $2 AND purpose_id = $3 ORDER BY CASE status WHEN 'active' THEN 0 ELSE 1 END, created_at DESC, id DESC LIMIT 1"
+);
+pub(crate) const SQL_DUE_EXPIRATIONS: &str = concat!(
+    "SELECT ",
+    consent_columns!(),
+    " FROM consents WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+);
+pub(crate) const SQL_SET_CONSENT_STATUS: &str = "UPDATE consents SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND status = $4";
+pub(crate) const SQL_SET_CONSENT_EXPIRY: &str = "UPDATE consents SET expires_at = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4 AND status = 'active'";
+pub(crate) const SQL_INSERT_CONSENT_CHANGE: &str = "INSERT INTO consent_changes (consent_id, action, expires_at, jws, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub(crate) const SQL_INSERT_CONSENT_EVENT: &str = "INSERT INTO consent_events (consent_id, account_id, consumer_id, provider_id, purpose_id, status, items, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const SQL_CONSENT_EVENTS: &str = concat!(
+    "SELECT ",
+    consent_event_columns!(),
+    " FROM consent_events WHERE (consumer_id = $1 OR provider_id = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+);
+pub(crate) const SQL_USE_RESIDENT_NONCE: &str =
+    "INSERT INTO resident_nonces (account_id, nonce, expires_at) VALUES ($1, $2, $3)";
+pub(crate) const SQL_PURGE_RESIDENT_NONCES: &str =
+    "DELETE FROM resident_nonces WHERE expires_at <= $1";
+
+pub(crate) const SQL_LINK_SUBJECT: &str = "INSERT INTO subjects (sector, subject, account_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+pub(crate) const SQL_ACCOUNT_FOR_SUBJECT: &str =
+    "SELECT account_id FROM subjects WHERE sector = $1 AND subject = $2";
+pub(crate) const SQL_TICKET_CONTEXT: &str = "SELECT a.id AS account_id, a.level AS account_level, a.status AS account_status, c.id AS c_id, c.account_id AS c_account_id, c.consumer_id AS c_consumer_id, c.provider_id AS c_provider_id, c.purpose_id AS c_purpose_id, c.items AS c_items, c.expires_at AS c_expires_at, c.terms_sha256 AS c_terms_sha256, c.status AS c_status, c.jws AS c_jws, c.device_id AS c_device_id, c.version AS c_version, c.created_at AS c_created_at, c.updated_at AS c_updated_at FROM subjects s JOIN accounts a ON a.id = s.account_id LEFT JOIN consents c ON c.id = (SELECT c2.id FROM consents c2 WHERE c2.account_id = s.account_id AND c2.consumer_id = $1 AND c2.purpose_id = $2 ORDER BY CASE c2.status WHEN 'active' THEN 0 ELSE 1 END, c2.created_at DESC, c2.id DESC LIMIT 1) WHERE s.sector = $1 AND s.subject = $3";
+
+pub(crate) const SQL_INSERT_TICKET: &str = concat!(
+    "INSERT INTO tickets (",
+    ticket_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+);
+pub(crate) const SQL_TICKET_BY_ID: &str =
+    concat!("SELECT ", ticket_columns!(), " FROM tickets WHERE id = $1");
+pub(crate) const SQL_OVERDUE_TICKETS: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets WHERE state = 'open' AND expires_at < $1 ORDER BY expires_at LIMIT $2"
+);
+pub(crate) const SQL_TICKETS_OF: &str = concat!(
+    "SELECT ",
+    ticket_columns!(),
+    " FROM tickets WHERE account_id = $1 ORDER BY issued_at DESC, id LIMIT $2"
+);
+pub(crate) const SQL_SET_CONSUMER_RECEIPT: &str = "UPDATE tickets SET consumer_receipt = $1, updated_at = $2 WHERE id = $3 AND consumer_receipt IS NULL";
+pub(crate) const SQL_SET_PROVIDER_RECEIPT: &str = "UPDATE tickets SET provider_receipt = $1, updated_at = $2 WHERE id = $3 AND provider_receipt IS NULL";
+pub(crate) const SQL_CLOSE_TICKET: &str =
+    "UPDATE tickets SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'open'";
+
+pub(crate) const SQL_INSERT_ALERT: &str =
+    "INSERT INTO alerts (kind, service_id, detail, created_at) VALUES ($1, $2, $3, $4)";
+pub(crate) const SQL_ALERTS: &str = "SELECT seq, kind, service_id, detail, created_at FROM alerts WHERE seq > $1 ORDER BY seq LIMIT $2";

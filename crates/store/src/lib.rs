@@ -23,6 +23,7 @@ mod sqlite;
 pub use model::*;
 
 use async_trait::async_trait;
+use tsunagu_core::service::ServiceStatus;
 
 /// Errors of the store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,10 +103,79 @@ pub trait KeyStore {
     async fn insert_key_if_absent(&self, key: &KeyRow) -> Result<bool>;
 }
 
+/// Services, their purposes and the committee's votes.
+#[async_trait]
+pub trait ServiceStore {
+    async fn service(&self, id: &str) -> Result<Option<ServiceRow>>;
+    /// All services, or those in one status; newest first.
+    async fn services(&self, status: Option<ServiceStatus>) -> Result<Vec<ServiceRow>>;
+    async fn purpose(&self, consumer_id: &str, purpose_id: &str) -> Result<Option<PurposeRow>>;
+    /// Every purpose of every service.
+    async fn all_purposes(&self) -> Result<Vec<PurposeRow>>;
+    async fn purposes_of(&self, consumer_id: &str) -> Result<Vec<PurposeRow>>;
+    /// Votes on a service in one round, in the order they were cast.
+    async fn votes(&self, service_id: &str, round: i64) -> Result<Vec<VoteRow>>;
+}
+
+/// Consents, their changes and the feed.
+#[async_trait]
+pub trait ConsentStore {
+    async fn consent(&self, id: &str) -> Result<Option<ConsentRow>>;
+    /// A resident's consents, newest first.
+    async fn consents_of(&self, account_id: &str) -> Result<Vec<ConsentRow>>;
+    /// The active consent to this purpose if there is one, else the newest.
+    async fn latest_consent(
+        &self,
+        account_id: &str,
+        consumer_id: &str,
+        purpose_id: &str,
+    ) -> Result<Option<ConsentRow>>;
+    /// Feed entries where the service is the consumer or the provider, after `since`.
+    async fn consent_events(
+        &self,
+        service_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ConsentEventRow>>;
+    /// Active consents whose expiry has passed.
+    async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>>;
+    async fn purge_resident_nonces(&self, now: i64) -> Result<u64>;
+}
+
+/// Pairwise subjects, tickets, receipts and alerts.
+#[async_trait]
+pub trait ExchangeStore {
+    /// The account behind a pairwise subject in a sector.
+    async fn account_for_subject(&self, sector: &str, subject: &str) -> Result<Option<String>>;
+    /// The resident behind `subject` at `consumer_id` and their latest consent to the
+    /// consumer's purpose, in one query.
+    async fn ticket_context(
+        &self,
+        consumer_id: &str,
+        purpose_id: &str,
+        subject: &str,
+    ) -> Result<Option<TicketContext>>;
+    async fn ticket(&self, id: &str) -> Result<Option<TicketRow>>;
+    /// Open exchanges whose ticket expired before `before`.
+    async fn overdue_tickets(&self, before: i64, limit: u32) -> Result<Vec<TicketRow>>;
+    /// A resident's tickets (for their history), newest first.
+    async fn tickets_of(&self, account_id: &str, limit: u32) -> Result<Vec<TicketRow>>;
+    async fn alerts(&self, since: i64, limit: u32) -> Result<Vec<AlertRow>>;
+}
+
 /// Everything the platform persists.
 #[async_trait]
 pub trait Store:
-    IdentityStore + NonceStore + SessionStore + LedgerStore + KeyStore + Send + Sync
+    IdentityStore
+    + NonceStore
+    + SessionStore
+    + LedgerStore
+    + KeyStore
+    + ServiceStore
+    + ConsentStore
+    + ExchangeStore
+    + Send
+    + Sync
 {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

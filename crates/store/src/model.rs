@@ -1,6 +1,8 @@
 //! Rows and changes.
 
+use tsunagu_core::consent::ConsentStatus;
 use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+use tsunagu_core::service::{LegalBasis, ServiceKind, ServiceStatus};
 
 /// An account row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +86,139 @@ pub struct KeyRow {
     pub created_at: i64,
 }
 
+/// A service row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRow {
+    pub id: String,
+    pub name: String,
+    pub organization: String,
+    pub contact: String,
+    pub kind: ServiceKind,
+    pub status: ServiceStatus,
+    /// The application as accepted (JSON).
+    pub application: String,
+    /// The service's JWKS (JSON).
+    pub jwks: String,
+    pub endpoint: Option<String>,
+    /// Lint findings (JSON array).
+    pub lint: String,
+    pub round: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A purpose of a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeRow {
+    pub consumer_id: String,
+    pub purpose_id: String,
+    pub provider_id: String,
+    pub legal_basis: LegalBasis,
+    pub items: Vec<String>,
+    /// The purpose as applied for (JSON).
+    pub definition: String,
+    pub terms_sha256: String,
+}
+
+/// A committee vote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRow {
+    pub member_id: String,
+    pub nonce: String,
+    pub service_id: String,
+    pub round: i64,
+    pub decision: String,
+    pub comment: String,
+    pub issued_at: i64,
+    pub jws: String,
+    pub created_at: i64,
+}
+
+/// A consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRow {
+    pub id: String,
+    pub account_id: String,
+    pub consumer_id: String,
+    pub provider_id: String,
+    pub purpose_id: String,
+    pub items: Vec<String>,
+    pub expires_at: i64,
+    pub terms_sha256: String,
+    pub status: ConsentStatus,
+    pub jws: String,
+    pub device_id: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// An entry of the consent feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEventRow {
+    /// Assigned by the database; ignored on insert.
+    pub seq: i64,
+    pub consent_id: String,
+    pub account_id: String,
+    pub consumer_id: String,
+    pub provider_id: String,
+    pub purpose_id: String,
+    /// `granted`, `expiry_changed`, `revoked`, `expired`.
+    pub status: String,
+    pub items: Vec<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+/// A ticket and the state of its exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRow {
+    pub id: String,
+    pub consumer_id: String,
+    pub provider_id: String,
+    pub account_id: String,
+    pub purpose_id: String,
+    pub items: Vec<String>,
+    pub basis: String,
+    pub requester: Option<String>,
+    pub reason: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub consumer_receipt: Option<String>,
+    pub provider_receipt: Option<String>,
+    /// `open`, `completed`, `mismatch`, `missing`.
+    pub state: String,
+    pub updated_at: i64,
+}
+
+/// An alert for the committee and operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    /// Assigned by the database; ignored on insert.
+    pub seq: i64,
+    pub kind: String,
+    pub service_id: Option<String>,
+    pub detail: String,
+    pub created_at: i64,
+}
+
+/// What a ticket decision needs from storage, read in one query: the resident behind a
+/// pairwise subject, and their latest consent to the purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketContext {
+    pub account_id: String,
+    pub level: Level,
+    pub status: AccountStatus,
+    pub consent: Option<ConsentRow>,
+}
+
+/// Which side of an exchange sends a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptSide {
+    Consumer,
+    Provider,
+}
+
 /// A leaf to append, with the accounts whose history it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewLeaf {
@@ -133,6 +268,76 @@ pub enum Change {
     DeleteDeviceSessions {
         device_id: String,
     },
+
+    InsertService(ServiceRow),
+    InsertPurpose(PurposeRow),
+    /// Refused (conflict) when this member already used this nonce.
+    InsertVote(VoteRow),
+    /// Sets the status if it is still `from` in round `round`, and starts the next round.
+    SetServiceStatus {
+        id: String,
+        from: ServiceStatus,
+        to: ServiceStatus,
+        round: i64,
+        updated_at: i64,
+    },
+    /// Refused (conflict) if the resident already has an active consent to this purpose.
+    InsertConsent(ConsentRow),
+    /// Sets a consent's status if it is still `from`.
+    SetConsentStatus {
+        id: String,
+        from: ConsentStatus,
+        to: ConsentStatus,
+        updated_at: i64,
+    },
+    /// Sets a consent's expiry if it is still at `expected_version`.
+    SetConsentExpiry {
+        id: String,
+        expected_version: i64,
+        expires_at: i64,
+        updated_at: i64,
+    },
+    InsertConsentChange {
+        consent_id: String,
+        action: String,
+        expires_at: Option<i64>,
+        jws: String,
+        created_at: i64,
+    },
+    InsertConsentEvent(ConsentEventRow),
+    /// Refused (conflict) when the resident already used this nonce.
+    UseResidentNonce {
+        account_id: String,
+        nonce: String,
+        expires_at: i64,
+    },
+    /// Records that `subject` in `sector` is this account (kept if already recorded).
+    LinkSubject {
+        sector: String,
+        subject: String,
+        account_id: String,
+        created_at: i64,
+    },
+    /// Uses a client assertion's `jti` once (refused as a conflict on replay).
+    UseJti {
+        key: String,
+        expires_at: i64,
+    },
+    InsertTicket(TicketRow),
+    /// Records one side's receipt, if that side has not sent one yet.
+    SetReceipt {
+        ticket_id: String,
+        side: ReceiptSide,
+        payload_sha256: String,
+        updated_at: i64,
+    },
+    /// Moves an exchange from `open` to a final state.
+    CloseTicket {
+        ticket_id: String,
+        state: String,
+        updated_at: i64,
+    },
+    InsertAlert(AlertRow),
 }
 
 /// Changes and leaves applied atomically.

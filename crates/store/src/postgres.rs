@@ -15,7 +15,9 @@ use std::time::Duration;
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tsunagu_core::consent::ConsentStatus;
 use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+use tsunagu_core::service::{LegalBasis, ServiceStatus};
 
 /// PostgreSQL store.
 pub struct PgStore {
@@ -23,11 +25,18 @@ pub struct PgStore {
 }
 
 /// Migrations, in order. Applied once each, under an advisory lock, in one transaction.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "identity_ledger",
-    include_str!("../migrations/postgres/0001_identity_ledger.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "identity_ledger",
+        include_str!("../migrations/postgres/0001_identity_ledger.sql"),
+    ),
+    (
+        2,
+        "services_consents_exchange",
+        include_str!("../migrations/postgres/0002_services_consents_exchange.sql"),
+    ),
+];
 
 /// Key of the advisory lock that serializes migrations between replicas.
 const MIGRATION_LOCK: i64 = 0x0074_7375_6e61_6775;
@@ -279,6 +288,84 @@ impl PgStore {
         })
     }
 
+    fn service_row(row: &Row) -> Result<ServiceRow> {
+        let kind: String = get(row, "kind")?;
+        let status: String = get(row, "status")?;
+        Ok(ServiceRow {
+            id: get(row, "id")?,
+            name: get(row, "name")?,
+            organization: get(row, "organization")?,
+            contact: get(row, "contact")?,
+            kind: parse_kind(&kind)?,
+            status: ServiceStatus::parse(&status).ok_or_else(|| corrupt("service status"))?,
+            application: get(row, "application")?,
+            jwks: get(row, "jwks")?,
+            endpoint: get(row, "endpoint")?,
+            lint: get(row, "lint")?,
+            round: get(row, "round")?,
+            created_at: get(row, "created_at")?,
+            updated_at: get(row, "updated_at")?,
+        })
+    }
+
+    fn purpose_row(row: &Row) -> Result<PurposeRow> {
+        let basis: String = get(row, "legal_basis")?;
+        let items: String = get(row, "items")?;
+        Ok(PurposeRow {
+            consumer_id: get(row, "consumer_id")?,
+            purpose_id: get(row, "purpose_id")?,
+            provider_id: get(row, "provider_id")?,
+            legal_basis: LegalBasis::parse(&basis).ok_or_else(|| corrupt("legal basis"))?,
+            items: parse_items(&items)?,
+            definition: get(row, "definition")?,
+            terms_sha256: get(row, "terms_sha256")?,
+        })
+    }
+
+    /// A consent row; `p` prefixes the column names (`c_` in the ticket context query).
+    fn consent_row(row: &Row, p: &str) -> Result<ConsentRow> {
+        let col = |name: &str| format!("{p}{name}");
+        let status: String = get(row, &col("status"))?;
+        let items: String = get(row, &col("items"))?;
+        Ok(ConsentRow {
+            id: get(row, &col("id"))?,
+            account_id: get(row, &col("account_id"))?,
+            consumer_id: get(row, &col("consumer_id"))?,
+            provider_id: get(row, &col("provider_id"))?,
+            purpose_id: get(row, &col("purpose_id"))?,
+            items: parse_items(&items)?,
+            expires_at: get(row, &col("expires_at"))?,
+            terms_sha256: get(row, &col("terms_sha256"))?,
+            status: ConsentStatus::parse(&status).ok_or_else(|| corrupt("consent status"))?,
+            jws: get(row, &col("jws"))?,
+            device_id: get(row, &col("device_id"))?,
+            version: get(row, &col("version"))?,
+            created_at: get(row, &col("created_at"))?,
+            updated_at: get(row, &col("updated_at"))?,
+        })
+    }
+
+    fn ticket_row(row: &Row) -> Result<TicketRow> {
+        let items: String = get(row, "items")?;
+        Ok(TicketRow {
+            id: get(row, "id")?,
+            consumer_id: get(row, "consumer_id")?,
+            provider_id: get(row, "provider_id")?,
+            account_id: get(row, "account_id")?,
+            purpose_id: get(row, "purpose_id")?,
+            items: parse_items(&items)?,
+            basis: get(row, "basis")?,
+            requester: get(row, "requester")?,
+            reason: get(row, "reason")?,
+            issued_at: get(row, "issued_at")?,
+            expires_at: get(row, "expires_at")?,
+            consumer_receipt: get(row, "consumer_receipt")?,
+            provider_receipt: get(row, "provider_receipt")?,
+            state: get(row, "state")?,
+            updated_at: get(row, "updated_at")?,
+        })
+    }
+
     fn leaf_row(row: &Row) -> Result<LeafRow> {
         Ok(LeafRow {
             index: to_u64(get(row, "idx")?)?,
@@ -406,6 +493,228 @@ impl PgStore {
             Change::DeleteDeviceSessions { device_id } => {
                 Self::exec(tx, SQL_DELETE_DEVICE_SESSIONS, &[device_id]).await?;
                 return Ok(());
+            }
+            Change::InsertService(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_SERVICE,
+                    &[
+                        &r.id,
+                        &r.name,
+                        &r.organization,
+                        &r.contact,
+                        &r.kind.as_str(),
+                        &r.status.as_str(),
+                        &r.application,
+                        &r.jwks,
+                        &r.endpoint,
+                        &r.lint,
+                        &r.round,
+                        &r.created_at,
+                        &r.updated_at,
+                    ],
+                )
+                .await?
+            }
+            Change::InsertPurpose(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_PURPOSE,
+                    &[
+                        &r.consumer_id,
+                        &r.purpose_id,
+                        &r.provider_id,
+                        &r.legal_basis.as_str(),
+                        &items_json(&r.items),
+                        &r.definition,
+                        &r.terms_sha256,
+                    ],
+                )
+                .await?
+            }
+            Change::InsertVote(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_VOTE,
+                    &[
+                        &r.member_id,
+                        &r.nonce,
+                        &r.service_id,
+                        &r.round,
+                        &r.decision,
+                        &r.comment,
+                        &r.issued_at,
+                        &r.jws,
+                        &r.created_at,
+                    ],
+                )
+                .await?
+            }
+            Change::SetServiceStatus {
+                id,
+                from,
+                to,
+                round,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_SET_SERVICE_STATUS,
+                    &[&to.as_str(), updated_at, id, &from.as_str(), round],
+                )
+                .await?
+            }
+            Change::InsertConsent(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_CONSENT,
+                    &[
+                        &r.id,
+                        &r.account_id,
+                        &r.consumer_id,
+                        &r.provider_id,
+                        &r.purpose_id,
+                        &items_json(&r.items),
+                        &r.expires_at,
+                        &r.terms_sha256,
+                        &r.status.as_str(),
+                        &r.jws,
+                        &r.device_id,
+                        &r.version,
+                        &r.created_at,
+                        &r.updated_at,
+                    ],
+                )
+                .await?
+            }
+            Change::SetConsentStatus {
+                id,
+                from,
+                to,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_SET_CONSENT_STATUS,
+                    &[&to.as_str(), updated_at, id, &from.as_str()],
+                )
+                .await?
+            }
+            Change::SetConsentExpiry {
+                id,
+                expected_version,
+                expires_at,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_SET_CONSENT_EXPIRY,
+                    &[expires_at, updated_at, id, expected_version],
+                )
+                .await?
+            }
+            Change::InsertConsentChange {
+                consent_id,
+                action,
+                expires_at,
+                jws,
+                created_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_CONSENT_CHANGE,
+                    &[consent_id, action, expires_at, jws, created_at],
+                )
+                .await?
+            }
+            Change::InsertConsentEvent(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_CONSENT_EVENT,
+                    &[
+                        &r.consent_id,
+                        &r.account_id,
+                        &r.consumer_id,
+                        &r.provider_id,
+                        &r.purpose_id,
+                        &r.status,
+                        &items_json(&r.items),
+                        &r.expires_at,
+                        &r.created_at,
+                    ],
+                )
+                .await?
+            }
+            Change::UseResidentNonce {
+                account_id,
+                nonce,
+                expires_at,
+            } => Self::exec(tx, SQL_USE_RESIDENT_NONCE, &[account_id, nonce, expires_at]).await?,
+            Change::LinkSubject {
+                sector,
+                subject,
+                account_id,
+                created_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_LINK_SUBJECT,
+                    &[sector, subject, account_id, created_at],
+                )
+                .await?;
+                return Ok(());
+            }
+            Change::UseJti { key, expires_at } => {
+                Self::exec(tx, SQL_PUT_NONCE, &[key, &"jti", expires_at]).await?
+            }
+            Change::InsertTicket(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_TICKET,
+                    &[
+                        &r.id,
+                        &r.consumer_id,
+                        &r.provider_id,
+                        &r.account_id,
+                        &r.purpose_id,
+                        &items_json(&r.items),
+                        &r.basis,
+                        &r.requester,
+                        &r.reason,
+                        &r.issued_at,
+                        &r.expires_at,
+                        &r.consumer_receipt,
+                        &r.provider_receipt,
+                        &r.state,
+                        &r.updated_at,
+                    ],
+                )
+                .await?
+            }
+            Change::SetReceipt {
+                ticket_id,
+                side,
+                payload_sha256,
+                updated_at,
+            } => {
+                let sql = match side {
+                    ReceiptSide::Consumer => SQL_SET_CONSUMER_RECEIPT,
+                    ReceiptSide::Provider => SQL_SET_PROVIDER_RECEIPT,
+                };
+                Self::exec(tx, sql, &[payload_sha256, updated_at, ticket_id]).await?
+            }
+            Change::CloseTicket {
+                ticket_id,
+                state,
+                updated_at,
+            } => Self::exec(tx, SQL_CLOSE_TICKET, &[state, updated_at, ticket_id]).await?,
+            Change::InsertAlert(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_ALERT,
+                    &[&r.kind, &r.service_id, &r.detail, &r.created_at],
+                )
+                .await?
             }
         };
         if affected == 1 {
@@ -732,6 +1041,225 @@ impl KeyStore for PgStore {
             )
             .await?
             == 1)
+    }
+}
+
+#[async_trait]
+impl ServiceStore for PgStore {
+    async fn service(&self, id: &str) -> Result<Option<ServiceRow>> {
+        self.query_opt(SQL_SERVICE_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(Self::service_row)
+            .transpose()
+    }
+
+    async fn services(&self, status: Option<ServiceStatus>) -> Result<Vec<ServiceRow>> {
+        let rows = match status {
+            Some(status) => {
+                self.query(SQL_SERVICES_BY_STATUS, &[&status.as_str()])
+                    .await?
+            }
+            None => self.query(SQL_SERVICES_ALL, &[]).await?,
+        };
+        rows.iter().map(Self::service_row).collect()
+    }
+
+    async fn purpose(&self, consumer_id: &str, purpose_id: &str) -> Result<Option<PurposeRow>> {
+        self.query_opt(SQL_PURPOSE, &[&consumer_id, &purpose_id])
+            .await?
+            .as_ref()
+            .map(Self::purpose_row)
+            .transpose()
+    }
+
+    async fn all_purposes(&self) -> Result<Vec<PurposeRow>> {
+        self.query(SQL_ALL_PURPOSES, &[])
+            .await?
+            .iter()
+            .map(Self::purpose_row)
+            .collect()
+    }
+
+    async fn purposes_of(&self, consumer_id: &str) -> Result<Vec<PurposeRow>> {
+        self.query(SQL_PURPOSES_OF, &[&consumer_id])
+            .await?
+            .iter()
+            .map(Self::purpose_row)
+            .collect()
+    }
+
+    async fn votes(&self, service_id: &str, round: i64) -> Result<Vec<VoteRow>> {
+        self.query(SQL_VOTES, &[&service_id, &round])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(VoteRow {
+                    member_id: get(r, "member_id")?,
+                    nonce: get(r, "nonce")?,
+                    service_id: get(r, "service_id")?,
+                    round: get(r, "round")?,
+                    decision: get(r, "decision")?,
+                    comment: get(r, "comment")?,
+                    issued_at: get(r, "issued_at")?,
+                    jws: get(r, "jws")?,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ConsentStore for PgStore {
+    async fn consent(&self, id: &str) -> Result<Option<ConsentRow>> {
+        self.query_opt(SQL_CONSENT_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(|r| Self::consent_row(r, ""))
+            .transpose()
+    }
+
+    async fn consents_of(&self, account_id: &str) -> Result<Vec<ConsentRow>> {
+        self.query(SQL_CONSENTS_OF, &[&account_id])
+            .await?
+            .iter()
+            .map(|r| Self::consent_row(r, ""))
+            .collect()
+    }
+
+    async fn latest_consent(
+        &self,
+        account_id: &str,
+        consumer_id: &str,
+        purpose_id: &str,
+    ) -> Result<Option<ConsentRow>> {
+        self.query_opt(
+            SQL_LATEST_CONSENT,
+            &[&account_id, &consumer_id, &purpose_id],
+        )
+        .await?
+        .as_ref()
+        .map(|r| Self::consent_row(r, ""))
+        .transpose()
+    }
+
+    async fn consent_events(
+        &self,
+        service_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ConsentEventRow>> {
+        self.query(
+            SQL_CONSENT_EVENTS,
+            &[&service_id, &since, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let items: String = get(r, "items")?;
+            Ok(ConsentEventRow {
+                seq: get(r, "seq")?,
+                consent_id: get(r, "consent_id")?,
+                account_id: get(r, "account_id")?,
+                consumer_id: get(r, "consumer_id")?,
+                provider_id: get(r, "provider_id")?,
+                purpose_id: get(r, "purpose_id")?,
+                status: get(r, "status")?,
+                items: parse_items(&items)?,
+                expires_at: get(r, "expires_at")?,
+                created_at: get(r, "created_at")?,
+            })
+        })
+        .collect()
+    }
+
+    async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>> {
+        self.query(SQL_DUE_EXPIRATIONS, &[&now, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| Self::consent_row(r, ""))
+            .collect()
+    }
+
+    async fn purge_resident_nonces(&self, now: i64) -> Result<u64> {
+        self.execute(SQL_PURGE_RESIDENT_NONCES, &[&now]).await
+    }
+}
+
+#[async_trait]
+impl ExchangeStore for PgStore {
+    async fn account_for_subject(&self, sector: &str, subject: &str) -> Result<Option<String>> {
+        self.query_opt(SQL_ACCOUNT_FOR_SUBJECT, &[&sector, &subject])
+            .await?
+            .map(|r| get(&r, "account_id"))
+            .transpose()
+    }
+
+    async fn ticket_context(
+        &self,
+        consumer_id: &str,
+        purpose_id: &str,
+        subject: &str,
+    ) -> Result<Option<TicketContext>> {
+        let Some(row) = self
+            .query_opt(SQL_TICKET_CONTEXT, &[&consumer_id, &purpose_id, &subject])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let level: String = get(&row, "account_level")?;
+        let status: String = get(&row, "account_status")?;
+        let consent_id: Option<String> = get(&row, "c_id")?;
+        Ok(Some(TicketContext {
+            account_id: get(&row, "account_id")?,
+            level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
+            status: AccountStatus::parse(&status).ok_or_else(|| corrupt("account status"))?,
+            consent: match consent_id {
+                Some(_) => Some(Self::consent_row(&row, "c_")?),
+                None => None,
+            },
+        }))
+    }
+
+    async fn ticket(&self, id: &str) -> Result<Option<TicketRow>> {
+        self.query_opt(SQL_TICKET_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(Self::ticket_row)
+            .transpose()
+    }
+
+    async fn overdue_tickets(&self, before: i64, limit: u32) -> Result<Vec<TicketRow>> {
+        self.query(SQL_OVERDUE_TICKETS, &[&before, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(Self::ticket_row)
+            .collect()
+    }
+
+    async fn tickets_of(&self, account_id: &str, limit: u32) -> Result<Vec<TicketRow>> {
+        self.query(SQL_TICKETS_OF, &[&account_id, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(Self::ticket_row)
+            .collect()
+    }
+
+    async fn alerts(&self, since: i64, limit: u32) -> Result<Vec<AlertRow>> {
+        self.query(SQL_ALERTS, &[&since, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AlertRow {
+                    seq: get(r, "seq")?,
+                    kind: get(r, "kind")?,
+                    service_id: get(r, "service_id")?,
+                    detail: get(r, "detail")?,
+                    created_at: get(r, "created_at")?,
+                })
+            })
+            .collect()
     }
 }
 

@@ -8,7 +8,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Acquire, Row};
 use std::path::Path;
 use std::time::Duration;
+use tsunagu_core::consent::ConsentStatus;
 use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+use tsunagu_core::service::{LegalBasis, ServiceStatus};
 
 /// SQLite store.
 pub struct SqliteStore {
@@ -191,6 +193,84 @@ impl SqliteStore {
         })
     }
 
+    fn service_row(row: &sqlx::sqlite::SqliteRow) -> Result<ServiceRow> {
+        let kind: String = row.try_get("kind").map_err(map_err)?;
+        let status: String = row.try_get("status").map_err(map_err)?;
+        Ok(ServiceRow {
+            id: row.try_get("id").map_err(map_err)?,
+            name: row.try_get("name").map_err(map_err)?,
+            organization: row.try_get("organization").map_err(map_err)?,
+            contact: row.try_get("contact").map_err(map_err)?,
+            kind: parse_kind(&kind)?,
+            status: ServiceStatus::parse(&status).ok_or_else(|| corrupt("service status"))?,
+            application: row.try_get("application").map_err(map_err)?,
+            jwks: row.try_get("jwks").map_err(map_err)?,
+            endpoint: row.try_get("endpoint").map_err(map_err)?,
+            lint: row.try_get("lint").map_err(map_err)?,
+            round: row.try_get("round").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+            updated_at: row.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
+    fn purpose_row(row: &sqlx::sqlite::SqliteRow) -> Result<PurposeRow> {
+        let basis: String = row.try_get("legal_basis").map_err(map_err)?;
+        let items: String = row.try_get("items").map_err(map_err)?;
+        Ok(PurposeRow {
+            consumer_id: row.try_get("consumer_id").map_err(map_err)?,
+            purpose_id: row.try_get("purpose_id").map_err(map_err)?,
+            provider_id: row.try_get("provider_id").map_err(map_err)?,
+            legal_basis: LegalBasis::parse(&basis).ok_or_else(|| corrupt("legal basis"))?,
+            items: parse_items(&items)?,
+            definition: row.try_get("definition").map_err(map_err)?,
+            terms_sha256: row.try_get("terms_sha256").map_err(map_err)?,
+        })
+    }
+
+    /// A consent row; `p` prefixes the column names (`c_` in the ticket context query).
+    fn consent_row(row: &sqlx::sqlite::SqliteRow, p: &str) -> Result<ConsentRow> {
+        let col = |name: &str| format!("{p}{name}");
+        let status: String = row.try_get(col("status").as_str()).map_err(map_err)?;
+        let items: String = row.try_get(col("items").as_str()).map_err(map_err)?;
+        Ok(ConsentRow {
+            id: row.try_get(col("id").as_str()).map_err(map_err)?,
+            account_id: row.try_get(col("account_id").as_str()).map_err(map_err)?,
+            consumer_id: row.try_get(col("consumer_id").as_str()).map_err(map_err)?,
+            provider_id: row.try_get(col("provider_id").as_str()).map_err(map_err)?,
+            purpose_id: row.try_get(col("purpose_id").as_str()).map_err(map_err)?,
+            items: parse_items(&items)?,
+            expires_at: row.try_get(col("expires_at").as_str()).map_err(map_err)?,
+            terms_sha256: row.try_get(col("terms_sha256").as_str()).map_err(map_err)?,
+            status: ConsentStatus::parse(&status).ok_or_else(|| corrupt("consent status"))?,
+            jws: row.try_get(col("jws").as_str()).map_err(map_err)?,
+            device_id: row.try_get(col("device_id").as_str()).map_err(map_err)?,
+            version: row.try_get(col("version").as_str()).map_err(map_err)?,
+            created_at: row.try_get(col("created_at").as_str()).map_err(map_err)?,
+            updated_at: row.try_get(col("updated_at").as_str()).map_err(map_err)?,
+        })
+    }
+
+    fn ticket_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketRow> {
+        let items: String = row.try_get("items").map_err(map_err)?;
+        Ok(TicketRow {
+            id: row.try_get("id").map_err(map_err)?,
+            consumer_id: row.try_get("consumer_id").map_err(map_err)?,
+            provider_id: row.try_get("provider_id").map_err(map_err)?,
+            account_id: row.try_get("account_id").map_err(map_err)?,
+            purpose_id: row.try_get("purpose_id").map_err(map_err)?,
+            items: parse_items(&items)?,
+            basis: row.try_get("basis").map_err(map_err)?,
+            requester: row.try_get("requester").map_err(map_err)?,
+            reason: row.try_get("reason").map_err(map_err)?,
+            issued_at: row.try_get("issued_at").map_err(map_err)?,
+            expires_at: row.try_get("expires_at").map_err(map_err)?,
+            consumer_receipt: row.try_get("consumer_receipt").map_err(map_err)?,
+            provider_receipt: row.try_get("provider_receipt").map_err(map_err)?,
+            state: row.try_get("state").map_err(map_err)?,
+            updated_at: row.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
     fn leaf_row(row: &sqlx::sqlite::SqliteRow) -> Result<LeafRow> {
         Ok(LeafRow {
             index: to_u64(row.try_get("idx").map_err(map_err)?)?,
@@ -312,6 +392,236 @@ impl SqliteStore {
                     .map_err(map_err)?;
                 return Ok(());
             }
+            Change::InsertService(r) => sqlx::query(SQL_INSERT_SERVICE)
+                .bind(&r.id)
+                .bind(&r.name)
+                .bind(&r.organization)
+                .bind(&r.contact)
+                .bind(r.kind.as_str())
+                .bind(r.status.as_str())
+                .bind(&r.application)
+                .bind(&r.jwks)
+                .bind(&r.endpoint)
+                .bind(&r.lint)
+                .bind(r.round)
+                .bind(r.created_at)
+                .bind(r.updated_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertPurpose(r) => sqlx::query(SQL_INSERT_PURPOSE)
+                .bind(&r.consumer_id)
+                .bind(&r.purpose_id)
+                .bind(&r.provider_id)
+                .bind(r.legal_basis.as_str())
+                .bind(items_json(&r.items))
+                .bind(&r.definition)
+                .bind(&r.terms_sha256)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertVote(r) => sqlx::query(SQL_INSERT_VOTE)
+                .bind(&r.member_id)
+                .bind(&r.nonce)
+                .bind(&r.service_id)
+                .bind(r.round)
+                .bind(&r.decision)
+                .bind(&r.comment)
+                .bind(r.issued_at)
+                .bind(&r.jws)
+                .bind(r.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetServiceStatus {
+                id,
+                from,
+                to,
+                round,
+                updated_at,
+            } => sqlx::query(SQL_SET_SERVICE_STATUS)
+                .bind(to.as_str())
+                .bind(updated_at)
+                .bind(id)
+                .bind(from.as_str())
+                .bind(round)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertConsent(r) => sqlx::query(SQL_INSERT_CONSENT)
+                .bind(&r.id)
+                .bind(&r.account_id)
+                .bind(&r.consumer_id)
+                .bind(&r.provider_id)
+                .bind(&r.purpose_id)
+                .bind(items_json(&r.items))
+                .bind(r.expires_at)
+                .bind(&r.terms_sha256)
+                .bind(r.status.as_str())
+                .bind(&r.jws)
+                .bind(&r.device_id)
+                .bind(r.version)
+                .bind(r.created_at)
+                .bind(r.updated_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetConsentStatus {
+                id,
+                from,
+                to,
+                updated_at,
+            } => sqlx::query(SQL_SET_CONSENT_STATUS)
+                .bind(to.as_str())
+                .bind(updated_at)
+                .bind(id)
+                .bind(from.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetConsentExpiry {
+                id,
+                expected_version,
+                expires_at,
+                updated_at,
+            } => sqlx::query(SQL_SET_CONSENT_EXPIRY)
+                .bind(expires_at)
+                .bind(updated_at)
+                .bind(id)
+                .bind(expected_version)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertConsentChange {
+                consent_id,
+                action,
+                expires_at,
+                jws,
+                created_at,
+            } => sqlx::query(SQL_INSERT_CONSENT_CHANGE)
+                .bind(consent_id)
+                .bind(action)
+                .bind(expires_at)
+                .bind(jws)
+                .bind(created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertConsentEvent(r) => sqlx::query(SQL_INSERT_CONSENT_EVENT)
+                .bind(&r.consent_id)
+                .bind(&r.account_id)
+                .bind(&r.consumer_id)
+                .bind(&r.provider_id)
+                .bind(&r.purpose_id)
+                .bind(&r.status)
+                .bind(items_json(&r.items))
+                .bind(r.expires_at)
+                .bind(r.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::UseResidentNonce {
+                account_id,
+                nonce,
+                expires_at,
+            } => sqlx::query(SQL_USE_RESIDENT_NONCE)
+                .bind(account_id)
+                .bind(nonce)
+                .bind(expires_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::LinkSubject {
+                sector,
+                subject,
+                account_id,
+                created_at,
+            } => {
+                sqlx::query(SQL_LINK_SUBJECT)
+                    .bind(sector)
+                    .bind(subject)
+                    .bind(account_id)
+                    .bind(created_at)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                return Ok(());
+            }
+            Change::UseJti { key, expires_at } => sqlx::query(SQL_PUT_NONCE)
+                .bind(key)
+                .bind("jti")
+                .bind(expires_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertTicket(r) => sqlx::query(SQL_INSERT_TICKET)
+                .bind(&r.id)
+                .bind(&r.consumer_id)
+                .bind(&r.provider_id)
+                .bind(&r.account_id)
+                .bind(&r.purpose_id)
+                .bind(items_json(&r.items))
+                .bind(&r.basis)
+                .bind(&r.requester)
+                .bind(&r.reason)
+                .bind(r.issued_at)
+                .bind(r.expires_at)
+                .bind(&r.consumer_receipt)
+                .bind(&r.provider_receipt)
+                .bind(&r.state)
+                .bind(r.updated_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetReceipt {
+                ticket_id,
+                side,
+                payload_sha256,
+                updated_at,
+            } => sqlx::query(match side {
+                ReceiptSide::Consumer => SQL_SET_CONSUMER_RECEIPT,
+                ReceiptSide::Provider => SQL_SET_PROVIDER_RECEIPT,
+            })
+            .bind(payload_sha256)
+            .bind(updated_at)
+            .bind(ticket_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected(),
+            Change::CloseTicket {
+                ticket_id,
+                state,
+                updated_at,
+            } => sqlx::query(SQL_CLOSE_TICKET)
+                .bind(state)
+                .bind(updated_at)
+                .bind(ticket_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertAlert(r) => sqlx::query(SQL_INSERT_ALERT)
+                .bind(&r.kind)
+                .bind(&r.service_id)
+                .bind(&r.detail)
+                .bind(r.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
         };
         if affected == 1 {
             Ok(())
@@ -681,6 +991,259 @@ impl KeyStore for SqliteStore {
             .map_err(map_err)?
             .rows_affected()
             == 1)
+    }
+}
+
+#[async_trait]
+impl ServiceStore for SqliteStore {
+    async fn service(&self, id: &str) -> Result<Option<ServiceRow>> {
+        let row = sqlx::query(SQL_SERVICE_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::service_row).transpose()
+    }
+
+    async fn services(&self, status: Option<ServiceStatus>) -> Result<Vec<ServiceRow>> {
+        let rows = match status {
+            Some(status) => sqlx::query(SQL_SERVICES_BY_STATUS).bind(status.as_str()),
+            None => sqlx::query(SQL_SERVICES_ALL),
+        }
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(Self::service_row).collect()
+    }
+
+    async fn purpose(&self, consumer_id: &str, purpose_id: &str) -> Result<Option<PurposeRow>> {
+        let row = sqlx::query(SQL_PURPOSE)
+            .bind(consumer_id)
+            .bind(purpose_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::purpose_row).transpose()
+    }
+
+    async fn all_purposes(&self) -> Result<Vec<PurposeRow>> {
+        let rows = sqlx::query(SQL_ALL_PURPOSES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::purpose_row).collect()
+    }
+
+    async fn purposes_of(&self, consumer_id: &str) -> Result<Vec<PurposeRow>> {
+        let rows = sqlx::query(SQL_PURPOSES_OF)
+            .bind(consumer_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::purpose_row).collect()
+    }
+
+    async fn votes(&self, service_id: &str, round: i64) -> Result<Vec<VoteRow>> {
+        let rows = sqlx::query(SQL_VOTES)
+            .bind(service_id)
+            .bind(round)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(VoteRow {
+                    member_id: r.try_get("member_id").map_err(map_err)?,
+                    nonce: r.try_get("nonce").map_err(map_err)?,
+                    service_id: r.try_get("service_id").map_err(map_err)?,
+                    round: r.try_get("round").map_err(map_err)?,
+                    decision: r.try_get("decision").map_err(map_err)?,
+                    comment: r.try_get("comment").map_err(map_err)?,
+                    issued_at: r.try_get("issued_at").map_err(map_err)?,
+                    jws: r.try_get("jws").map_err(map_err)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ConsentStore for SqliteStore {
+    async fn consent(&self, id: &str) -> Result<Option<ConsentRow>> {
+        let row = sqlx::query(SQL_CONSENT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(|r| Self::consent_row(r, "")).transpose()
+    }
+
+    async fn consents_of(&self, account_id: &str) -> Result<Vec<ConsentRow>> {
+        let rows = sqlx::query(SQL_CONSENTS_OF)
+            .bind(account_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| Self::consent_row(r, "")).collect()
+    }
+
+    async fn latest_consent(
+        &self,
+        account_id: &str,
+        consumer_id: &str,
+        purpose_id: &str,
+    ) -> Result<Option<ConsentRow>> {
+        let row = sqlx::query(SQL_LATEST_CONSENT)
+            .bind(account_id)
+            .bind(consumer_id)
+            .bind(purpose_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(|r| Self::consent_row(r, "")).transpose()
+    }
+
+    async fn consent_events(
+        &self,
+        service_id: &str,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<ConsentEventRow>> {
+        let rows = sqlx::query(SQL_CONSENT_EVENTS)
+            .bind(service_id)
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let items: String = r.try_get("items").map_err(map_err)?;
+                Ok(ConsentEventRow {
+                    seq: r.try_get("seq").map_err(map_err)?,
+                    consent_id: r.try_get("consent_id").map_err(map_err)?,
+                    account_id: r.try_get("account_id").map_err(map_err)?,
+                    consumer_id: r.try_get("consumer_id").map_err(map_err)?,
+                    provider_id: r.try_get("provider_id").map_err(map_err)?,
+                    purpose_id: r.try_get("purpose_id").map_err(map_err)?,
+                    status: r.try_get("status").map_err(map_err)?,
+                    items: parse_items(&items)?,
+                    expires_at: r.try_get("expires_at").map_err(map_err)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>> {
+        let rows = sqlx::query(SQL_DUE_EXPIRATIONS)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| Self::consent_row(r, "")).collect()
+    }
+
+    async fn purge_resident_nonces(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(SQL_PURGE_RESIDENT_NONCES)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?
+            .rows_affected())
+    }
+}
+
+#[async_trait]
+impl ExchangeStore for SqliteStore {
+    async fn account_for_subject(&self, sector: &str, subject: &str) -> Result<Option<String>> {
+        let row = sqlx::query(SQL_ACCOUNT_FOR_SUBJECT)
+            .bind(sector)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| r.try_get("account_id").map_err(map_err))
+            .transpose()
+    }
+
+    async fn ticket_context(
+        &self,
+        consumer_id: &str,
+        purpose_id: &str,
+        subject: &str,
+    ) -> Result<Option<TicketContext>> {
+        let row = sqlx::query(SQL_TICKET_CONTEXT)
+            .bind(consumer_id)
+            .bind(purpose_id)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let level: String = row.try_get("account_level").map_err(map_err)?;
+        let status: String = row.try_get("account_status").map_err(map_err)?;
+        let consent_id: Option<String> = row.try_get("c_id").map_err(map_err)?;
+        Ok(Some(TicketContext {
+            account_id: row.try_get("account_id").map_err(map_err)?,
+            level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
+            status: AccountStatus::parse(&status).ok_or_else(|| corrupt("account status"))?,
+            consent: match consent_id {
+                Some(_) => Some(Self::consent_row(&row, "c_")?),
+                None => None,
+            },
+        }))
+    }
+
+    async fn ticket(&self, id: &str) -> Result<Option<TicketRow>> {
+        let row = sqlx::query(SQL_TICKET_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::ticket_row).transpose()
+    }
+
+    async fn overdue_tickets(&self, before: i64, limit: u32) -> Result<Vec<TicketRow>> {
+        let rows = sqlx::query(SQL_OVERDUE_TICKETS)
+            .bind(before)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::ticket_row).collect()
+    }
+
+    async fn tickets_of(&self, account_id: &str, limit: u32) -> Result<Vec<TicketRow>> {
+        let rows = sqlx::query(SQL_TICKETS_OF)
+            .bind(account_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::ticket_row).collect()
+    }
+
+    async fn alerts(&self, since: i64, limit: u32) -> Result<Vec<AlertRow>> {
+        let rows = sqlx::query(SQL_ALERTS)
+            .bind(since)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertRow {
+                    seq: r.try_get("seq").map_err(map_err)?,
+                    kind: r.try_get("kind").map_err(map_err)?,
+                    service_id: r.try_get("service_id").map_err(map_err)?,
+                    detail: r.try_get("detail").map_err(map_err)?,
+                    created_at: r.try_get("created_at").map_err(map_err)?,
+                })
+            })
+            .collect()
     }
 }
 

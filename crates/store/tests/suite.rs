@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tsunagu_core::consent::ConsentStatus;
 use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+use tsunagu_core::service::{LegalBasis, ServiceKind, ServiceStatus};
 use tsunagu_store::*;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -127,6 +129,78 @@ async fn enroll(store: &Arc<dyn Store>, acct: &str, dev: &str, card: Option<&str
     )
     .await
     .unwrap();
+}
+
+fn service(id: &str, kind: ServiceKind) -> ServiceRow {
+    ServiceRow {
+        id: id.into(),
+        name: format!("{id} name"),
+        organization: "org".into(),
+        contact: "c@example.jp".into(),
+        kind,
+        status: ServiceStatus::PendingReview,
+        application: "{}".into(),
+        jwks: r#"{"keys":[]}"#.into(),
+        endpoint: None,
+        lint: "[]".into(),
+        round: 0,
+        created_at: 100,
+        updated_at: 100,
+    }
+}
+
+fn consent(id: &str, account: &str, status: ConsentStatus, created_at: i64) -> ConsentRow {
+    ConsentRow {
+        id: id.into(),
+        account_id: account.into(),
+        consumer_id: "daycare".into(),
+        provider_id: "school".into(),
+        purpose_id: "allergy".into(),
+        items: vec!["allergy".into()],
+        expires_at: 1_000,
+        terms_sha256: "t".into(),
+        status,
+        jws: "jws".into(),
+        device_id: "d1".into(),
+        version: 0,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+fn event(consent_id: &str, status: &str, consumer: &str) -> ConsentEventRow {
+    ConsentEventRow {
+        seq: 0,
+        consent_id: consent_id.into(),
+        account_id: "a1".into(),
+        consumer_id: consumer.into(),
+        provider_id: "school".into(),
+        purpose_id: "allergy".into(),
+        status: status.into(),
+        items: vec!["allergy".into()],
+        expires_at: 1_000,
+        created_at: 100,
+    }
+}
+
+fn ticket(id: &str) -> TicketRow {
+    TicketRow {
+        id: id.into(),
+        consumer_id: "daycare".into(),
+        provider_id: "school".into(),
+        account_id: "a1".into(),
+        purpose_id: "allergy".into(),
+        items: vec!["allergy".into()],
+        basis: "consent:c1".into(),
+        requester: None,
+        reason: None,
+        issued_at: 100,
+        expires_at: 220,
+        consumer_receipt: None,
+        provider_receipt: None,
+        state: "open".into(),
+        updated_at: 100,
+    }
 }
 
 store_tests! {
@@ -340,6 +414,127 @@ store_tests! {
         for pair in hashes.chunks(2) {
             assert_eq!(pair[0], pair[1], "a commit's leaves are adjacent");
         }
+    };
+
+    services_purposes_and_votes_round_trip => |store: Arc<dyn Store>| async move {
+        let school = service("school", ServiceKind::Provider);
+        let daycare = service("daycare", ServiceKind::Consumer);
+        let purpose = PurposeRow {
+            consumer_id: "daycare".into(), purpose_id: "allergy".into(), provider_id: "school".into(),
+            legal_basis: LegalBasis::Consent, items: vec!["allergy".into()], definition: "{}".into(), terms_sha256: "t".into(),
+        };
+        commit(&store, vec![
+            Change::InsertService(school.clone()),
+            Change::InsertService(daycare.clone()),
+            Change::InsertPurpose(purpose.clone()),
+        ], vec![]).await.unwrap();
+        assert_eq!(store.service("school").await.unwrap(), Some(school));
+        assert_eq!(store.services(Some(ServiceStatus::PendingReview)).await.unwrap().len(), 2);
+        assert!(store.services(Some(ServiceStatus::Approved)).await.unwrap().is_empty());
+        assert_eq!(store.purpose("daycare", "allergy").await.unwrap(), Some(purpose.clone()));
+        assert_eq!(store.purposes_of("daycare").await.unwrap(), vec![purpose.clone()]);
+        assert_eq!(store.all_purposes().await.unwrap(), vec![purpose]);
+
+        let vote = |member: &str, nonce: &str| VoteRow {
+            member_id: member.into(), nonce: nonce.into(), service_id: "daycare".into(), round: 0,
+            decision: "approve".into(), comment: "".into(), issued_at: 100, jws: "j".into(), created_at: 100,
+        };
+        commit(&store, vec![Change::InsertVote(vote("m1", "n1"))], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, vec![Change::InsertVote(vote("m1", "n1"))], vec![]).await, Err(StoreError::Conflict(_))), "a vote nonce is used once");
+        commit(&store, vec![Change::InsertVote(vote("m2", "n1"))], vec![]).await.unwrap();
+        assert_eq!(store.votes("daycare", 0).await.unwrap().len(), 2);
+        let approve = |round| Change::SetServiceStatus { id: "daycare".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Approved, round, updated_at: 200 };
+        assert!(matches!(commit(&store, vec![approve(1)], vec![]).await, Err(StoreError::Conflict(_))), "wrong round");
+        commit(&store, vec![approve(0)], vec![]).await.unwrap();
+        let s = store.service("daycare").await.unwrap().unwrap();
+        assert_eq!((s.status, s.round), (ServiceStatus::Approved, 1));
+        assert!(store.votes("daycare", 1).await.unwrap().is_empty(), "a new round starts empty");
+    };
+
+    a_resident_has_at_most_one_active_consent_per_purpose => |store: Arc<dyn Store>| async move {
+        enroll(&store, "a1", "d1", Some("card-1")).await;
+        commit(&store, vec![Change::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
+        assert!(matches!(
+            commit(&store, vec![Change::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101))], vec![]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        commit(&store, vec![
+            Change::SetConsentStatus { id: "c1".into(), from: ConsentStatus::Active, to: ConsentStatus::Superseded, updated_at: 101 },
+            Change::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101)),
+        ], vec![]).await.unwrap();
+        assert_eq!(store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap().id, "c2");
+        commit(&store, vec![Change::SetConsentStatus { id: "c2".into(), from: ConsentStatus::Active, to: ConsentStatus::Revoked, updated_at: 102 }], vec![]).await.unwrap();
+        let latest = store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap();
+        assert_eq!((latest.id.as_str(), latest.status), ("c2", ConsentStatus::Revoked), "the newest decides when none is active");
+        assert_eq!(store.consents_of("a1").await.unwrap().len(), 2);
+        assert!(store.latest_consent("a1", "daycare", "other").await.unwrap().is_none());
+
+        commit(&store, vec![Change::InsertConsent(consent("c3", "a1", ConsentStatus::Active, 103))], vec![]).await.unwrap();
+        let set = |v| Change::SetConsentExpiry { id: "c3".into(), expected_version: v, expires_at: 5_000, updated_at: 104 };
+        commit(&store, vec![set(0)], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, vec![set(0)], vec![]).await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.consent("c3").await.unwrap().unwrap().expires_at, 5_000);
+        assert!(store.due_expirations(4_999, 10).await.unwrap().is_empty());
+        assert_eq!(store.due_expirations(5_000, 10).await.unwrap().len(), 1);
+
+        let nonce = || Change::UseResidentNonce { account_id: "a1".into(), nonce: "n".into(), expires_at: 500 };
+        commit(&store, vec![nonce()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, vec![nonce()], vec![]).await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.purge_resident_nonces(600).await.unwrap(), 1);
+    };
+
+    the_consent_feed_is_ordered_and_per_service => |store: Arc<dyn Store>| async move {
+        commit(&store, vec![Change::InsertConsentEvent(event("c1", "granted", "daycare"))], vec![]).await.unwrap();
+        commit(&store, vec![Change::InsertConsentEvent(event("c2", "granted", "clinic"))], vec![]).await.unwrap();
+        commit(&store, vec![Change::InsertConsentEvent(event("c1", "revoked", "daycare"))], vec![]).await.unwrap();
+        let daycare = store.consent_events("daycare", 0, 10).await.unwrap();
+        assert_eq!(daycare.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), vec!["granted", "revoked"]);
+        assert!(daycare[0].seq < daycare[1].seq);
+        let after = store.consent_events("daycare", daycare[0].seq, 10).await.unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(store.consent_events("school", 0, 10).await.unwrap().len(), 3, "the provider sees all its purposes");
+        assert_eq!(store.consent_events("school", 0, 2).await.unwrap().len(), 2);
+    };
+
+    a_ticket_context_is_read_in_one_query => |store: Arc<dyn Store>| async move {
+        enroll(&store, "a1", "d1", Some("card-1")).await;
+        assert_eq!(store.ticket_context("daycare", "allergy", "sub-1").await.unwrap(), None);
+        let link = Change::LinkSubject { sector: "daycare".into(), subject: "sub-1".into(), account_id: "a1".into(), created_at: 100 };
+        commit(&store, vec![link.clone()], vec![]).await.unwrap();
+        commit(&store, vec![link], vec![]).await.unwrap();
+        assert_eq!(store.account_for_subject("daycare", "sub-1").await.unwrap().as_deref(), Some("a1"));
+        assert_eq!(store.account_for_subject("school", "sub-1").await.unwrap(), None, "subjects are per sector");
+        let ctx = store.ticket_context("daycare", "allergy", "sub-1").await.unwrap().unwrap();
+        assert_eq!((ctx.account_id.as_str(), ctx.level, ctx.consent.clone()), ("a1", Level::Verified, None));
+        commit(&store, vec![Change::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
+        let ctx = store.ticket_context("daycare", "allergy", "sub-1").await.unwrap().unwrap();
+        assert_eq!(ctx.consent, Some(consent("c1", "a1", ConsentStatus::Active, 100)));
+        assert_eq!(store.ticket_context("daycare", "other", "sub-1").await.unwrap().unwrap().consent, None);
+    };
+
+    tickets_take_one_receipt_per_side_and_close_once => |store: Arc<dyn Store>| async move {
+        commit(&store, vec![Change::InsertTicket(ticket("t1"))], vec![]).await.unwrap();
+        let receipt = |side| Change::SetReceipt { ticket_id: "t1".into(), side, payload_sha256: "ab".into(), updated_at: 150 };
+        commit(&store, vec![receipt(ReceiptSide::Consumer)], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, vec![receipt(ReceiptSide::Consumer)], vec![]).await, Err(StoreError::Conflict(_))));
+        commit(&store, vec![receipt(ReceiptSide::Provider)], vec![]).await.unwrap();
+        let t = store.ticket("t1").await.unwrap().unwrap();
+        assert_eq!((t.consumer_receipt.as_deref(), t.provider_receipt.as_deref()), (Some("ab"), Some("ab")));
+        assert_eq!(store.overdue_tickets(300, 10).await.unwrap().len(), 1);
+        let close = || Change::CloseTicket { ticket_id: "t1".into(), state: "completed".into(), updated_at: 160 };
+        commit(&store, vec![close()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, vec![close()], vec![]).await, Err(StoreError::Conflict(_))));
+        assert!(store.overdue_tickets(300, 10).await.unwrap().is_empty());
+        assert_eq!(store.tickets_of("a1", 10).await.unwrap().len(), 1);
+
+        let jti = || Change::UseJti { key: "svc:jti-1".into(), expires_at: 500 };
+        commit(&store, vec![jti()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, vec![jti()], vec![]).await, Err(StoreError::Conflict(_))), "an assertion is used once");
+
+        commit(&store, vec![Change::InsertAlert(AlertRow { seq: 0, kind: "rule_use".into(), service_id: Some("fire".into()), detail: "d".into(), created_at: 1 })], vec![]).await.unwrap();
+        let alerts = store.alerts(0, 10).await.unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert!(store.alerts(alerts[0].seq, 10).await.unwrap().is_empty());
     };
 
     the_database_answers => |store: Arc<dyn Store>| async move {
