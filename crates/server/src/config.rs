@@ -22,6 +22,10 @@ pub struct Config {
     pub ledger: LedgerConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub governance: GovernanceConfig,
+    #[serde(default)]
+    pub exchange: ExchangeConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +207,130 @@ pub struct KeysConfig {
     pub keyring_file: Option<PathBuf>,
 }
 
+/// The data governance committee.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// Votes of distinct members needed for a decision.
+    #[serde(default = "default_quorum")]
+    pub quorum: usize,
+    /// Members and the public keys (JWK, ES256) their votes are signed with.
+    #[serde(default)]
+    pub members: Vec<MemberConfig>,
+    /// Longest retention (days) the lint accepts, by the most restricted data class of a
+    /// purpose's items.
+    #[serde(default)]
+    pub max_retention_days: RetentionLimits,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        GovernanceConfig {
+            quorum: default_quorum(),
+            members: vec![],
+            max_retention_days: RetentionLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub jwk: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionLimits {
+    #[serde(default = "default_retention_open")]
+    pub open: u32,
+    #[serde(default = "default_retention_limited")]
+    pub limited: u32,
+    #[serde(default = "default_retention_closed")]
+    pub closed: u32,
+}
+
+impl Default for RetentionLimits {
+    fn default() -> Self {
+        RetentionLimits {
+            open: default_retention_open(),
+            limited: default_retention_limited(),
+            closed: default_retention_closed(),
+        }
+    }
+}
+
+/// Data exchange between services.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeConfig {
+    /// Ticket lifetime (at most 120).
+    #[serde(default = "default_ticket_ttl")]
+    pub ticket_ttl_seconds: i64,
+    /// Longest consent, in days.
+    #[serde(default = "default_max_consent_days")]
+    pub max_consent_days: i64,
+    /// After a ticket expires, how long both receipts may take before the exchange is
+    /// flagged.
+    #[serde(default = "default_receipt_grace")]
+    pub receipt_grace_seconds: i64,
+    /// Ticket requests per second a consumer may make (per server process), and the burst.
+    #[serde(default = "default_consumer_rate")]
+    pub consumer_rate_per_second: u32,
+    #[serde(default = "default_consumer_burst")]
+    pub consumer_burst: u32,
+    /// Ticket requests per minute about one resident (per server process).
+    #[serde(default = "default_resident_rate")]
+    pub resident_rate_per_minute: u32,
+}
+
+impl Default for ExchangeConfig {
+    fn default() -> Self {
+        ExchangeConfig {
+            ticket_ttl_seconds: default_ticket_ttl(),
+            max_consent_days: default_max_consent_days(),
+            receipt_grace_seconds: default_receipt_grace(),
+            consumer_rate_per_second: default_consumer_rate(),
+            consumer_burst: default_consumer_burst(),
+            resident_rate_per_minute: default_resident_rate(),
+        }
+    }
+}
+
+fn default_quorum() -> usize {
+    2
+}
+fn default_retention_open() -> u32 {
+    3650
+}
+fn default_retention_limited() -> u32 {
+    1825
+}
+fn default_retention_closed() -> u32 {
+    365
+}
+fn default_ticket_ttl() -> i64 {
+    60
+}
+fn default_max_consent_days() -> i64 {
+    3 * 366
+}
+fn default_receipt_grace() -> i64 {
+    600
+}
+fn default_consumer_rate() -> u32 {
+    2000
+}
+fn default_consumer_burst() -> u32 {
+    4000
+}
+fn default_resident_rate() -> u32 {
+    120
+}
+
 fn yes() -> bool {
     true
 }
@@ -247,7 +375,15 @@ fn default_sth_interval() -> u64 {
 }
 
 /// The sections an environment variable may set.
-const SECTIONS: &[&str] = &["server", "storage", "identity", "ledger", "keys"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "identity",
+    "ledger",
+    "keys",
+    "governance",
+    "exchange",
+];
 
 /// A configuration problem, readable by an operator.
 #[derive(Debug, thiserror::Error)]
@@ -364,6 +500,49 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "identity.nonce_ttl_seconds and session_ttl_seconds must be positive".into(),
             ));
+        }
+        if !(1..=tsunagu_core::ticket::MAX_TICKET_SECONDS)
+            .contains(&self.exchange.ticket_ttl_seconds)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "exchange.ticket_ttl_seconds must be 1 to {}",
+                tsunagu_core::ticket::MAX_TICKET_SECONDS
+            )));
+        }
+        if self.governance.quorum == 0 {
+            return Err(ConfigError::Invalid(
+                "governance.quorum must be at least 1".into(),
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for m in &self.governance.members {
+            if !ids.insert(m.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "governance.members: `{}` is listed twice",
+                    m.id
+                )));
+            }
+            let jwk = tsunagu_crypto::jwk::PublicJwk::from_value(&m.jwk)
+                .map_err(|e| ConfigError::Invalid(format!("governance.members `{}`: {e}", m.id)))?;
+            if jwk.jose_alg() != "ES256" {
+                return Err(ConfigError::Invalid(format!(
+                    "governance.members `{}`: votes are signed with ES256 (a P-256 key)",
+                    m.id
+                )));
+            }
+        }
+        if !self.governance.members.is_empty()
+            && self.governance.members.len() < self.governance.quorum
+        {
+            return Err(ConfigError::Invalid(format!(
+                "governance.quorum is {} but only {} members are configured",
+                self.governance.quorum,
+                self.governance.members.len()
+            )));
+        }
+        for a in &self.ledger.auditors {
+            tsunagu_crypto::jwk::PublicJwk::from_value(&a.jwk)
+                .map_err(|e| ConfigError::Invalid(format!("ledger.auditors `{}`: {e}", a.id)))?;
         }
         if self.identity.credential_max_days <= 0 {
             return Err(ConfigError::Invalid(

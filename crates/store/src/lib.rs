@@ -137,6 +137,8 @@ pub trait ConsentStore {
         since: i64,
         limit: u32,
     ) -> Result<Vec<ConsentEventRow>>;
+    /// The feed entries of one consent, oldest first (for its receipt).
+    async fn consent_history(&self, consent_id: &str) -> Result<Vec<ConsentEventRow>>;
     /// Active consents whose expiry has passed.
     async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>>;
     async fn purge_resident_nonces(&self, now: i64) -> Result<u64>;
@@ -147,11 +149,13 @@ pub trait ConsentStore {
 pub trait ExchangeStore {
     /// The account behind a pairwise subject in a sector.
     async fn account_for_subject(&self, sector: &str, subject: &str) -> Result<Option<String>>;
-    /// The resident behind `subject` at `consumer_id` and their latest consent to the
-    /// consumer's purpose, in one query.
+    /// The statuses of both services, the resident behind `subject` at `consumer_id`, and
+    /// their latest consent to the consumer's purpose, in one query. `None` when the
+    /// consumer is unknown.
     async fn ticket_context(
         &self,
         consumer_id: &str,
+        provider_id: &str,
         purpose_id: &str,
         subject: &str,
     ) -> Result<Option<TicketContext>>;

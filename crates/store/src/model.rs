@@ -202,14 +202,24 @@ pub struct AlertRow {
     pub created_at: i64,
 }
 
-/// What a ticket decision needs from storage, read in one query: the resident behind a
-/// pairwise subject, and their latest consent to the purpose.
+/// What a ticket decision needs from storage, read in one query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketContext {
+    pub consumer_status: ServiceStatus,
+    /// `None` when the provider is unknown.
+    pub provider_status: Option<ServiceStatus>,
+    /// `None` when the subject is not one the platform gave the consumer.
+    pub resident: Option<ResidentRow>,
+    /// The resident's latest consent to the consumer's purpose.
+    pub consent: Option<ConsentRow>,
+}
+
+/// The resident behind a pairwise subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResidentRow {
     pub account_id: String,
     pub level: Level,
     pub status: AccountStatus,
-    pub consent: Option<ConsentRow>,
 }
 
 /// Which side of an exchange sends a receipt.

@@ -345,6 +345,22 @@ impl PgStore {
         })
     }
 
+    fn consent_event_row(r: &Row) -> Result<ConsentEventRow> {
+        let items: String = get(r, "items")?;
+        Ok(ConsentEventRow {
+            seq: get(r, "seq")?,
+            consent_id: get(r, "consent_id")?,
+            account_id: get(r, "account_id")?,
+            consumer_id: get(r, "consumer_id")?,
+            provider_id: get(r, "provider_id")?,
+            purpose_id: get(r, "purpose_id")?,
+            status: get(r, "status")?,
+            items: parse_items(&items)?,
+            expires_at: get(r, "expires_at")?,
+            created_at: get(r, "created_at")?,
+        })
+    }
+
     fn ticket_row(row: &Row) -> Result<TicketRow> {
         let items: String = get(row, "items")?;
         Ok(TicketRow {
@@ -1156,22 +1172,16 @@ impl ConsentStore for PgStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            let items: String = get(r, "items")?;
-            Ok(ConsentEventRow {
-                seq: get(r, "seq")?,
-                consent_id: get(r, "consent_id")?,
-                account_id: get(r, "account_id")?,
-                consumer_id: get(r, "consumer_id")?,
-                provider_id: get(r, "provider_id")?,
-                purpose_id: get(r, "purpose_id")?,
-                status: get(r, "status")?,
-                items: parse_items(&items)?,
-                expires_at: get(r, "expires_at")?,
-                created_at: get(r, "created_at")?,
-            })
-        })
+        .map(Self::consent_event_row)
         .collect()
+    }
+
+    async fn consent_history(&self, consent_id: &str) -> Result<Vec<ConsentEventRow>> {
+        self.query(SQL_CONSENT_HISTORY, &[&consent_id])
+            .await?
+            .iter()
+            .map(Self::consent_event_row)
+            .collect()
     }
 
     async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>> {
@@ -1199,22 +1209,43 @@ impl ExchangeStore for PgStore {
     async fn ticket_context(
         &self,
         consumer_id: &str,
+        provider_id: &str,
         purpose_id: &str,
         subject: &str,
     ) -> Result<Option<TicketContext>> {
         let Some(row) = self
-            .query_opt(SQL_TICKET_CONTEXT, &[&consumer_id, &purpose_id, &subject])
+            .query_opt(
+                SQL_TICKET_CONTEXT,
+                &[&consumer_id, &purpose_id, &subject, &provider_id],
+            )
             .await?
         else {
             return Ok(None);
         };
-        let level: String = get(&row, "account_level")?;
-        let status: String = get(&row, "account_status")?;
+        let consumer: String = get(&row, "consumer_status")?;
+        let provider: Option<String> = get(&row, "provider_status")?;
+        let account_id: Option<String> = get(&row, "account_id")?;
         let consent_id: Option<String> = get(&row, "c_id")?;
+        let resident = match account_id {
+            Some(account_id) => {
+                let level: String = get(&row, "account_level")?;
+                let status: String = get(&row, "account_status")?;
+                Some(ResidentRow {
+                    account_id,
+                    level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
+                    status: AccountStatus::parse(&status)
+                        .ok_or_else(|| corrupt("account status"))?,
+                })
+            }
+            None => None,
+        };
         Ok(Some(TicketContext {
-            account_id: get(&row, "account_id")?,
-            level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
-            status: AccountStatus::parse(&status).ok_or_else(|| corrupt("account status"))?,
+            consumer_status: ServiceStatus::parse(&consumer)
+                .ok_or_else(|| corrupt("service status"))?,
+            provider_status: provider
+                .map(|p| ServiceStatus::parse(&p).ok_or_else(|| corrupt("service status")))
+                .transpose()?,
+            resident,
             consent: match consent_id {
                 Some(_) => Some(Self::consent_row(&row, "c_")?),
                 None => None,

@@ -250,6 +250,22 @@ impl SqliteStore {
         })
     }
 
+    fn consent_event_row(r: &sqlx::sqlite::SqliteRow) -> Result<ConsentEventRow> {
+        let items: String = r.try_get("items").map_err(map_err)?;
+        Ok(ConsentEventRow {
+            seq: r.try_get("seq").map_err(map_err)?,
+            consent_id: r.try_get("consent_id").map_err(map_err)?,
+            account_id: r.try_get("account_id").map_err(map_err)?,
+            consumer_id: r.try_get("consumer_id").map_err(map_err)?,
+            provider_id: r.try_get("provider_id").map_err(map_err)?,
+            purpose_id: r.try_get("purpose_id").map_err(map_err)?,
+            status: r.try_get("status").map_err(map_err)?,
+            items: parse_items(&items)?,
+            expires_at: r.try_get("expires_at").map_err(map_err)?,
+            created_at: r.try_get("created_at").map_err(map_err)?,
+        })
+    }
+
     fn ticket_row(row: &sqlx::sqlite::SqliteRow) -> Result<TicketRow> {
         let items: String = row.try_get("items").map_err(map_err)?;
         Ok(TicketRow {
@@ -1117,23 +1133,16 @@ impl ConsentStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                let items: String = r.try_get("items").map_err(map_err)?;
-                Ok(ConsentEventRow {
-                    seq: r.try_get("seq").map_err(map_err)?,
-                    consent_id: r.try_get("consent_id").map_err(map_err)?,
-                    account_id: r.try_get("account_id").map_err(map_err)?,
-                    consumer_id: r.try_get("consumer_id").map_err(map_err)?,
-                    provider_id: r.try_get("provider_id").map_err(map_err)?,
-                    purpose_id: r.try_get("purpose_id").map_err(map_err)?,
-                    status: r.try_get("status").map_err(map_err)?,
-                    items: parse_items(&items)?,
-                    expires_at: r.try_get("expires_at").map_err(map_err)?,
-                    created_at: r.try_get("created_at").map_err(map_err)?,
-                })
-            })
-            .collect()
+        rows.iter().map(Self::consent_event_row).collect()
+    }
+
+    async fn consent_history(&self, consent_id: &str) -> Result<Vec<ConsentEventRow>> {
+        let rows = sqlx::query(SQL_CONSENT_HISTORY)
+            .bind(consent_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(Self::consent_event_row).collect()
     }
 
     async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>> {
@@ -1172,6 +1181,7 @@ impl ExchangeStore for SqliteStore {
     async fn ticket_context(
         &self,
         consumer_id: &str,
+        provider_id: &str,
         purpose_id: &str,
         subject: &str,
     ) -> Result<Option<TicketContext>> {
@@ -1179,17 +1189,35 @@ impl ExchangeStore for SqliteStore {
             .bind(consumer_id)
             .bind(purpose_id)
             .bind(subject)
+            .bind(provider_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(map_err)?;
         let Some(row) = row else { return Ok(None) };
-        let level: String = row.try_get("account_level").map_err(map_err)?;
-        let status: String = row.try_get("account_status").map_err(map_err)?;
+        let consumer: String = row.try_get("consumer_status").map_err(map_err)?;
+        let provider: Option<String> = row.try_get("provider_status").map_err(map_err)?;
+        let account_id: Option<String> = row.try_get("account_id").map_err(map_err)?;
         let consent_id: Option<String> = row.try_get("c_id").map_err(map_err)?;
+        let resident = match account_id {
+            Some(account_id) => {
+                let level: String = row.try_get("account_level").map_err(map_err)?;
+                let status: String = row.try_get("account_status").map_err(map_err)?;
+                Some(ResidentRow {
+                    account_id,
+                    level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
+                    status: AccountStatus::parse(&status)
+                        .ok_or_else(|| corrupt("account status"))?,
+                })
+            }
+            None => None,
+        };
         Ok(Some(TicketContext {
-            account_id: row.try_get("account_id").map_err(map_err)?,
-            level: Level::parse(&level).ok_or_else(|| corrupt("account level"))?,
-            status: AccountStatus::parse(&status).ok_or_else(|| corrupt("account status"))?,
+            consumer_status: ServiceStatus::parse(&consumer)
+                .ok_or_else(|| corrupt("service status"))?,
+            provider_status: provider
+                .map(|p| ServiceStatus::parse(&p).ok_or_else(|| corrupt("service status")))
+                .transpose()?,
+            resident,
             consent: match consent_id {
                 Some(_) => Some(Self::consent_row(&row, "c_")?),
                 None => None,

@@ -491,6 +491,8 @@ store_tests! {
         assert_eq!(daycare.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), vec!["granted", "revoked"]);
         assert!(daycare[0].seq < daycare[1].seq);
         let after = store.consent_events("daycare", daycare[0].seq, 10).await.unwrap();
+        let history = store.consent_history("c1").await.unwrap();
+        assert_eq!(history.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), vec!["granted", "revoked"]);
         assert_eq!(after.len(), 1);
         assert_eq!(store.consent_events("school", 0, 10).await.unwrap().len(), 3, "the provider sees all its purposes");
         assert_eq!(store.consent_events("school", 0, 2).await.unwrap().len(), 2);
@@ -498,18 +500,28 @@ store_tests! {
 
     a_ticket_context_is_read_in_one_query => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
-        assert_eq!(store.ticket_context("daycare", "allergy", "sub-1").await.unwrap(), None);
+        assert_eq!(store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap(), None, "unknown consumer");
+        commit(&store, vec![
+            Change::InsertService(service("daycare", ServiceKind::Consumer)),
+            Change::InsertService(service("school", ServiceKind::Provider)),
+        ], vec![]).await.unwrap();
+        let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
+        assert_eq!((ctx.consumer_status, ctx.provider_status, ctx.resident.clone()), (ServiceStatus::PendingReview, Some(ServiceStatus::PendingReview), None));
+        assert_eq!(store.ticket_context("daycare", "nowhere", "allergy", "sub-1").await.unwrap().unwrap().provider_status, None);
         let link = Change::LinkSubject { sector: "daycare".into(), subject: "sub-1".into(), account_id: "a1".into(), created_at: 100 };
         commit(&store, vec![link.clone()], vec![]).await.unwrap();
         commit(&store, vec![link], vec![]).await.unwrap();
         assert_eq!(store.account_for_subject("daycare", "sub-1").await.unwrap().as_deref(), Some("a1"));
         assert_eq!(store.account_for_subject("school", "sub-1").await.unwrap(), None, "subjects are per sector");
-        let ctx = store.ticket_context("daycare", "allergy", "sub-1").await.unwrap().unwrap();
-        assert_eq!((ctx.account_id.as_str(), ctx.level, ctx.consent.clone()), ("a1", Level::Verified, None));
+        let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
+        let resident = ctx.resident.unwrap();
+        assert_eq!((resident.account_id.as_str(), resident.level, ctx.consent), ("a1", Level::Verified, None));
         commit(&store, vec![Change::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
-        let ctx = store.ticket_context("daycare", "allergy", "sub-1").await.unwrap().unwrap();
+        let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
         assert_eq!(ctx.consent, Some(consent("c1", "a1", ConsentStatus::Active, 100)));
-        assert_eq!(store.ticket_context("daycare", "other", "sub-1").await.unwrap().unwrap().consent, None);
+        assert_eq!(store.ticket_context("daycare", "school", "other", "sub-1").await.unwrap().unwrap().consent, None);
+        commit(&store, vec![Change::SetServiceStatus { id: "school".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Suspended, round: 0, updated_at: 1 }], vec![]).await.unwrap();
+        assert_eq!(store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap().provider_status, Some(ServiceStatus::Suspended));
     };
 
     tickets_take_one_receipt_per_side_and_close_once => |store: Arc<dyn Store>| async move {

@@ -103,6 +103,7 @@ CREATE TABLE consent_events (
 );
 CREATE INDEX consent_events_consumer ON consent_events (consumer_id, seq);
 CREATE INDEX consent_events_provider ON consent_events (provider_id, seq);
+CREATE INDEX consent_events_consent ON consent_events (consent_id, seq);
 
 -- Pairwise identifiers the platform has given out, to translate them back.
 CREATE TABLE subjects (
