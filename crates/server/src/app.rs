@@ -38,6 +38,10 @@ pub struct App {
     pub trust: Trust,
     pub ledger: Arc<LedgerService>,
     pub committer: Committer,
+    /// Service definitions, cached.
+    pub directory: crate::services::Directory,
+    /// Per-process rate limits.
+    pub rates: crate::exchange::RateLimiter,
     /// CRL entries (issuer, serial) already matched against accounts.
     pub(crate) status_checked: Mutex<HashSet<(Vec<u8>, Vec<u8>)>>,
 }
@@ -66,6 +70,8 @@ impl App {
             trust,
             ledger,
             committer,
+            directory: crate::services::Directory::default(),
+            rates: crate::exchange::RateLimiter::default(),
             status_checked: Mutex::new(HashSet::new()),
         });
         crate::identity::status_check(&app).await?;
@@ -109,12 +115,27 @@ impl App {
         });
         let app = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut tick = tokio::time::interval(Duration::from_secs(
+                app.config.server.sweep_interval_seconds.max(1),
+            ));
             loop {
                 tick.tick().await;
                 let t = now();
                 let _ = app.store.purge_nonces(t).await;
                 let _ = app.store.purge_sessions(t).await;
+                let _ = app.store.purge_resident_nonces(t).await;
+                match crate::consents::sweep_expirations(&app).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(consents = n, "consents expired"),
+                    Err(e) => tracing::error!(error = %e, "consent expiry sweep failed"),
+                }
+                match crate::exchange::sweep_missing_receipts(&app).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(exchanges = n, "exchanges flagged for missing receipts")
+                    }
+                    Err(e) => tracing::error!(error = %e, "receipt sweep failed"),
+                }
                 let cutoff = t - i64::from(app.config.ledger.retention_days) * 86_400;
                 match app.store.expire_leaf_inputs(cutoff).await {
                     Ok(0) => {}

@@ -1,7 +1,7 @@
 //! Bearer assertions from parties with registered keys (RFC 7523 style): a JWT signed with
 //! ES256 by the party's key, `iss` = `sub` = the party's id, `aud` = the platform's public
-//! URL, a `jti` used once, `iat`, and `exp` no more than five minutes ahead. Auditors use
-//! them to read ledger entries; services (consumers and providers) will use the same.
+//! URL, a `jti` used once, `iat`, and `exp` no more than five minutes ahead. Services
+//! (consumers, providers), auditors and committee members authenticate this way.
 
 use crate::app::{App, now};
 use crate::error::ApiError;
@@ -27,15 +27,30 @@ struct Claims {
     exp: i64,
 }
 
-/// Checks `token` and returns the party id. `key_of` maps a party id (and the header's
-/// `kid`) to the key that may sign for it.
-pub async fn verify(
+/// A verified assertion whose `jti` is not consumed yet.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The party's id.
+    pub party: String,
+    /// The key that signed it (its RFC 7638 thumbprint binds tickets to it).
+    pub key: PublicJwk,
+    /// What to record so the `jti` is never accepted again.
+    pub jti_key: String,
+    pub exp: i64,
+}
+
+fn unauthorized(why: &str) -> ApiError {
+    ApiError::new(Code::Unauthorized, format!("client assertion: {why}"))
+}
+
+/// Checks signature and claims of `token`. `key_of` maps a party id and the header's `kid`
+/// to the key that may sign for it. The `jti` is not consumed: see [`consume`], or put
+/// `Change::UseJti` in the caller's commit.
+pub fn check(
     app: &App,
     token: &str,
     key_of: impl Fn(&str, Option<&str>) -> Option<PublicJwk>,
-) -> Result<String, ApiError> {
-    let unauthorized =
-        |why: &str| ApiError::new(Code::Unauthorized, format!("client assertion: {why}"));
+) -> Result<Verified, ApiError> {
     let parsed = jws::parse(token).map_err(|_| unauthorized("not a compact JWS"))?;
     if parsed.alg != Alg::Es256 {
         return Err(unauthorized("must be signed with ES256"));
@@ -46,8 +61,8 @@ pub async fn verify(
     if claims.iss != claims.sub {
         return Err(unauthorized("iss and sub must both be the client id"));
     }
-    let key =
-        key_of(&claims.iss, parsed.kid.as_deref()).ok_or_else(|| unauthorized("unknown client"))?;
+    let key = key_of(&claims.iss, parsed.kid.as_deref())
+        .ok_or_else(|| unauthorized("unknown client or key"))?;
     parsed
         .verify(&key)
         .map_err(|_| unauthorized("signature does not verify"))?;
@@ -74,17 +89,34 @@ pub async fn verify(
     if claims.jti.is_empty() || claims.jti.len() > 200 {
         return Err(unauthorized("jti must be a non-empty string"));
     }
+    Ok(Verified {
+        jti_key: format!("jti:{}:{}", claims.iss, claims.jti),
+        party: claims.iss,
+        key,
+        exp: claims.exp,
+    })
+}
+
+/// Consumes a verified assertion's `jti` on its own.
+pub async fn consume(app: &App, verified: &Verified) -> Result<(), ApiError> {
     match app
         .store
-        .put_nonce(
-            &format!("jti:{}:{}", claims.iss, claims.jti),
-            "jti",
-            claims.exp,
-        )
+        .put_nonce(&verified.jti_key, "jti", verified.exp)
         .await
     {
-        Ok(()) => Ok(claims.iss),
+        Ok(()) => Ok(()),
         Err(StoreError::Conflict(_)) => Err(unauthorized("jti was already used")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Checks and consumes in one step.
+pub async fn verify(
+    app: &App,
+    token: &str,
+    key_of: impl Fn(&str, Option<&str>) -> Option<PublicJwk>,
+) -> Result<String, ApiError> {
+    let verified = check(app, token, key_of)?;
+    consume(app, &verified).await?;
+    Ok(verified.party)
 }

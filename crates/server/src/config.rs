@@ -44,6 +44,9 @@ pub struct ServerConfig {
     /// Log format: `text` or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// How often expired consents, missing receipts, nonces and retention are swept.
+    #[serde(default = "default_sweep")]
+    pub sweep_interval_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             public_url: None,
             body_limit_bytes: default_body_limit(),
             log_format: default_log_format(),
+            sweep_interval_seconds: default_sweep(),
         }
     }
 }
@@ -339,6 +343,9 @@ fn default_bind() -> String {
 }
 fn default_body_limit() -> usize {
     256 * 1024
+}
+fn default_sweep() -> u64 {
+    60
 }
 fn default_log_format() -> String {
     "text".into()

@@ -12,7 +12,7 @@ use crate::ledger::leaf;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tsunagu_core::Code;
-use tsunagu_core::event::{Actor, Event, LeafRecord, ProofMethod};
+use tsunagu_core::event::{Actor, Event, ProofMethod};
 use tsunagu_core::identity::{
     AccountFacts, AccountStatus, BasicAttributes, CardProof, DeviceGate, DeviceStatus,
     EnrolledDevice, EnrollmentPlan, Level, credential_expiry, decide_enrollment, login_gate,
@@ -20,7 +20,7 @@ use tsunagu_core::identity::{
 use tsunagu_crypto::jwk::PublicJwk;
 use tsunagu_crypto::pairwise::LEDGER_SECTOR;
 use tsunagu_crypto::proofing::{self, ProofContext, ProvenIdentity};
-use tsunagu_crypto::{b64, jws, keys, random, sha256};
+use tsunagu_crypto::{jws, keys, random, sha256};
 use tsunagu_store::{AccountRow, CardRef, Change, Commit, DeviceRow, SessionRow, StoreError};
 
 pub const NONCE_ENROLL: &str = "enroll";
@@ -767,53 +767,6 @@ pub async fn revoke_device(
         .await?
         .ok_or_else(|| ApiError::new(Code::NotFound, "no such device"))?;
     Ok(json!({"device_id": device.id, "status": device.status, "revoked_at": device.revoked_at}))
-}
-
-/// `GET /v1/me/history`: the resident's ledger leaves, newest first, each with what is
-/// needed to check its inclusion, and a tree head that covers them all.
-pub async fn history(
-    app: &App,
-    session: &Session,
-    before: Option<u64>,
-    limit: u32,
-) -> Result<Value, ApiError> {
-    let limit = limit.clamp(1, 200);
-    let sth = app.ledger.sth(now()).await?;
-    let rows = app
-        .store
-        .subject_leaves(&session.account_id, before, limit)
-        .await?;
-    let next = if rows.len() as u32 == limit {
-        rows.last().map(|r| r.index)
-    } else {
-        None
-    };
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|row| {
-            let record: Option<LeafRecord> = row
-                .input
-                .as_ref()
-                .and_then(|input| serde_json::from_slice(input).ok());
-            let event = record.as_ref().and_then(|r| serde_json::to_value(r).ok());
-            let outcome = match &record {
-                None => "expired",
-                Some(r) if r.event.is_refusal() => "refused",
-                Some(_) => "recorded",
-            };
-            json!({
-                "leaf_index": row.index,
-                "leaf_input": row.input.as_ref().map(b64::std_encode),
-                "leaf_hash": b64::std_encode(row.hash),
-                "at": row.created_at,
-                "type": record.as_ref().map(|r| r.event.kind()),
-                "outcome": outcome,
-                "reason": event.as_ref().and_then(|e| e.get("reason")).cloned(),
-                "event": event,
-            })
-        })
-        .collect();
-    Ok(json!({ "items": items, "next_before": next, "sth": sth }))
 }
 
 /// 現況確認: puts every verified account whose proofing certificate is on a loaded CRL into

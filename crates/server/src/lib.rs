@@ -11,11 +11,16 @@
 pub mod app;
 pub mod assertion;
 pub mod config;
+pub mod consents;
 pub mod error;
+pub mod exchange;
+pub mod governance;
+pub mod history;
 pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod ledger;
+pub mod services;
 pub mod trust;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};

@@ -73,7 +73,7 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
     Ok(axum::Json(
-        service::history(&app, &session, q.before, q.limit.unwrap_or(50)).await?,
+        crate::history::history(&app, &session, q.before, q.limit.unwrap_or(50)).await?,
     ))
 }
 

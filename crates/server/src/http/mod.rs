@@ -1,6 +1,7 @@
 //! The HTTP face: small handlers over typed extractors; errors become problem+json in one
 //! place; metrics and tracing are layers.
 
+mod exchange;
 mod identity;
 mod ledger;
 mod meta;
@@ -38,6 +39,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/ledger/proof/inclusion"),
     ("GET", "/v1/ledger/proof/consistency"),
     ("GET", "/v1/ledger/entries"),
+    ("POST", "/v1/services"),
+    ("GET", "/v1/services"),
+    ("GET", "/v1/services/{id}"),
+    ("POST", "/v1/governance/services/{id}/votes"),
+    ("GET", "/v1/governance/alerts"),
+    ("GET", "/v1/me/offers"),
+    ("GET", "/v1/me/consents"),
+    ("POST", "/v1/me/consents"),
+    ("POST", "/v1/me/consents/{id}/revoke"),
+    ("POST", "/v1/me/consents/{id}/expiry"),
+    ("GET", "/v1/me/pairwise/{service_id}"),
+    ("POST", "/v1/exchange/tickets"),
+    ("POST", "/v1/exchange/receipts"),
+    ("GET", "/v1/exchange/consents"),
 ];
 
 /// The application router.
@@ -62,6 +77,21 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ledger/proof/inclusion", get(ledger::inclusion))
         .route("/v1/ledger/proof/consistency", get(ledger::consistency))
         .route("/v1/ledger/entries", get(ledger::entries))
+        .route("/v1/services", post(exchange::apply).get(exchange::list))
+        .route("/v1/services/{id}", get(exchange::get))
+        .route("/v1/governance/services/{id}/votes", post(exchange::vote))
+        .route("/v1/governance/alerts", get(exchange::alerts))
+        .route("/v1/me/offers", get(exchange::offers))
+        .route(
+            "/v1/me/consents",
+            get(exchange::my_consents).post(exchange::consent),
+        )
+        .route("/v1/me/consents/{id}/revoke", post(exchange::revoke))
+        .route("/v1/me/consents/{id}/expiry", post(exchange::expiry))
+        .route("/v1/me/pairwise/{service_id}", get(exchange::pairwise))
+        .route("/v1/exchange/tickets", post(exchange::ticket))
+        .route("/v1/exchange/receipts", post(exchange::receipt))
+        .route("/v1/exchange/consents", get(exchange::feed))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
