@@ -1,6 +1,8 @@
 //! The `tsunagu` binary. It parses arguments and wires the crates together; the work is in
 //! the crates.
 
+mod admin;
+mod connector;
 mod demo;
 mod dev;
 mod ledger;
@@ -43,6 +45,13 @@ enum Command {
     Ledger {
         #[command(subcommand)]
         command: ledger::LedgerCommand,
+    },
+    /// The sidecar a service runs to exchange data through the platform.
+    Connector(connector::ConnectorArgs),
+    /// Committee members' tools.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
     },
     /// Development tools (never for production).
     Dev {
@@ -97,6 +106,14 @@ async fn main() {
         Command::Ledger { command } => {
             init_logging("warn", false);
             ledger::run(command).await
+        }
+        Command::Connector(args) => {
+            init_logging("info,tower_http=warn", false);
+            connector::run(args).await
+        }
+        Command::Admin { command } => {
+            init_logging("warn", false);
+            admin::run(command).await
         }
         Command::Dev { command } => {
             init_logging("warn", false);

@@ -146,6 +146,126 @@ codes! {
     ReceiptMismatch => "receipt_mismatch",
     /// A receipt did not arrive in time.
     ReceiptMissing => "receipt_missing",
+
+    // ---- connectors (providers and consumers)
+    /// The ticket does not verify, or is not for this provider.
+    TicketInvalid => "ticket_invalid",
+    /// The ticket has expired.
+    TicketExpired => "ticket_expired",
+    /// The proof of possession is missing or does not verify.
+    ProofInvalid => "proof_invalid",
+    /// This ticket or proof was already used.
+    Replayed => "replayed",
+    /// The provider's own system failed to answer.
+    UpstreamFailed => "upstream_failed",
+    /// The provider's payload does not verify.
+    PayloadInvalid => "payload_invalid",
+}
+
+impl Code {
+    /// The HTTP status a refusal with this code is answered with.
+    pub fn http_status(self) -> u16 {
+        use Code::*;
+        match self {
+            InvalidRequest | InvalidJson | InvalidJwk | UnsupportedProofType | ProofMismatch
+            | InvalidRange => 400,
+            PayloadTooLarge => 413,
+            NotFound => 404,
+            MethodNotAllowed => 405,
+            Unauthorized => 401,
+            RateLimited => 429,
+            InternalError => 500,
+            Unavailable => 503,
+            DeviceAlreadyEnrolled | VoteNotApplicable | ConsentSuperseded => 409,
+            UnknownService | UnknownConsent | UnknownTicket => 404,
+            ApplicationInvalid | StaleRequest | TermsMismatch | NotConsentable | ExpiryInvalid
+            | RequesterRequired => 400,
+            ReceiptMismatch | ReceiptMissing | Replayed => 409,
+            TicketInvalid | TicketExpired | ProofInvalid => 401,
+            UpstreamFailed | PayloadInvalid => 502,
+            UnknownMember => 401,
+            ReproofRequired | NoConsent | ConsentExpired | ConsentRevoked | ItemsNotCovered
+            | ProvisionalId | ServiceSuspended | PurposeNotApproved | UnknownSubject => 403,
+            Locked => 423,
+            Forbidden
+            | NonceInvalid
+            | SignatureInvalid
+            | CertificateUntrusted
+            | CertificateExpired
+            | CertificateNotYetValid
+            | CertificateRevoked
+            | CertificateStatusUnknown
+            | AttributesMissing
+            | IdentityMismatch
+            | CredentialInvalid
+            | CredentialExpired
+            | CredentialRevoked => 403,
+        }
+    }
+
+    /// A short English title (problem+json `title`).
+    pub fn title(self) -> &'static str {
+        use Code::*;
+        match self {
+            InvalidRequest => "Invalid request",
+            InvalidJson => "Invalid JSON body",
+            PayloadTooLarge => "Request body too large",
+            NotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            Unauthorized => "Authentication required",
+            Forbidden => "Forbidden",
+            RateLimited => "Too many requests",
+            InternalError => "Internal error",
+            Unavailable => "Service unavailable",
+            NonceInvalid => "Nonce invalid",
+            SignatureInvalid => "Signature invalid",
+            InvalidJwk => "Invalid device key",
+            UnsupportedProofType => "Unsupported proof type",
+            ProofMismatch => "Proof does not match the request",
+            CertificateUntrusted => "Certificate not trusted",
+            CertificateExpired => "Certificate expired",
+            CertificateNotYetValid => "Certificate not yet valid",
+            CertificateRevoked => "Certificate revoked",
+            CertificateStatusUnknown => "Certificate status unknown",
+            AttributesMissing => "Basic items missing from the certificate",
+            DeviceAlreadyEnrolled => "Device already enrolled",
+            IdentityMismatch => "Identity does not match",
+            CredentialInvalid => "Credential invalid",
+            CredentialExpired => "Credential expired",
+            CredentialRevoked => "Credential revoked",
+            Locked => "Credential locked",
+            InvalidRange => "Invalid range",
+            UnknownService => "Unknown service",
+            ApplicationInvalid => "Application invalid",
+            VoteNotApplicable => "Vote not applicable",
+            UnknownMember => "Unknown committee member",
+            StaleRequest => "Stale request",
+            TermsMismatch => "Terms mismatch",
+            NotConsentable => "Not a consent-based purpose",
+            ExpiryInvalid => "Expiry invalid",
+            ConsentSuperseded => "Consent superseded",
+            ReproofRequired => "Re-proofing required",
+            UnknownConsent => "Unknown consent",
+            NoConsent => "No consent",
+            ConsentExpired => "Consent expired",
+            ConsentRevoked => "Consent revoked",
+            ItemsNotCovered => "Items not covered",
+            ProvisionalId => "Provisional ID",
+            ServiceSuspended => "Service suspended",
+            PurposeNotApproved => "Purpose not approved",
+            UnknownSubject => "Unknown subject",
+            RequesterRequired => "Requester and reason required",
+            UnknownTicket => "Unknown ticket",
+            ReceiptMismatch => "Receipts do not match",
+            ReceiptMissing => "Receipt missing",
+            TicketInvalid => "Ticket invalid",
+            TicketExpired => "Ticket expired",
+            ProofInvalid => "Proof of possession invalid",
+            Replayed => "Replayed",
+            UpstreamFailed => "Upstream failed",
+            PayloadInvalid => "Payload invalid",
+        }
+    }
 }
 
 impl std::fmt::Display for Code {

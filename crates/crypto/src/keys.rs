@@ -105,6 +105,16 @@ impl SigningKey {
         })
     }
 
+    /// Loads a PKCS#8 key from PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pkcs8_pem(alg: Alg, pem: &str) -> Result<SigningKey, CryptoError> {
+        SigningKey::from_pkcs8(alg, &pkcs8_from_pem(pem)?)
+    }
+
+    /// The PKCS#8 key as PEM.
+    pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(pem_encode("PRIVATE KEY", &self.pkcs8))
+    }
+
     /// A second handle to the same key.
     pub fn try_clone(&self) -> Result<SigningKey, CryptoError> {
         SigningKey::from_pkcs8(self.alg(), &self.pkcs8)
@@ -149,6 +159,26 @@ impl SigningKey {
             Inner::Ed25519(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
         }
     }
+}
+
+/// The DER of a PKCS#8 private key in PEM (`-----BEGIN PRIVATE KEY-----`).
+pub fn pkcs8_from_pem(pem: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| CryptoError::InvalidKey(format!("PEM private key: {e}")))?;
+    Ok(Zeroizing::new(der.secret_pkcs8_der().to_vec()))
+}
+
+/// PEM text of DER bytes under `label`.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let body = b64::std_encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Verifies a JOSE signature `sig` over `msg` by `key` under `alg`; the key type must match
@@ -215,6 +245,16 @@ mod tests {
                 Err(CryptoError::BadSignature)
             );
         }
+    }
+
+    #[test]
+    fn keys_round_trip_through_pem() {
+        let key = SigningKey::generate(Alg::Es256).unwrap();
+        let pem = key.to_pkcs8_pem();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        let again = SigningKey::from_pkcs8_pem(Alg::Es256, &pem).unwrap();
+        assert_eq!(again.kid(), key.kid());
+        assert!(SigningKey::from_pkcs8_pem(Alg::Es256, "not pem").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`jwk`]: public JWKs and RFC 7638 thumbprints;
 //! - [`keys`]: ES256 and Ed25519 signing keys;
 //! - [`jws`]: JWS compact serialization (ES256, EdDSA), strict parsing;
+//! - [`jwe`]: JWE ECDH-ES + A256GCM, to encrypt payloads to a consumer;
 //! - [`x509`]: certificate path validation to configured trust anchors, with key usage and
 //!   revocation by CRL;
 //! - [`jpki`]: the four basic items from a JPKI signing certificate's subjectAltName;
@@ -22,6 +23,7 @@ pub mod aead;
 pub mod b64;
 pub mod jcs;
 pub mod jpki;
+pub mod jwe;
 pub mod jwk;
 pub mod jws;
 pub mod keys;

@@ -215,11 +215,12 @@ pub async fn grant(app: &App, session: &Session, consent_jws: &str) -> Result<Va
         facts.ok_or_else(|| ApiError::internal("consent", "purpose vanished"))?;
 
     for _ in 0..3 {
-        let existing = app
+        let latest = app
             .store
             .latest_consent(&session.account_id, &payload.consumer, &payload.purpose_id)
-            .await?
-            .filter(|c| c.status == ConsentStatus::Active);
+            .await?;
+        let generation = latest.as_ref().map(|c| c.generation + 1).unwrap_or(1);
+        let existing = latest.filter(|c| c.status == ConsentStatus::Active);
         let id = random::token(16).map_err(|e| ApiError::internal("id", e))?;
         let row = ConsentRow {
             id: id.clone(),
@@ -227,6 +228,7 @@ pub async fn grant(app: &App, session: &Session, consent_jws: &str) -> Result<Va
             consumer_id: payload.consumer.clone(),
             provider_id: payload.provider.clone(),
             purpose_id: payload.purpose_id.clone(),
+            generation,
             items: payload.items.clone(),
             expires_at: payload.expires_at,
             terms_sha256: payload.terms_sha256.clone(),
@@ -283,7 +285,7 @@ pub async fn grant(app: &App, session: &Session, consent_jws: &str) -> Result<Va
             Ok(_) => {
                 metrics::counter!("tsunagu_consents_total", "outcome" => "granted").increment(1);
                 let history = vec![event_of(&row, "granted", t)];
-                return Ok(record(app, &row, &consumer, &purpose, &history, session, t).await?);
+                return record(app, &row, &consumer, &purpose, &history, session, t).await;
             }
             Err(StoreError::Conflict(_)) => {
                 // Either the nonce was used, or another consent to the purpose landed first.
@@ -291,8 +293,9 @@ pub async fn grant(app: &App, session: &Session, consent_jws: &str) -> Result<Va
                     .store
                     .latest_consent(&session.account_id, &payload.consumer, &payload.purpose_id)
                     .await?
-                    .filter(|c| c.status == ConsentStatus::Active);
-                if again.as_ref().map(|c| &c.id) == existing.as_ref().map(|c| &c.id) {
+                    .map(|c| c.generation + 1)
+                    .unwrap_or(1);
+                if again == generation {
                     let err =
                         ApiError::new(Code::NonceInvalid, consent_message(Code::NonceInvalid));
                     return Err(refuse(

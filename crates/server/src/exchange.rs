@@ -67,15 +67,15 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ServiceAuth,
         if iss != service.row.id {
             return None;
         }
+        // Keys registered for encryption (`use: enc`) never authenticate the service.
+        let signing = |k: &&PublicJwk| {
+            matches!(k.material, KeyMaterial::P256 { .. }) && k.use_.as_deref() != Some("enc")
+        };
         match kid {
-            Some(kid) => service.jwks.find(kid).cloned(),
+            Some(kid) => service.jwks.find(kid).filter(signing).cloned(),
             None => {
-                let mut p256 = service
-                    .jwks
-                    .keys
-                    .iter()
-                    .filter(|k| matches!(k.material, KeyMaterial::P256 { .. }));
-                match (p256.next(), p256.next()) {
+                let mut candidates = service.jwks.keys.iter().filter(signing);
+                match (candidates.next(), candidates.next()) {
                     (Some(only), None) => Some(only.clone()),
                     _ => None,
                 }

@@ -217,7 +217,7 @@ macro_rules! purpose_columns {
 
 macro_rules! consent_columns {
     () => {
-        "id, account_id, consumer_id, provider_id, purpose_id, items, expires_at, terms_sha256, status, jws, device_id, version, created_at, updated_at"
+        "id, account_id, consumer_id, provider_id, purpose_id, generation, items, expires_at, terms_sha256, status, jws, device_id, version, created_at, updated_at"
     };
 }
 
@@ -282,7 +282,7 @@ pub(crate) const SQL_VOTES: &str = "SELECT member_id, nonce, service_id, round, 
 pub(crate) const SQL_INSERT_CONSENT: &str = concat!(
     "INSERT INTO consents (",
     consent_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
 pub(crate) const SQL_CONSENT_BY_ID: &str = concat!(
     "SELECT ",
@@ -297,7 +297,7 @@ pub(crate) const SQL_CONSENTS_OF: &str = concat!(
 pub(crate) const SQL_LATEST_CONSENT: &str = concat!(
     "SELECT ",
     consent_columns!(),
-    " FROM consents WHERE account_id = $1 AND consumer_id = $2 AND purpose_id = $3 ORDER BY CASE status WHEN 'active' THEN 0 ELSE 1 END, created_at DESC, id DESC LIMIT 1"
+    " FROM consents WHERE account_id = $1 AND consumer_id = $2 AND purpose_id = $3 ORDER BY generation DESC LIMIT 1"
 );
 pub(crate) const SQL_DUE_EXPIRATIONS: &str = concat!(
     "SELECT ",
@@ -324,7 +324,7 @@ pub(crate) const SQL_ACCOUNT_FOR_SUBJECT: &str =
 /// Everything a ticket decision reads, in one round trip: both services' statuses (so a
 /// suspension counts from the next request, on every replica), the resident behind the
 /// consumer's pairwise subject, and their latest consent to the purpose.
-pub(crate) const SQL_TICKET_CONTEXT: &str = "SELECT cs.status AS consumer_status, ps.status AS provider_status, a.id AS account_id, a.level AS account_level, a.status AS account_status, c.id AS c_id, c.account_id AS c_account_id, c.consumer_id AS c_consumer_id, c.provider_id AS c_provider_id, c.purpose_id AS c_purpose_id, c.items AS c_items, c.expires_at AS c_expires_at, c.terms_sha256 AS c_terms_sha256, c.status AS c_status, c.jws AS c_jws, c.device_id AS c_device_id, c.version AS c_version, c.created_at AS c_created_at, c.updated_at AS c_updated_at FROM services cs LEFT JOIN services ps ON ps.id = $4 LEFT JOIN subjects s ON s.sector = $1 AND s.subject = $3 LEFT JOIN accounts a ON a.id = s.account_id LEFT JOIN consents c ON c.id = (SELECT c2.id FROM consents c2 WHERE c2.account_id = s.account_id AND c2.consumer_id = $1 AND c2.purpose_id = $2 ORDER BY CASE c2.status WHEN 'active' THEN 0 ELSE 1 END, c2.created_at DESC, c2.id DESC LIMIT 1) WHERE cs.id = $1";
+pub(crate) const SQL_TICKET_CONTEXT: &str = "SELECT cs.status AS consumer_status, ps.status AS provider_status, a.id AS account_id, a.level AS account_level, a.status AS account_status, c.id AS c_id, c.account_id AS c_account_id, c.consumer_id AS c_consumer_id, c.provider_id AS c_provider_id, c.purpose_id AS c_purpose_id, c.generation AS c_generation, c.items AS c_items, c.expires_at AS c_expires_at, c.terms_sha256 AS c_terms_sha256, c.status AS c_status, c.jws AS c_jws, c.device_id AS c_device_id, c.version AS c_version, c.created_at AS c_created_at, c.updated_at AS c_updated_at FROM services cs LEFT JOIN services ps ON ps.id = $4 LEFT JOIN subjects s ON s.sector = $1 AND s.subject = $3 LEFT JOIN accounts a ON a.id = s.account_id LEFT JOIN consents c ON c.id = (SELECT c2.id FROM consents c2 WHERE c2.account_id = s.account_id AND c2.consumer_id = $1 AND c2.purpose_id = $2 ORDER BY c2.generation DESC LIMIT 1) WHERE cs.id = $1";
 pub(crate) const SQL_CONSENT_HISTORY: &str = concat!(
     "SELECT ",
     consent_event_columns!(),

@@ -123,7 +123,7 @@ pub trait ConsentStore {
     async fn consent(&self, id: &str) -> Result<Option<ConsentRow>>;
     /// A resident's consents, newest first.
     async fn consents_of(&self, account_id: &str) -> Result<Vec<ConsentRow>>;
-    /// The active consent to this purpose if there is one, else the newest.
+    /// The newest consent to this purpose (the highest generation).
     async fn latest_consent(
         &self,
         account_id: &str,

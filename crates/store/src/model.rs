@@ -142,6 +142,8 @@ pub struct ConsentRow {
     pub consumer_id: String,
     pub provider_id: String,
     pub purpose_id: String,
+    /// 1, 2, … per resident, consumer and purpose: the newest decides.
+    pub generation: i64,
     pub items: Vec<String>,
     pub expires_at: i64,
     pub terms_sha256: String,
@@ -291,7 +293,8 @@ pub enum Change {
         round: i64,
         updated_at: i64,
     },
-    /// Refused (conflict) if the resident already has an active consent to this purpose.
+    /// Refused (conflict) if the resident already has an active consent to this purpose, or
+    /// one of this generation.
     InsertConsent(ConsentRow),
     /// Sets a consent's status if it is still `from`.
     SetConsentStatus {

@@ -238,6 +238,7 @@ impl SqliteStore {
             consumer_id: row.try_get(col("consumer_id").as_str()).map_err(map_err)?,
             provider_id: row.try_get(col("provider_id").as_str()).map_err(map_err)?,
             purpose_id: row.try_get(col("purpose_id").as_str()).map_err(map_err)?,
+            generation: row.try_get(col("generation").as_str()).map_err(map_err)?,
             items: parse_items(&items)?,
             expires_at: row.try_get(col("expires_at").as_str()).map_err(map_err)?,
             terms_sha256: row.try_get(col("terms_sha256").as_str()).map_err(map_err)?,
@@ -474,6 +475,7 @@ impl SqliteStore {
                 .bind(&r.consumer_id)
                 .bind(&r.provider_id)
                 .bind(&r.purpose_id)
+                .bind(r.generation)
                 .bind(items_json(&r.items))
                 .bind(r.expires_at)
                 .bind(&r.terms_sha256)

@@ -156,6 +156,7 @@ fn consent(id: &str, account: &str, status: ConsentStatus, created_at: i64) -> C
         consumer_id: "daycare".into(),
         provider_id: "school".into(),
         purpose_id: "allergy".into(),
+        generation: created_at - 99,
         items: vec!["allergy".into()],
         expires_at: 1_000,
         terms_sha256: "t".into(),
@@ -465,7 +466,10 @@ store_tests! {
         assert_eq!(store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap().id, "c2");
         commit(&store, vec![Change::SetConsentStatus { id: "c2".into(), from: ConsentStatus::Active, to: ConsentStatus::Revoked, updated_at: 102 }], vec![]).await.unwrap();
         let latest = store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap();
-        assert_eq!((latest.id.as_str(), latest.status), ("c2", ConsentStatus::Revoked), "the newest decides when none is active");
+        assert_eq!((latest.id.as_str(), latest.status), ("c2", ConsentStatus::Revoked), "the newest decides");
+        let mut same_generation = consent("c9", "a1", ConsentStatus::Revoked, 101);
+        same_generation.purpose_id = "allergy".into();
+        assert!(matches!(commit(&store, vec![Change::InsertConsent(same_generation)], vec![]).await, Err(StoreError::Conflict(_))), "generations are unique");
         assert_eq!(store.consents_of("a1").await.unwrap().len(), 2);
         assert!(store.latest_consent("a1", "daycare", "other").await.unwrap().is_none());
 

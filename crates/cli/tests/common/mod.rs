@@ -229,6 +229,51 @@ impl Device {
         ))
     }
 
+    /// A compact JWS (ES256) of `payload` with `header` (`alg` is set here). The JSON is
+    /// serialized as serde_json writes it, not JCS: the platform must accept any JSON.
+    pub fn jws(&self, header: Value, payload: &Value) -> String {
+        let mut header = header;
+        header["alg"] = json!("ES256");
+        let input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(payload.to_string())
+        );
+        format!("{input}.{}", self.sign(input.as_bytes()))
+    }
+
+    /// A JWS signed by the device key, `kid` = its thumbprint (as residents sign).
+    pub fn resident_jws(&self, payload: &Value) -> String {
+        self.jws(json!({"kid": self.thumbprint()}), payload)
+    }
+
+    /// A device from a PKCS#8 PEM file (keys made by `tsunagu connector keygen`).
+    pub fn from_pem(path: &Path) -> Device {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let text = std::fs::read_to_string(path).unwrap();
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = B64.decode(body).unwrap();
+        Device {
+            pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der).unwrap(),
+        }
+    }
+
+    /// A client assertion for `audience` with `iss` = `sub` = `service_id`.
+    pub fn assertion(&self, service_id: &str, audience: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let jti = B64URL.encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{now}{:?}", std::time::Instant::now()).as_bytes(),
+        ));
+        self.jws(
+            json!({"typ": "JWT"}),
+            &json!({"iss": service_id, "sub": service_id, "aud": audience, "jti": jti, "iat": now, "exp": now + 60}),
+        )
+    }
+
     /// ES256 r||s, base64url.
     pub fn sign(&self, data: &[u8]) -> String {
         let rng = aws_lc_rs::rand::SystemRandom::new();
@@ -239,6 +284,59 @@ impl Device {
 /// The bytes a card signs for enrollment, written out literally (JCS of two ASCII strings).
 pub fn proof_bytes(thumbprint: &str, nonce: &str) -> Vec<u8> {
     format!(r#"{{"device_jwk_thumbprint":"{thumbprint}","nonce":"{nonce}"}}"#).into_bytes()
+}
+
+/// Any `tsunagu` process (a connector sidecar…), killed when dropped.
+pub struct Process {
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// Starts `tsunagu args…` in `dir` and waits until `GET http://127.0.0.1:{port}/healthz`
+    /// answers 200.
+    pub fn start(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+            .current_dir(dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the tsunagu binary starts");
+        let process = Process { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !healthy(port) {
+            assert!(
+                Instant::now() < deadline,
+                "{args:?} did not come up; see {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        process
+    }
+}
+
+/// Runs `tsunagu args…` to completion and returns its standard output.
+pub fn tsunagu(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The `tsunagu serve` process.
@@ -360,6 +458,21 @@ impl Http {
             );
         }
         (status, body)
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        headers: &[(&str, String)],
+    ) -> (u16, Value) {
+        let mut r = self.client.post(format!("{}{path}", self.base)).json(body);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn nonce(&self, path: &str) -> String {

@@ -53,6 +53,9 @@ CREATE TABLE consents (
     consumer_id  TEXT NOT NULL,
     provider_id  TEXT NOT NULL,
     purpose_id   TEXT NOT NULL,
+    -- 1 for a resident's first consent to a purpose, then one more for each new one: the
+    -- newest decides.
+    generation   BIGINT NOT NULL,
     items        TEXT NOT NULL,
     expires_at   BIGINT NOT NULL,
     terms_sha256 TEXT NOT NULL,
@@ -64,7 +67,7 @@ CREATE TABLE consents (
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );
-CREATE INDEX consents_lookup ON consents (account_id, consumer_id, purpose_id);
+CREATE UNIQUE INDEX consents_lookup ON consents (account_id, consumer_id, purpose_id, generation);
 CREATE INDEX consents_expiry ON consents (status, expires_at);
 -- At most one active consent per resident, consumer and purpose.
 CREATE UNIQUE INDEX consents_one_active ON consents (account_id, consumer_id, purpose_id) WHERE status = 'active';
