@@ -96,7 +96,7 @@ async fn main() {
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Demo { keep_running } => {
-            init_logging("warn,sqlx=error", false);
+            init_logging("error", false);
             demo::run(keep_running).await
         }
         Command::Wallet { command } => {
