@@ -11,6 +11,37 @@ pub enum DevCommand {
         #[command(subcommand)]
         command: JpkiCommand,
     },
+    /// Fill a stopped platform's storage with approved benchmark services and consenting
+    /// residents, for `dev load`.
+    Seed {
+        /// The platform's configuration (its storage is filled).
+        #[arg(long)]
+        config: PathBuf,
+        /// How many residents, each with a signed consent.
+        #[arg(long, default_value_t = 10_000)]
+        residents: u64,
+        /// Where to write the consumer's key and the residents' pairwise ids.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Drive ticket requests against a running `tsunagu serve` and report throughput and latency.
+    Load {
+        /// The platform's public URL (the assertions' audience).
+        #[arg(long)]
+        url: String,
+        /// The directory `dev seed --out` wrote.
+        #[arg(long)]
+        seed: PathBuf,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 30)]
+        duration: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Client assertions to sign before the run (each is single-use).
+        #[arg(long, default_value_t = 400_000)]
+        presign: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -68,8 +99,24 @@ pub enum JpkiCommand {
     },
 }
 
-pub fn run(command: DevCommand) -> anyhow::Result<()> {
-    let DevCommand::Jpki { command } = command;
+pub async fn run(command: DevCommand) -> anyhow::Result<()> {
+    let command = match command {
+        DevCommand::Jpki { command } => command,
+        DevCommand::Seed {
+            config,
+            residents,
+            out,
+        } => return crate::load::seed(&config, residents, &out).await,
+        DevCommand::Load {
+            url,
+            seed,
+            duration,
+            connections,
+            presign,
+        } => {
+            return crate::load::load(&url, &seed, duration, connections, presign).await;
+        }
+    };
     match command {
         JpkiCommand::Init { dir } => {
             let ca = SimCa::init(&dir)?;

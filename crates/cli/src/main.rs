@@ -6,6 +6,7 @@ mod connector;
 mod demo;
 mod dev;
 mod ledger;
+mod load;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -117,7 +118,7 @@ async fn main() {
         }
         Command::Dev { command } => {
             init_logging("warn", false);
-            dev::run(command)
+            dev::run(command).await
         }
     };
     if let Err(e) = result {

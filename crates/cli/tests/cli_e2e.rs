@@ -237,3 +237,67 @@ fn configuration_errors_name_what_is_wrong() {
     let err = fails(tsunagu(d, &["serve", "--config", "absent.toml"], &[]));
     assert!(err.contains("absent.toml"), "{err}");
 }
+
+#[test]
+fn the_ticket_benchmark_tools_seed_and_load_a_real_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tsunagu(d, &["dev", "jpki", "init", "--dir", "ca"], &[]));
+    let port = free_port();
+    let config = format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n"
+    );
+    std::fs::write(d.join("tsunagu.toml"), &config).unwrap();
+    let seeded = ok(tsunagu(
+        d,
+        &[
+            "dev",
+            "seed",
+            "--config",
+            "tsunagu.toml",
+            "--residents",
+            "30",
+            "--out",
+            "seed",
+        ],
+        &[],
+    ));
+    assert!(seeded.contains("seeded 30 residents"), "{seeded}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("seed/subjects.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        30
+    );
+
+    let server = Server::start(d, &config, port);
+    let report = ok(tsunagu(
+        d,
+        &[
+            "dev",
+            "load",
+            "--url",
+            &server.url,
+            "--seed",
+            "seed",
+            "--duration",
+            "2",
+            "--connections",
+            "2",
+            "--presign",
+            "40",
+        ],
+        &[],
+    ));
+    // 40 requests about 30 residents who all consented: every one is a ticket, and the run
+    // stops when the pre-signed assertions are used up.
+    assert!(report.contains("requests: 40 "), "{report}");
+    assert!(report.contains("issued tickets: 40 "), "{report}");
+    assert!(report.contains("201: 40"), "{report}");
+    assert!(report.contains("p99"), "{report}");
+    assert!(
+        report.contains("used every pre-signed assertion"),
+        "{report}"
+    );
+}

@@ -61,6 +61,106 @@ impl LeafColumns {
     }
 }
 
+/// Whether the optimistic batch path writes `change` in bulk (one statement per table for the
+/// whole batch, after the batch's other changes and before its leaves).
+///
+/// Only insert-only kinds qualify whose rows no other change of the same batch can read or
+/// depend on: a client assertion's `jti` (read by nothing but its own unique key), a new ticket
+/// (its id is only revealed once the batch is durable, so no receipt for it can share the
+/// batch) and a pairwise subject link (`ON CONFLICT DO NOTHING`, order-free). A `jti` replayed
+/// within or across batches still violates the unique key, and the batch falls back to
+/// per-commit savepoints where each commit's changes are applied one by one, in order.
+pub(crate) fn is_bulk(change: &Change) -> bool {
+    matches!(
+        change,
+        Change::UseJti { .. } | Change::InsertTicket(_) | Change::LinkSubject { .. }
+    )
+}
+
+/// The bulk changes (see [`is_bulk`]) of a batch, column by column.
+#[derive(Default)]
+pub(crate) struct BulkColumns {
+    pub jti_key: Vec<String>,
+    pub jti_expires_at: Vec<i64>,
+    pub link_sector: Vec<String>,
+    pub link_subject: Vec<String>,
+    pub link_account_id: Vec<String>,
+    pub link_created_at: Vec<i64>,
+    pub tickets: TicketColumns,
+}
+
+/// Tickets to insert, column by column (the order of `ticket_columns!`).
+#[derive(Default)]
+pub(crate) struct TicketColumns {
+    pub id: Vec<String>,
+    pub consumer_id: Vec<String>,
+    pub provider_id: Vec<String>,
+    pub account_id: Vec<String>,
+    pub purpose_id: Vec<String>,
+    pub items: Vec<String>,
+    pub basis: Vec<String>,
+    pub requester: Vec<Option<String>>,
+    pub reason: Vec<Option<String>>,
+    pub issued_at: Vec<i64>,
+    pub expires_at: Vec<i64>,
+    pub consumer_receipt: Vec<Option<String>>,
+    pub provider_receipt: Vec<Option<String>>,
+    pub state: Vec<String>,
+    pub updated_at: Vec<i64>,
+}
+
+impl TicketColumns {
+    pub(crate) fn len(&self) -> usize {
+        self.id.len()
+    }
+
+    fn push(&mut self, r: &TicketRow) {
+        self.id.push(r.id.clone());
+        self.consumer_id.push(r.consumer_id.clone());
+        self.provider_id.push(r.provider_id.clone());
+        self.account_id.push(r.account_id.clone());
+        self.purpose_id.push(r.purpose_id.clone());
+        self.items.push(items_json(&r.items));
+        self.basis.push(r.basis.clone());
+        self.requester.push(r.requester.clone());
+        self.reason.push(r.reason.clone());
+        self.issued_at.push(r.issued_at);
+        self.expires_at.push(r.expires_at);
+        self.consumer_receipt.push(r.consumer_receipt.clone());
+        self.provider_receipt.push(r.provider_receipt.clone());
+        self.state.push(r.state.clone());
+        self.updated_at.push(r.updated_at);
+    }
+}
+
+impl BulkColumns {
+    pub(crate) fn of<'c>(commits: impl Iterator<Item = &'c Commit>) -> BulkColumns {
+        let mut bulk = BulkColumns::default();
+        for change in commits.flat_map(|c| c.changes.iter()) {
+            match change {
+                Change::UseJti { key, expires_at } => {
+                    bulk.jti_key.push(key.clone());
+                    bulk.jti_expires_at.push(*expires_at);
+                }
+                Change::LinkSubject {
+                    sector,
+                    subject,
+                    account_id,
+                    created_at,
+                } => {
+                    bulk.link_sector.push(sector.clone());
+                    bulk.link_subject.push(subject.clone());
+                    bulk.link_account_id.push(account_id.clone());
+                    bulk.link_created_at.push(*created_at);
+                }
+                Change::InsertTicket(r) => bulk.tickets.push(r),
+                _ => {}
+            }
+        }
+        bulk
+    }
+}
+
 /// Where each commit of an applied batch landed.
 pub(crate) fn placements(commits: &[Commit], size_before: u64) -> (Vec<Result<Committed>>, u64) {
     let mut next = size_before;
@@ -331,6 +431,9 @@ pub(crate) const SQL_CONSENT_HISTORY: &str = concat!(
     " FROM consent_events WHERE consent_id = $1 ORDER BY seq"
 );
 
+/// The head of a multi-row ticket INSERT (the optimistic batch path).
+pub(crate) const SQL_INSERT_TICKETS_HEAD: &str =
+    concat!("INSERT INTO tickets (", ticket_columns!(), ")");
 pub(crate) const SQL_INSERT_TICKET: &str = concat!(
     "INSERT INTO tickets (",
     ticket_columns!(),

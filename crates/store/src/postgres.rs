@@ -745,9 +745,59 @@ impl PgStore {
         }
     }
 
-    async fn apply_changes(tx: &Transaction<'_>, commit: &Commit) -> Result<()> {
+    /// Applies a commit's changes in order; with `skip_bulk`, leaves out those the caller
+    /// writes in bulk afterwards.
+    async fn apply_changes(tx: &Transaction<'_>, commit: &Commit, skip_bulk: bool) -> Result<()> {
         for change in &commit.changes {
-            Self::apply(tx, change).await?;
+            if !(skip_bulk && is_bulk(change)) {
+                Self::apply(tx, change).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a batch's bulk changes (see `common::is_bulk`), one `UNNEST` INSERT per table.
+    async fn bulk_apply(tx: &Transaction<'_>, bulk: &BulkColumns) -> Result<()> {
+        if !bulk.jti_key.is_empty() {
+            Self::exec(
+                tx,
+                "INSERT INTO nonces (nonce, purpose, expires_at) SELECT k, 'jti', e FROM UNNEST($1::text[], $2::int8[]) AS u (k, e)",
+                &[&bulk.jti_key, &bulk.jti_expires_at],
+            )
+            .await?;
+        }
+        if !bulk.link_sector.is_empty() {
+            Self::exec(
+                tx,
+                "INSERT INTO subjects (sector, subject, account_id, created_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[]) ON CONFLICT DO NOTHING",
+                &[&bulk.link_sector, &bulk.link_subject, &bulk.link_account_id, &bulk.link_created_at],
+            )
+            .await?;
+        }
+        let t = &bulk.tickets;
+        if t.len() > 0 {
+            Self::exec(
+                tx,
+                &format!("{SQL_INSERT_TICKETS_HEAD} SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::int8[], $11::int8[], $12::text[], $13::text[], $14::text[], $15::int8[])"),
+                &[
+                    &t.id,
+                    &t.consumer_id,
+                    &t.provider_id,
+                    &t.account_id,
+                    &t.purpose_id,
+                    &t.items,
+                    &t.basis,
+                    &t.requester,
+                    &t.reason,
+                    &t.issued_at,
+                    &t.expires_at,
+                    &t.consumer_receipt,
+                    &t.provider_receipt,
+                    &t.state,
+                    &t.updated_at,
+                ],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -803,7 +853,7 @@ impl PgStore {
         let mut results = Vec::with_capacity(commits.len());
         for commit in commits {
             let sp = tx.savepoint("tsunagu_commit").await.map_err(map_err)?;
-            let applied = match Self::apply_changes(&sp, commit).await {
+            let applied = match Self::apply_changes(&sp, commit, false).await {
                 Ok(()) => Self::insert_leaves(&sp, std::iter::once(commit), next).await,
                 Err(e) => Err(e),
             };
@@ -1309,12 +1359,19 @@ impl Store for PgStore {
         let size_before = Self::head(&tx).await?;
         let mut conflict = None;
         for commit in commits {
-            match Self::apply_changes(&tx, commit).await {
+            match Self::apply_changes(&tx, commit, true).await {
                 Ok(()) => {}
                 Err(e @ StoreError::Conflict(_)) => {
                     conflict = Some(e);
                     break;
                 }
+                Err(e) => return Err(e),
+            }
+        }
+        if conflict.is_none() {
+            match Self::bulk_apply(&tx, &BulkColumns::of(commits.iter())).await {
+                Ok(()) => {}
+                Err(e @ StoreError::Conflict(_)) => conflict = Some(e),
                 Err(e) => return Err(e),
             }
         }

@@ -553,6 +553,50 @@ store_tests! {
         assert!(store.alerts(alerts[0].seq, 10).await.unwrap().is_empty());
     };
 
+    ticket_batches_are_written_in_bulk_and_a_replayed_jti_refuses_only_its_commit => |store: Arc<dyn Store>| async move {
+        enroll(&store, "a1", "d1", None).await;
+        commit(&store, vec![Change::UseJti { key: "svc:used".into(), expires_at: 500 }], vec![]).await.unwrap();
+        let issue = |n: u8, jti: &str| {
+            let mut t = ticket(&format!("t{n}"));
+            if n.is_multiple_of(2) {
+                t.basis = "rule:fire".into();
+                t.requester = Some("crew 7".into());
+                t.reason = Some("a call".into());
+            }
+            Commit {
+                changes: vec![
+                    Change::UseJti { key: format!("svc:{jti}"), expires_at: 500 },
+                    Change::InsertTicket(t),
+                    Change::LinkSubject { sector: "school".into(), subject: format!("s{}", n % 2), account_id: "a1".into(), created_at: 100 },
+                ],
+                leaves: vec![leaf(n, &["a1"])],
+            }
+        };
+        // All apply: one bulk statement per table, every field kept.
+        let outcome = store.commit_batch(&[issue(1, "j1"), issue(2, "j2"), issue(3, "j3")]).await.unwrap();
+        assert!(outcome.results.iter().all(Result::is_ok));
+        assert_eq!(outcome.size_after - outcome.size_before, 3);
+        for n in 1..=3u8 {
+            let Commit { changes, .. } = issue(n, "x");
+            let Change::InsertTicket(expected) = &changes[1] else { unreachable!() };
+            assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().as_ref(), Some(expected));
+        }
+        assert_eq!(store.account_for_subject("school", "s0").await.unwrap().as_deref(), Some("a1"));
+        assert_eq!(store.account_for_subject("school", "s1").await.unwrap().as_deref(), Some("a1"));
+
+        // A jti used before and one used twice within the batch: only those commits are refused.
+        let outcome = store
+            .commit_batch(&[issue(4, "j4"), issue(5, "used"), issue(6, "j6"), issue(7, "j6"), issue(8, "j8")])
+            .await
+            .unwrap();
+        let refused: Vec<bool> = outcome.results.iter().map(|r| matches!(r, Err(StoreError::Conflict(_)))).collect();
+        assert_eq!(refused, vec![false, true, false, true, false]);
+        assert_eq!(outcome.size_after - outcome.size_before, 3, "refused commits add no leaves");
+        for (n, present) in [(4, true), (5, false), (6, true), (7, false), (8, true)] {
+            assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().is_some(), present, "ticket t{n}");
+        }
+    };
+
     the_database_answers => |store: Arc<dyn Store>| async move {
         store.ping().await.unwrap();
         assert!(matches!(store.backend(), "sqlite" | "postgres"));
