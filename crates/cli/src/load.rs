@@ -43,6 +43,8 @@ fn application(
         jwks: json!({"keys": [key.published_jwk().to_value()]}),
         endpoint: provider.is_none().then(|| "http://127.0.0.1:9/tsunagu/redeem".to_owned()),
         redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        token_endpoint_auth_method: None,
         offers: if provider.is_none() {
             vec![Offer { item: "allergy".into(), title_ja: "食物アレルギー".into(), title_en: None, data_class: DataClass::Closed, sensitive: true }]
         } else {
@@ -84,6 +86,7 @@ fn service_row(id: &str, app: &Application, t: i64) -> anyhow::Result<ServiceRow
         round: 1,
         created_at: t,
         updated_at: t,
+        client_secret_hash: None,
     })
 }
 

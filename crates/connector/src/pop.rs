@@ -4,20 +4,17 @@
 //! ticket's `cnf.jkt` must be that key's thumbprint, so a stolen ticket is useless.
 
 use crate::ConnectorError;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
 use tsunagu_core::Code;
-use tsunagu_crypto::jwk::PublicJwk;
-use tsunagu_crypto::keys::{Alg, SigningKey};
-use tsunagu_crypto::{b64, jws, random, sha256};
+use tsunagu_crypto::dpop;
+use tsunagu_crypto::keys::SigningKey;
 
-pub const POP_TYP: &str = "dpop+jwt";
+pub const POP_TYP: &str = dpop::TYP;
 /// How far `iat` may be from the provider's clock.
 pub const WINDOW: i64 = 60;
 
 /// `ath`: base64url SHA-256 of the ticket.
 pub fn ticket_hash(ticket: &str) -> String {
-    b64::url_encode(sha256(ticket.as_bytes()))
+    dpop::token_hash(ticket)
 }
 
 /// Makes a proof for presenting `ticket` with `method` at `url`.
@@ -28,24 +25,8 @@ pub fn proof(
     ticket: &str,
     now: i64,
 ) -> Result<String, ConnectorError> {
-    let mut header = Map::new();
-    header.insert("typ".into(), json!(POP_TYP));
-    header.insert("jwk".into(), key.public_jwk().to_value());
-    let jti = random::token(16).map_err(|e| ConnectorError::Config(e.to_string()))?;
-    let claims =
-        json!({"jti": jti, "htm": method, "htu": url, "iat": now, "ath": ticket_hash(ticket)});
-    let payload =
-        tsunagu_crypto::jcs::to_vec(&claims).map_err(|e| ConnectorError::Config(e.to_string()))?;
-    jws::sign_with_header(key, header, &payload).map_err(|e| ConnectorError::Config(e.to_string()))
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    jti: String,
-    htm: String,
-    htu: String,
-    iat: i64,
-    ath: String,
+    dpop::proof(key, method, url, Some(ticket), now)
+        .map_err(|e| ConnectorError::Config(e.to_string()))
 }
 
 /// A verified proof: its `jti`, to refuse a replay.
@@ -58,14 +39,6 @@ fn invalid(detail: impl Into<String>) -> ConnectorError {
     ConnectorError::invalid(Code::ProofInvalid, detail)
 }
 
-/// `scheme://host[:port]/path`, without query or fragment, for comparing `htu`.
-fn normalize(url: &str) -> &str {
-    url.split(['?', '#'])
-        .next()
-        .unwrap_or(url)
-        .trim_end_matches('/')
-}
-
 /// Verifies a proof for `ticket` presented with `method` at `url` by the key whose
 /// thumbprint is `jkt`.
 pub fn verify(
@@ -76,41 +49,27 @@ pub fn verify(
     jkt: &str,
     now: i64,
 ) -> Result<VerifiedProof, ConnectorError> {
-    let token = jws::parse(proof).map_err(|e| invalid(format!("proof: {e}")))?;
-    if token.alg != Alg::Es256 || token.typ.as_deref() != Some(POP_TYP) {
-        return Err(invalid("the proof is an ES256 JWS of type dpop+jwt"));
-    }
-    let jwk = PublicJwk::from_value(token.header.get("jwk").unwrap_or(&Value::Null))
-        .map_err(|e| invalid(format!("proof jwk: {e}")))?;
-    if jwk.thumbprint() != jkt {
+    let verified = dpop::verify(
+        proof,
+        &method.to_ascii_uppercase(),
+        url,
+        Some(ticket),
+        now,
+        WINDOW,
+    )
+    .map_err(|e| invalid(format!("proof: {e}")))?;
+    if verified.jkt != jkt {
         return Err(invalid(
             "the proof's key is not the key the ticket is bound to (cnf.jkt)",
         ));
     }
-    token
-        .verify(&jwk)
-        .map_err(|_| invalid("the proof's signature does not verify"))?;
-    let claims: Claims = token
-        .payload_as()
-        .map_err(|e| invalid(format!("proof claims: {e}")))?;
-    if !claims.htm.eq_ignore_ascii_case(method) || normalize(&claims.htu) != normalize(url) {
-        return Err(invalid("the proof is for another request (htm, htu)"));
-    }
-    if (claims.iat - now).abs() > WINDOW {
-        return Err(invalid("the proof's iat is not recent"));
-    }
-    if claims.ath != ticket_hash(ticket) {
-        return Err(invalid("the proof is for another ticket (ath)"));
-    }
-    if claims.jti.is_empty() || claims.jti.len() > 200 {
-        return Err(invalid("the proof needs a jti"));
-    }
-    Ok(VerifiedProof { jti: claims.jti })
+    Ok(VerifiedProof { jti: verified.jti })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tsunagu_crypto::keys::Alg;
 
     #[test]
     fn a_proof_binds_key_request_and_ticket() {

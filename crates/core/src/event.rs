@@ -228,6 +228,46 @@ pub enum Event {
     /// The receipts differ, or one did not arrive in time.
     #[serde(rename = "exchange.flagged")]
     ExchangeFlagged { ticket: String, reason: Code },
+
+    /// A service changed its keys, redirect URIs or client secret.
+    #[serde(rename = "service.registration_changed")]
+    ServiceRegistrationChanged {
+        service: String,
+        /// What changed: `jwks`, `redirect_uris`, `client_secret`.
+        fields: Vec<String>,
+        /// SHA-256 (hex) of the JWKS now registered.
+        jwks_sha256: String,
+    },
+    /// The resident logged in to a service ("log in with tsunagu"): an authorization code
+    /// was issued, releasing these identity items to it.
+    #[serde(rename = "oidc.authorized")]
+    OidcAuthorized {
+        subject: String,
+        client: String,
+        /// The grant (code, tokens) this started.
+        grant: String,
+        scope: String,
+        items: Vec<String>,
+        /// `consent:<id>` when identity items were released.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        basis: Option<String>,
+    },
+    /// A login to a service was refused (the resident denied consent, or could not be asked).
+    #[serde(rename = "oidc.refused")]
+    OidcRefused {
+        subject: String,
+        client: String,
+        /// The OAuth error sent to the service (`access_denied`, `consent_required`, …).
+        error: String,
+    },
+    /// A grant's tokens were revoked (refresh token reuse, a replayed code, the resident).
+    #[serde(rename = "oidc.grant_revoked")]
+    OidcGrantRevoked {
+        subject: String,
+        client: String,
+        grant: String,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -257,6 +297,10 @@ impl Event {
             Event::ExchangeReceipt { .. } => "exchange.receipt",
             Event::ExchangeCompleted { .. } => "exchange.completed",
             Event::ExchangeFlagged { .. } => "exchange.flagged",
+            Event::ServiceRegistrationChanged { .. } => "service.registration_changed",
+            Event::OidcAuthorized { .. } => "oidc.authorized",
+            Event::OidcRefused { .. } => "oidc.refused",
+            Event::OidcGrantRevoked { .. } => "oidc.grant_revoked",
         }
     }
 
@@ -268,6 +312,7 @@ impl Event {
                 | Event::LoginRefused { .. }
                 | Event::ConsentRefused { .. }
                 | Event::TicketRefused { .. }
+                | Event::OidcRefused { .. }
         )
     }
 }

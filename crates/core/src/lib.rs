@@ -16,6 +16,7 @@ pub mod event;
 pub mod governance;
 pub mod identity;
 pub mod lint;
+pub mod oidc;
 pub mod service;
 pub mod ticket;
 

@@ -525,6 +525,8 @@ mod tests {
             jwks: serde_json::json!({"keys": []}),
             endpoint: None,
             redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            token_endpoint_auth_method: None,
             offers: vec![],
             purposes: vec![p],
             security: Security {

@@ -188,12 +188,33 @@ pub struct Application {
     pub endpoint: Option<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// Where the platform may send the browser after an RP-initiated logout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// How the service authenticates at the token endpoint: `private_key_jwt` (the default)
+    /// or `client_secret_basic` (the platform then issues a client secret once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
     #[serde(default)]
     pub offers: Vec<Offer>,
     #[serde(default)]
     pub purposes: Vec<Purpose>,
     #[serde(default)]
     pub security: Security,
+}
+
+/// Token endpoint authentication by a JWT signed with a key in the service's JWKS (RFC 7523).
+pub const TOKEN_AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
+/// Token endpoint authentication by HTTP Basic with a secret the platform issued.
+pub const TOKEN_AUTH_CLIENT_SECRET_BASIC: &str = "client_secret_basic";
+
+impl Application {
+    /// The token endpoint authentication method the service registered.
+    pub fn token_auth_method(&self) -> &str {
+        self.token_endpoint_auth_method
+            .as_deref()
+            .unwrap_or(TOKEN_AUTH_PRIVATE_KEY_JWT)
+    }
 }
 
 /// The provider id that stands for the platform itself (identity claims over OIDC).
@@ -246,10 +267,28 @@ impl Application {
         if !self.kind.consumes() && !self.purposes.is_empty() {
             return Err("only consumers (kind consumer or both) may ask for purposes".into());
         }
-        for uri in &self.redirect_uris {
-            if !(uri.starts_with("https://") || uri.starts_with("http://")) || uri.contains('#') {
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            if !(uri.starts_with("https://") || uri.starts_with("http://"))
+                || uri.contains('#')
+                || uri.len() > 512
+            {
                 return Err(format!(
                     "redirect URI `{uri}` must be an absolute http(s) URL without a fragment"
+                ));
+            }
+        }
+        if self.redirect_uris.len() + self.post_logout_redirect_uris.len() > 20 {
+            return Err("at most 20 redirect URIs".into());
+        }
+        match self.token_endpoint_auth_method.as_deref() {
+            None | Some(TOKEN_AUTH_PRIVATE_KEY_JWT) | Some(TOKEN_AUTH_CLIENT_SECRET_BASIC) => {}
+            Some(other) => {
+                return Err(format!(
+                    "token_endpoint_auth_method `{other}` is not supported (private_key_jwt or client_secret_basic)"
                 ));
             }
         }

@@ -8,6 +8,7 @@
 //! - [`keys`]: ES256 and Ed25519 signing keys;
 //! - [`jws`]: JWS compact serialization (ES256, EdDSA), strict parsing;
 //! - [`jwe`]: JWE ECDH-ES + A256GCM, to encrypt payloads to a consumer;
+//! - [`dpop`]: RFC 9449 DPoP proofs (made and checked);
 //! - [`x509`]: certificate path validation to configured trust anchors, with key usage and
 //!   revocation by CRL;
 //! - [`jpki`]: the four basic items from a JPKI signing certificate's subjectAltName;
@@ -21,6 +22,7 @@
 
 pub mod aead;
 pub mod b64;
+pub mod dpop;
 pub mod jcs;
 pub mod jpki;
 pub mod jwe;

@@ -51,6 +51,15 @@ pub fn check(
     token: &str,
     key_of: impl Fn(&str, Option<&str>) -> Option<PublicJwk>,
 ) -> Result<Verified, ApiError> {
+    check_for(token, std::slice::from_ref(&app.public_url), key_of)
+}
+
+/// [`check`] with the audiences the assertion may name (without a trailing slash).
+pub fn check_for(
+    token: &str,
+    audiences: &[String],
+    key_of: impl Fn(&str, Option<&str>) -> Option<PublicJwk>,
+) -> Result<Verified, ApiError> {
     let parsed = jws::parse(token).map_err(|_| unauthorized("not a compact JWS"))?;
     if parsed.alg != Alg::Es256 {
         return Err(unauthorized("must be signed with ES256"));
@@ -66,11 +75,10 @@ pub fn check(
     parsed
         .verify(&key)
         .map_err(|_| unauthorized("signature does not verify"))?;
+    let ours = |a: &str| audiences.iter().any(|x| x == a.trim_end_matches('/'));
     let audience_ok = match &claims.aud {
-        serde_json::Value::String(a) => a.trim_end_matches('/') == app.public_url,
-        serde_json::Value::Array(list) => list
-            .iter()
-            .any(|a| a.as_str().map(|a| a.trim_end_matches('/')) == Some(app.public_url.as_str())),
+        serde_json::Value::String(a) => ours(a),
+        serde_json::Value::Array(list) => list.iter().filter_map(|a| a.as_str()).any(ours),
         _ => false,
     };
     if !audience_ok {

@@ -26,6 +26,54 @@ pub struct Config {
     pub governance: GovernanceConfig,
     #[serde(default)]
     pub exchange: ExchangeConfig,
+    #[serde(default)]
+    pub oidc: OidcConfig,
+    #[serde(default)]
+    pub dev: DevConfig,
+}
+
+/// OpenID Connect ("log in with tsunagu").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Lifetime of access tokens.
+    #[serde(default = "default_access_token")]
+    pub access_token_seconds: i64,
+    /// Lifetime of ID tokens.
+    #[serde(default = "default_access_token")]
+    pub id_token_seconds: i64,
+    /// Lifetime of refresh tokens (each use rotates them).
+    #[serde(default = "default_refresh_days")]
+    pub refresh_token_days: i64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig {
+            access_token_seconds: default_access_token(),
+            id_token_seconds: default_access_token(),
+            refresh_token_days: default_refresh_days(),
+        }
+    }
+}
+
+fn default_access_token() -> i64 {
+    600
+}
+fn default_refresh_days() -> i64 {
+    30
+}
+
+/// Development-only features: never set in production.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevConfig {
+    /// A directory made by `tsunagu dev jpki init`. When set, the web app offers a
+    /// "simulated My Number card" that issues a certificate from this CA and signs the
+    /// enrollment proof with it, so a browser can be proofed without a card reader. The CA
+    /// must also be a trust anchor.
+    #[serde(default)]
+    pub simulated_jpki: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -390,6 +438,8 @@ const SECTIONS: &[&str] = &[
     "keys",
     "governance",
     "exchange",
+    "oidc",
+    "dev",
 ];
 
 /// A configuration problem, readable by an operator.
@@ -472,6 +522,9 @@ impl Config {
         if let Some(k) = &self.keys.keyring_file {
             self.keys.keyring_file = Some(resolve(k));
         }
+        if let Some(d) = &self.dev.simulated_jpki {
+            self.dev.simulated_jpki = Some(resolve(d));
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -550,6 +603,22 @@ impl Config {
         for a in &self.ledger.auditors {
             tsunagu_crypto::jwk::PublicJwk::from_value(&a.jwk)
                 .map_err(|e| ConfigError::Invalid(format!("ledger.auditors `{}`: {e}", a.id)))?;
+        }
+        let o = &self.oidc;
+        if o.access_token_seconds <= 0 || o.id_token_seconds <= 0 || o.refresh_token_days <= 0 {
+            return Err(ConfigError::Invalid(
+                "oidc.access_token_seconds, id_token_seconds and refresh_token_days must be positive"
+                    .into(),
+            ));
+        }
+        if let Some(dir) = &self.dev.simulated_jpki
+            && !dir.join("ca.pem").is_file()
+        {
+            return Err(ConfigError::File {
+                path: dir.clone(),
+                reason: "dev.simulated_jpki: not a directory made by `tsunagu dev jpki init`"
+                    .into(),
+            });
         }
         if self.identity.credential_max_days <= 0 {
             return Err(ConfigError::Invalid(

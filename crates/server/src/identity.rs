@@ -658,6 +658,21 @@ pub async fn login(
 pub struct Session {
     pub account_id: String,
     pub device_id: String,
+    /// When the resident logged in (OpenID Connect `auth_time`).
+    pub auth_time: i64,
+}
+
+/// Ends a session (logout): its token stops working at once.
+pub async fn end_session(app: &App, token: &str) -> Result<(), ApiError> {
+    app.committer
+        .commit(Commit {
+            changes: vec![Change::DeleteSession {
+                token_hash: hex::encode(sha256(token.as_bytes())),
+            }],
+            leaves: vec![],
+        })
+        .await?;
+    Ok(())
 }
 
 /// Resolves a bearer token to a session.
@@ -674,6 +689,7 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Session, ApiError> {
     Ok(Session {
         account_id: row.account_id,
         device_id: row.device_id,
+        auth_time: row.created_at,
     })
 }
 

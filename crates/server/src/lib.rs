@@ -20,8 +20,10 @@ pub mod http;
 pub mod identity;
 pub mod keys;
 pub mod ledger;
+pub mod oidc;
 pub mod services;
 pub mod trust;
+pub mod web;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::net::SocketAddr;

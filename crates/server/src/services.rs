@@ -209,6 +209,7 @@ pub async fn apply(app: &App, body: &[u8]) -> Result<Value, ApiError> {
         round: 0,
         created_at: t,
         updated_at: t,
+        client_secret_hash: None,
     })];
     for purpose in &application.purposes {
         let provider_name = if purpose.provider == PLATFORM_PROVIDER {

@@ -233,6 +233,7 @@ pub(crate) const SQL_SET_LOGIN_STATE: &str =
     "UPDATE devices SET failed_logins = $1, locked_until = $2 WHERE id = $3 AND failed_logins = $4";
 pub(crate) const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, account_id, device_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)";
 pub(crate) const SQL_DELETE_DEVICE_SESSIONS: &str = "DELETE FROM sessions WHERE device_id = $1";
+pub(crate) const SQL_DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
 pub(crate) const SQL_SESSION: &str = "SELECT token_hash, account_id, device_id, expires_at, created_at FROM sessions WHERE token_hash = $1";
 pub(crate) const SQL_PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
 pub(crate) const SQL_PUT_NONCE: &str =
@@ -280,6 +281,18 @@ pub(crate) fn change_name(change: &Change) -> &'static str {
         Change::SetReceipt { .. } => "set receipt",
         Change::CloseTicket { .. } => "close ticket",
         Change::InsertAlert(_) => "insert alert",
+        Change::InsertAuthzRequest(_) => "insert authorization request",
+        Change::SetAuthzLoginNonce { .. } => "set authorization request login nonce",
+        Change::DeleteAuthzRequest { .. } => "delete authorization request",
+        Change::InsertGrant(_) => "insert grant",
+        Change::RevokeGrant { .. } => "revoke grant",
+        Change::InsertCode(_) => "insert code",
+        Change::UseCode { .. } => "use code (used or unknown)",
+        Change::InsertOauthToken(_) => "insert oauth token",
+        Change::UseRefreshToken { .. } => "use refresh token (used or unknown)",
+        Change::SetClientSecret { .. } => "set client secret",
+        Change::UpdateServiceRegistration { .. } => "update service registration",
+        Change::DeleteSession { .. } => "delete session",
     }
 }
 
@@ -305,7 +318,7 @@ pub(crate) fn parse_items(text: &str) -> Result<Vec<String>> {
 
 macro_rules! service_columns {
     () => {
-        "id, name, organization, contact, kind, status, application, jwks, endpoint, lint, round, created_at, updated_at"
+        "id, name, organization, contact, kind, status, application, jwks, endpoint, lint, round, created_at, updated_at, client_secret_hash"
     };
 }
 
@@ -336,7 +349,7 @@ macro_rules! consent_event_columns {
 pub(crate) const SQL_INSERT_SERVICE: &str = concat!(
     "INSERT INTO services (",
     service_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 pub(crate) const SQL_SERVICE_BY_ID: &str = concat!(
     "SELECT ",
@@ -354,6 +367,10 @@ pub(crate) const SQL_SERVICES_BY_STATUS: &str = concat!(
     " FROM services WHERE status = $1 ORDER BY created_at DESC, id"
 );
 pub(crate) const SQL_SET_SERVICE_STATUS: &str = "UPDATE services SET status = $1, round = round + 1, updated_at = $2 WHERE id = $3 AND status = $4 AND round = $5";
+pub(crate) const SQL_SET_CLIENT_SECRET: &str =
+    "UPDATE services SET client_secret_hash = $1, updated_at = $2 WHERE id = $3";
+pub(crate) const SQL_UPDATE_SERVICE_REGISTRATION: &str =
+    "UPDATE services SET application = $1, jwks = $2, endpoint = $3, updated_at = $4 WHERE id = $5";
 
 pub(crate) const SQL_INSERT_PURPOSE: &str = concat!(
     "INSERT INTO purposes (",
@@ -459,3 +476,108 @@ pub(crate) const SQL_CLOSE_TICKET: &str =
 pub(crate) const SQL_INSERT_ALERT: &str =
     "INSERT INTO alerts (kind, service_id, detail, created_at) VALUES ($1, $2, $3, $4)";
 pub(crate) const SQL_ALERTS: &str = "SELECT seq, kind, service_id, detail, created_at FROM alerts WHERE seq > $1 ORDER BY seq LIMIT $2";
+pub(crate) const SQL_TICKET_COUNTS: &str = "SELECT 'consumer' AS role, state, COUNT(*) AS n FROM tickets WHERE consumer_id = $1 GROUP BY state UNION ALL SELECT 'provider' AS role, state, COUNT(*) AS n FROM tickets WHERE provider_id = $1 GROUP BY state ORDER BY role, state";
+
+macro_rules! authz_request_columns {
+    () => {
+        "id, client_id, params, pushed, login_nonce, expires_at, created_at"
+    };
+}
+
+macro_rules! grant_columns {
+    () => {
+        "id, client_id, account_id, device_id, scope, items, consent_id, auth_time, created_at, revoked_at, revoked_reason"
+    };
+}
+
+/// A grant's columns in a join, prefixed `g_` (read back with the `g_` prefix).
+macro_rules! joined_grant_columns {
+    () => {
+        "g.id AS g_id, g.client_id AS g_client_id, g.account_id AS g_account_id, g.device_id AS g_device_id, g.scope AS g_scope, g.items AS g_items, g.consent_id AS g_consent_id, g.auth_time AS g_auth_time, g.created_at AS g_created_at, g.revoked_at AS g_revoked_at, g.revoked_reason AS g_revoked_reason"
+    };
+}
+
+macro_rules! code_columns {
+    () => {
+        "code_hash, grant_id, redirect_uri, code_challenge, nonce, dpop_jkt, expires_at, used_at, created_at"
+    };
+}
+
+macro_rules! oauth_token_columns {
+    () => {
+        "token_hash, grant_id, kind, scope, dpop_jkt, expires_at, used_at, created_at"
+    };
+}
+
+pub(crate) const SQL_INSERT_AUTHZ_REQUEST: &str = concat!(
+    "INSERT INTO oauth_requests (",
+    authz_request_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+pub(crate) const SQL_AUTHZ_REQUEST_BY_ID: &str = concat!(
+    "SELECT ",
+    authz_request_columns!(),
+    " FROM oauth_requests WHERE id = $1"
+);
+pub(crate) const SQL_AUTHZ_REQUEST_BY_LOGIN_NONCE: &str = concat!(
+    "SELECT ",
+    authz_request_columns!(),
+    " FROM oauth_requests WHERE login_nonce = $1"
+);
+pub(crate) const SQL_SET_AUTHZ_LOGIN_NONCE: &str =
+    "UPDATE oauth_requests SET login_nonce = $1 WHERE id = $2";
+pub(crate) const SQL_DELETE_AUTHZ_REQUEST: &str = "DELETE FROM oauth_requests WHERE id = $1";
+
+pub(crate) const SQL_INSERT_GRANT: &str = concat!(
+    "INSERT INTO oauth_grants (",
+    grant_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+);
+pub(crate) const SQL_GRANT_BY_ID: &str = concat!(
+    "SELECT ",
+    grant_columns!(),
+    " FROM oauth_grants WHERE id = $1"
+);
+pub(crate) const SQL_GRANTS_OF: &str = concat!(
+    "SELECT ",
+    grant_columns!(),
+    " FROM oauth_grants WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+);
+pub(crate) const SQL_COUNT_ACTIVE_GRANTS: &str =
+    "SELECT COUNT(*) AS n FROM oauth_grants WHERE client_id = $1 AND revoked_at IS NULL";
+/// Matches any existing grant, so that revoking twice is not a conflict; the first
+/// revocation's time and reason stay (the right-hand sides read the row before the update).
+pub(crate) const SQL_REVOKE_GRANT: &str = "UPDATE oauth_grants SET revoked_at = COALESCE(revoked_at, $1), revoked_reason = CASE WHEN revoked_at IS NULL THEN $2 ELSE revoked_reason END WHERE id = $3";
+
+pub(crate) const SQL_INSERT_CODE: &str = concat!(
+    "INSERT INTO oauth_codes (",
+    code_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+pub(crate) const SQL_CODE: &str = concat!(
+    "SELECT c.code_hash AS code_hash, c.grant_id AS grant_id, c.redirect_uri AS redirect_uri, c.code_challenge AS code_challenge, c.nonce AS nonce, c.dpop_jkt AS dpop_jkt, c.expires_at AS expires_at, c.used_at AS used_at, c.created_at AS created_at, ",
+    joined_grant_columns!(),
+    " FROM oauth_codes c JOIN oauth_grants g ON g.id = c.grant_id WHERE c.code_hash = $1"
+);
+pub(crate) const SQL_USE_CODE: &str =
+    "UPDATE oauth_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL";
+
+pub(crate) const SQL_INSERT_OAUTH_TOKEN: &str = concat!(
+    "INSERT INTO oauth_tokens (",
+    oauth_token_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
+pub(crate) const SQL_OAUTH_TOKEN: &str = concat!(
+    "SELECT t.token_hash AS token_hash, t.grant_id AS grant_id, t.kind AS kind, t.scope AS scope, t.dpop_jkt AS dpop_jkt, t.expires_at AS expires_at, t.used_at AS used_at, t.created_at AS created_at, ",
+    joined_grant_columns!(),
+    " FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id WHERE t.token_hash = $1"
+);
+pub(crate) const SQL_USE_REFRESH_TOKEN: &str = "UPDATE oauth_tokens SET used_at = $1 WHERE token_hash = $2 AND kind = 'refresh' AND used_at IS NULL";
+
+/// Codes and tokens are kept for a day after they expire, so that a replay of a used one is
+/// still recognised as a replay (and its grant revoked) rather than taken for an unknown one.
+pub(crate) const OIDC_RETENTION_SECS: i64 = 86_400;
+pub(crate) const SQL_PURGE_AUTHZ_REQUESTS: &str =
+    "DELETE FROM oauth_requests WHERE expires_at < $1";
+pub(crate) const SQL_PURGE_CODES: &str = "DELETE FROM oauth_codes WHERE expires_at < $1";
+pub(crate) const SQL_PURGE_OAUTH_TOKENS: &str = "DELETE FROM oauth_tokens WHERE expires_at < $1";

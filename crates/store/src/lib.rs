@@ -165,6 +165,28 @@ pub trait ExchangeStore {
     /// A resident's tickets (for their history), newest first.
     async fn tickets_of(&self, account_id: &str, limit: u32) -> Result<Vec<TicketRow>>;
     async fn alerts(&self, since: i64, limit: u32) -> Result<Vec<AlertRow>>;
+    /// Ticket counts by state where the service is the consumer (`"consumer"`) or the
+    /// provider (`"provider"`): (role, state, count), sorted.
+    async fn ticket_counts(&self, service_id: &str) -> Result<Vec<(String, String, u64)>>;
+}
+
+/// OpenID Connect: pending authorization requests, grants, codes and tokens.
+#[async_trait]
+pub trait OidcStore {
+    async fn authz_request(&self, id: &str) -> Result<Option<AuthzRequestRow>>;
+    async fn authz_request_by_login_nonce(&self, nonce: &str) -> Result<Option<AuthzRequestRow>>;
+    async fn grant(&self, id: &str) -> Result<Option<GrantRow>>;
+    /// A code and its grant, in one query.
+    async fn code(&self, code_hash: &str) -> Result<Option<(CodeRow, GrantRow)>>;
+    /// A token and its grant, in one query.
+    async fn oauth_token(&self, token_hash: &str) -> Result<Option<(OauthTokenRow, GrantRow)>>;
+    /// A resident's grants (for their view), newest first.
+    async fn grants_of(&self, account_id: &str, limit: u32) -> Result<Vec<GrantRow>>;
+    /// Grants to a client that are not revoked (for the service console's statistics).
+    async fn count_active_grants(&self, client_id: &str) -> Result<u64>;
+    /// Deletes authorization requests that expired before `now`, codes and tokens that
+    /// expired more than a day before `now`. Returns rows deleted.
+    async fn purge_oidc(&self, now: i64) -> Result<u64>;
 }
 
 /// Everything the platform persists.
@@ -178,6 +200,7 @@ pub trait Store:
     + ServiceStore
     + ConsentStore
     + ExchangeStore
+    + OidcStore
     + Send
     + Sync
 {

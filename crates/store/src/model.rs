@@ -105,6 +105,9 @@ pub struct ServiceRow {
     pub round: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// SHA-256 (hex) of the client secret, for a service that authenticates to the OpenID
+    /// Connect token endpoint with `client_secret_basic`; `None` otherwise.
+    pub client_secret_hash: Option<String>,
 }
 
 /// A purpose of a consumer.
@@ -231,6 +234,102 @@ pub enum ReceiptSide {
     Provider,
 }
 
+/// A pending OpenID Connect authorization request, between the authorization endpoint (or a
+/// pushed authorization request) and the resident's login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthzRequestRow {
+    pub id: String,
+    pub client_id: String,
+    /// The validated request parameters (JSON).
+    pub params: String,
+    /// Whether the client pushed the request (RFC 9126).
+    pub pushed: bool,
+    /// The nonce of the login that answers this request, once it has started.
+    pub login_nonce: Option<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+/// What a resident allowed an OpenID Connect client at one login. Its codes and tokens
+/// live and die with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub id: String,
+    pub client_id: String,
+    pub account_id: String,
+    /// The device the resident logged in with.
+    pub device_id: String,
+    pub scope: String,
+    /// The items released to the client.
+    pub items: Vec<String>,
+    /// The consent behind the released items, if any.
+    pub consent_id: Option<String>,
+    /// When the resident authenticated.
+    pub auth_time: i64,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+/// An authorization code (stored as its hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRow {
+    /// SHA-256 of the code, hex.
+    pub code_hash: String,
+    pub grant_id: String,
+    pub redirect_uri: String,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The client's nonce, for the ID token.
+    pub nonce: Option<String>,
+    /// Thumbprint of the DPoP key the code is bound to.
+    pub dpop_jkt: Option<String>,
+    pub expires_at: i64,
+    /// Set by the one redemption.
+    pub used_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// The kind of an OAuth token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "access" => Some(TokenKind::Access),
+            "refresh" => Some(TokenKind::Refresh),
+            _ => None,
+        }
+    }
+}
+
+/// An access or refresh token (stored as its hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OauthTokenRow {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub grant_id: String,
+    pub kind: TokenKind,
+    pub scope: String,
+    /// Thumbprint of the DPoP key the token is bound to.
+    pub dpop_jkt: Option<String>,
+    pub expires_at: i64,
+    /// Refresh tokens: set by the one rotation.
+    pub used_at: Option<i64>,
+    pub created_at: i64,
+}
+
 /// A leaf to append, with the accounts whose history it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewLeaf {
@@ -351,6 +450,59 @@ pub enum Change {
         updated_at: i64,
     },
     InsertAlert(AlertRow),
+
+    /// Records a pending authorization request.
+    InsertAuthzRequest(AuthzRequestRow),
+    /// Sets the login nonce of an authorization request (refused if the request is gone or
+    /// the nonce is taken).
+    SetAuthzLoginNonce {
+        id: String,
+        login_nonce: String,
+    },
+    /// Deletes an authorization request; nothing happens if it is already gone.
+    DeleteAuthzRequest {
+        id: String,
+    },
+    InsertGrant(GrantRow),
+    /// Revokes a grant. Revoking a revoked grant succeeds and keeps the first time and
+    /// reason; refused only if there is no such grant.
+    RevokeGrant {
+        id: String,
+        reason: String,
+        at: i64,
+    },
+    InsertCode(CodeRow),
+    /// Redeems a code if it has not been redeemed (refused when used or missing).
+    UseCode {
+        code_hash: String,
+        at: i64,
+    },
+    InsertOauthToken(OauthTokenRow),
+    /// Uses a refresh token if it has not been used (refused when used, missing or an access
+    /// token).
+    UseRefreshToken {
+        token_hash: String,
+        at: i64,
+    },
+    /// Sets or clears a service's client secret hash (refused if there is no such service).
+    SetClientSecret {
+        service_id: String,
+        secret_hash: Option<String>,
+        updated_at: i64,
+    },
+    /// Replaces a service's application, JWKS and endpoint (refused if there is no such
+    /// service).
+    UpdateServiceRegistration {
+        id: String,
+        application: String,
+        jwks: String,
+        endpoint: Option<String>,
+        updated_at: i64,
+    },
+    /// Deletes one session (a logout); nothing happens if it is already gone.
+    DeleteSession {
+        token_hash: String,
+    },
 }
 
 /// Changes and leaves applied atomically.

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "services_consents_exchange",
         include_str!("../migrations/postgres/0002_services_consents_exchange.sql"),
     ),
+    (
+        3,
+        "oidc",
+        include_str!("../migrations/postgres/0003_oidc.sql"),
+    ),
 ];
 
 /// Key of the advisory lock that serializes migrations between replicas.
@@ -305,6 +310,7 @@ impl PgStore {
             round: get(row, "round")?,
             created_at: get(row, "created_at")?,
             updated_at: get(row, "updated_at")?,
+            client_secret_hash: get(row, "client_secret_hash")?,
         })
     }
 
@@ -380,6 +386,65 @@ impl PgStore {
             provider_receipt: get(row, "provider_receipt")?,
             state: get(row, "state")?,
             updated_at: get(row, "updated_at")?,
+        })
+    }
+
+    fn authz_request_row(row: &Row) -> Result<AuthzRequestRow> {
+        Ok(AuthzRequestRow {
+            id: get(row, "id")?,
+            client_id: get(row, "client_id")?,
+            params: get(row, "params")?,
+            pushed: get(row, "pushed")?,
+            login_nonce: get(row, "login_nonce")?,
+            expires_at: get(row, "expires_at")?,
+            created_at: get(row, "created_at")?,
+        })
+    }
+
+    /// A grant row; `p` prefixes the column names (`g_` when joined to a code or token).
+    fn grant_row(row: &Row, p: &str) -> Result<GrantRow> {
+        let col = |name: &str| format!("{p}{name}");
+        let items: String = get(row, &col("items"))?;
+        Ok(GrantRow {
+            id: get(row, &col("id"))?,
+            client_id: get(row, &col("client_id"))?,
+            account_id: get(row, &col("account_id"))?,
+            device_id: get(row, &col("device_id"))?,
+            scope: get(row, &col("scope"))?,
+            items: parse_items(&items)?,
+            consent_id: get(row, &col("consent_id"))?,
+            auth_time: get(row, &col("auth_time"))?,
+            created_at: get(row, &col("created_at"))?,
+            revoked_at: get(row, &col("revoked_at"))?,
+            revoked_reason: get(row, &col("revoked_reason"))?,
+        })
+    }
+
+    fn code_row(row: &Row) -> Result<CodeRow> {
+        Ok(CodeRow {
+            code_hash: get(row, "code_hash")?,
+            grant_id: get(row, "grant_id")?,
+            redirect_uri: get(row, "redirect_uri")?,
+            code_challenge: get(row, "code_challenge")?,
+            nonce: get(row, "nonce")?,
+            dpop_jkt: get(row, "dpop_jkt")?,
+            expires_at: get(row, "expires_at")?,
+            used_at: get(row, "used_at")?,
+            created_at: get(row, "created_at")?,
+        })
+    }
+
+    fn oauth_token_row(row: &Row) -> Result<OauthTokenRow> {
+        let kind: String = get(row, "kind")?;
+        Ok(OauthTokenRow {
+            token_hash: get(row, "token_hash")?,
+            grant_id: get(row, "grant_id")?,
+            kind: TokenKind::parse(&kind).ok_or_else(|| corrupt("token kind"))?,
+            scope: get(row, "scope")?,
+            dpop_jkt: get(row, "dpop_jkt")?,
+            expires_at: get(row, "expires_at")?,
+            used_at: get(row, "used_at")?,
+            created_at: get(row, "created_at")?,
         })
     }
 
@@ -529,6 +594,7 @@ impl PgStore {
                         &r.round,
                         &r.created_at,
                         &r.updated_at,
+                        &r.client_secret_hash,
                     ],
                 )
                 .await?
@@ -733,6 +799,123 @@ impl PgStore {
                     &[&r.kind, &r.service_id, &r.detail, &r.created_at],
                 )
                 .await?
+            }
+            Change::InsertAuthzRequest(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_AUTHZ_REQUEST,
+                    &[
+                        &r.id,
+                        &r.client_id,
+                        &r.params,
+                        &r.pushed,
+                        &r.login_nonce,
+                        &r.expires_at,
+                        &r.created_at,
+                    ],
+                )
+                .await?
+            }
+            Change::SetAuthzLoginNonce { id, login_nonce } => {
+                Self::exec(tx, SQL_SET_AUTHZ_LOGIN_NONCE, &[login_nonce, id]).await?
+            }
+            Change::DeleteAuthzRequest { id } => {
+                Self::exec(tx, SQL_DELETE_AUTHZ_REQUEST, &[id]).await?;
+                return Ok(());
+            }
+            Change::InsertGrant(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_GRANT,
+                    &[
+                        &r.id,
+                        &r.client_id,
+                        &r.account_id,
+                        &r.device_id,
+                        &r.scope,
+                        &items_json(&r.items),
+                        &r.consent_id,
+                        &r.auth_time,
+                        &r.created_at,
+                        &r.revoked_at,
+                        &r.revoked_reason,
+                    ],
+                )
+                .await?
+            }
+            Change::RevokeGrant { id, reason, at } => {
+                Self::exec(tx, SQL_REVOKE_GRANT, &[at, reason, id]).await?
+            }
+            Change::InsertCode(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_CODE,
+                    &[
+                        &r.code_hash,
+                        &r.grant_id,
+                        &r.redirect_uri,
+                        &r.code_challenge,
+                        &r.nonce,
+                        &r.dpop_jkt,
+                        &r.expires_at,
+                        &r.used_at,
+                        &r.created_at,
+                    ],
+                )
+                .await?
+            }
+            Change::UseCode { code_hash, at } => {
+                Self::exec(tx, SQL_USE_CODE, &[at, code_hash]).await?
+            }
+            Change::InsertOauthToken(r) => {
+                Self::exec(
+                    tx,
+                    SQL_INSERT_OAUTH_TOKEN,
+                    &[
+                        &r.token_hash,
+                        &r.grant_id,
+                        &r.kind.as_str(),
+                        &r.scope,
+                        &r.dpop_jkt,
+                        &r.expires_at,
+                        &r.used_at,
+                        &r.created_at,
+                    ],
+                )
+                .await?
+            }
+            Change::UseRefreshToken { token_hash, at } => {
+                Self::exec(tx, SQL_USE_REFRESH_TOKEN, &[at, token_hash]).await?
+            }
+            Change::SetClientSecret {
+                service_id,
+                secret_hash,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_SET_CLIENT_SECRET,
+                    &[secret_hash, updated_at, service_id],
+                )
+                .await?
+            }
+            Change::UpdateServiceRegistration {
+                id,
+                application,
+                jwks,
+                endpoint,
+                updated_at,
+            } => {
+                Self::exec(
+                    tx,
+                    SQL_UPDATE_SERVICE_REGISTRATION,
+                    &[application, jwks, endpoint, updated_at, id],
+                )
+                .await?
+            }
+            Change::DeleteSession { token_hash } => {
+                Self::exec(tx, SQL_DELETE_SESSION, &[token_hash]).await?;
+                return Ok(());
             }
         };
         if affected == 1 {
@@ -1343,6 +1526,80 @@ impl ExchangeStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn ticket_counts(&self, service_id: &str) -> Result<Vec<(String, String, u64)>> {
+        self.query(SQL_TICKET_COUNTS, &[&service_id])
+            .await?
+            .iter()
+            .map(|r| Ok((get(r, "role")?, get(r, "state")?, to_u64(get(r, "n")?)?)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OidcStore for PgStore {
+    async fn authz_request(&self, id: &str) -> Result<Option<AuthzRequestRow>> {
+        self.query_opt(SQL_AUTHZ_REQUEST_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(Self::authz_request_row)
+            .transpose()
+    }
+
+    async fn authz_request_by_login_nonce(&self, nonce: &str) -> Result<Option<AuthzRequestRow>> {
+        self.query_opt(SQL_AUTHZ_REQUEST_BY_LOGIN_NONCE, &[&nonce])
+            .await?
+            .as_ref()
+            .map(Self::authz_request_row)
+            .transpose()
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
+        self.query_opt(SQL_GRANT_BY_ID, &[&id])
+            .await?
+            .as_ref()
+            .map(|r| Self::grant_row(r, ""))
+            .transpose()
+    }
+
+    async fn code(&self, code_hash: &str) -> Result<Option<(CodeRow, GrantRow)>> {
+        self.query_opt(SQL_CODE, &[&code_hash])
+            .await?
+            .as_ref()
+            .map(|r| Ok((Self::code_row(r)?, Self::grant_row(r, "g_")?)))
+            .transpose()
+    }
+
+    async fn oauth_token(&self, token_hash: &str) -> Result<Option<(OauthTokenRow, GrantRow)>> {
+        self.query_opt(SQL_OAUTH_TOKEN, &[&token_hash])
+            .await?
+            .as_ref()
+            .map(|r| Ok((Self::oauth_token_row(r)?, Self::grant_row(r, "g_")?)))
+            .transpose()
+    }
+
+    async fn grants_of(&self, account_id: &str, limit: u32) -> Result<Vec<GrantRow>> {
+        self.query(SQL_GRANTS_OF, &[&account_id, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| Self::grant_row(r, ""))
+            .collect()
+    }
+
+    async fn count_active_grants(&self, client_id: &str) -> Result<u64> {
+        let row = self
+            .query_opt(SQL_COUNT_ACTIVE_GRANTS, &[&client_id])
+            .await?
+            .ok_or_else(|| corrupt("count"))?;
+        to_u64(get(&row, "n")?)
+    }
+
+    async fn purge_oidc(&self, now: i64) -> Result<u64> {
+        let retained = now.saturating_sub(OIDC_RETENTION_SECS);
+        Ok(self.execute(SQL_PURGE_AUTHZ_REQUESTS, &[&now]).await?
+            + self.execute(SQL_PURGE_CODES, &[&retained]).await?
+            + self.execute(SQL_PURGE_OAUTH_TOKENS, &[&retained]).await?)
     }
 }
 

@@ -287,6 +287,7 @@ impl SqliteStore {
             round: row.try_get("round").map_err(map_err)?,
             created_at: row.try_get("created_at").map_err(map_err)?,
             updated_at: row.try_get("updated_at").map_err(map_err)?,
+            client_secret_hash: row.try_get("client_secret_hash").map_err(map_err)?,
         })
     }
 
@@ -362,6 +363,67 @@ impl SqliteStore {
             provider_receipt: row.try_get("provider_receipt").map_err(map_err)?,
             state: row.try_get("state").map_err(map_err)?,
             updated_at: row.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
+    fn authz_request_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuthzRequestRow> {
+        Ok(AuthzRequestRow {
+            id: row.try_get("id").map_err(map_err)?,
+            client_id: row.try_get("client_id").map_err(map_err)?,
+            params: row.try_get("params").map_err(map_err)?,
+            pushed: row.try_get("pushed").map_err(map_err)?,
+            login_nonce: row.try_get("login_nonce").map_err(map_err)?,
+            expires_at: row.try_get("expires_at").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+        })
+    }
+
+    /// A grant row; `p` prefixes the column names (`g_` when joined to a code or token).
+    fn grant_row(row: &sqlx::sqlite::SqliteRow, p: &str) -> Result<GrantRow> {
+        let col = |name: &str| format!("{p}{name}");
+        let items: String = row.try_get(col("items").as_str()).map_err(map_err)?;
+        Ok(GrantRow {
+            id: row.try_get(col("id").as_str()).map_err(map_err)?,
+            client_id: row.try_get(col("client_id").as_str()).map_err(map_err)?,
+            account_id: row.try_get(col("account_id").as_str()).map_err(map_err)?,
+            device_id: row.try_get(col("device_id").as_str()).map_err(map_err)?,
+            scope: row.try_get(col("scope").as_str()).map_err(map_err)?,
+            items: parse_items(&items)?,
+            consent_id: row.try_get(col("consent_id").as_str()).map_err(map_err)?,
+            auth_time: row.try_get(col("auth_time").as_str()).map_err(map_err)?,
+            created_at: row.try_get(col("created_at").as_str()).map_err(map_err)?,
+            revoked_at: row.try_get(col("revoked_at").as_str()).map_err(map_err)?,
+            revoked_reason: row
+                .try_get(col("revoked_reason").as_str())
+                .map_err(map_err)?,
+        })
+    }
+
+    fn code_row(row: &sqlx::sqlite::SqliteRow) -> Result<CodeRow> {
+        Ok(CodeRow {
+            code_hash: row.try_get("code_hash").map_err(map_err)?,
+            grant_id: row.try_get("grant_id").map_err(map_err)?,
+            redirect_uri: row.try_get("redirect_uri").map_err(map_err)?,
+            code_challenge: row.try_get("code_challenge").map_err(map_err)?,
+            nonce: row.try_get("nonce").map_err(map_err)?,
+            dpop_jkt: row.try_get("dpop_jkt").map_err(map_err)?,
+            expires_at: row.try_get("expires_at").map_err(map_err)?,
+            used_at: row.try_get("used_at").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+        })
+    }
+
+    fn oauth_token_row(row: &sqlx::sqlite::SqliteRow) -> Result<OauthTokenRow> {
+        let kind: String = row.try_get("kind").map_err(map_err)?;
+        Ok(OauthTokenRow {
+            token_hash: row.try_get("token_hash").map_err(map_err)?,
+            grant_id: row.try_get("grant_id").map_err(map_err)?,
+            kind: TokenKind::parse(&kind).ok_or_else(|| corrupt("token kind"))?,
+            scope: row.try_get("scope").map_err(map_err)?,
+            dpop_jkt: row.try_get("dpop_jkt").map_err(map_err)?,
+            expires_at: row.try_get("expires_at").map_err(map_err)?,
+            used_at: row.try_get("used_at").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
         })
     }
 
@@ -500,6 +562,7 @@ impl SqliteStore {
                 .bind(r.round)
                 .bind(r.created_at)
                 .bind(r.updated_at)
+                .bind(&r.client_secret_hash)
                 .execute(&mut **tx)
                 .await
                 .map_err(map_err)?
@@ -717,6 +780,136 @@ impl SqliteStore {
                 .await
                 .map_err(map_err)?
                 .rows_affected(),
+            Change::InsertAuthzRequest(r) => sqlx::query(SQL_INSERT_AUTHZ_REQUEST)
+                .bind(&r.id)
+                .bind(&r.client_id)
+                .bind(&r.params)
+                .bind(r.pushed)
+                .bind(&r.login_nonce)
+                .bind(r.expires_at)
+                .bind(r.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetAuthzLoginNonce { id, login_nonce } => {
+                sqlx::query(SQL_SET_AUTHZ_LOGIN_NONCE)
+                    .bind(login_nonce)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected()
+            }
+            Change::DeleteAuthzRequest { id } => {
+                sqlx::query(SQL_DELETE_AUTHZ_REQUEST)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                return Ok(());
+            }
+            Change::InsertGrant(r) => sqlx::query(SQL_INSERT_GRANT)
+                .bind(&r.id)
+                .bind(&r.client_id)
+                .bind(&r.account_id)
+                .bind(&r.device_id)
+                .bind(&r.scope)
+                .bind(items_json(&r.items))
+                .bind(&r.consent_id)
+                .bind(r.auth_time)
+                .bind(r.created_at)
+                .bind(r.revoked_at)
+                .bind(&r.revoked_reason)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::RevokeGrant { id, reason, at } => sqlx::query(SQL_REVOKE_GRANT)
+                .bind(at)
+                .bind(reason)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertCode(r) => sqlx::query(SQL_INSERT_CODE)
+                .bind(&r.code_hash)
+                .bind(&r.grant_id)
+                .bind(&r.redirect_uri)
+                .bind(&r.code_challenge)
+                .bind(&r.nonce)
+                .bind(&r.dpop_jkt)
+                .bind(r.expires_at)
+                .bind(r.used_at)
+                .bind(r.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::UseCode { code_hash, at } => sqlx::query(SQL_USE_CODE)
+                .bind(at)
+                .bind(code_hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::InsertOauthToken(r) => sqlx::query(SQL_INSERT_OAUTH_TOKEN)
+                .bind(&r.token_hash)
+                .bind(&r.grant_id)
+                .bind(r.kind.as_str())
+                .bind(&r.scope)
+                .bind(&r.dpop_jkt)
+                .bind(r.expires_at)
+                .bind(r.used_at)
+                .bind(r.created_at)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::UseRefreshToken { token_hash, at } => sqlx::query(SQL_USE_REFRESH_TOKEN)
+                .bind(at)
+                .bind(token_hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::SetClientSecret {
+                service_id,
+                secret_hash,
+                updated_at,
+            } => sqlx::query(SQL_SET_CLIENT_SECRET)
+                .bind(secret_hash)
+                .bind(updated_at)
+                .bind(service_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::UpdateServiceRegistration {
+                id,
+                application,
+                jwks,
+                endpoint,
+                updated_at,
+            } => sqlx::query(SQL_UPDATE_SERVICE_REGISTRATION)
+                .bind(application)
+                .bind(jwks)
+                .bind(endpoint)
+                .bind(updated_at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected(),
+            Change::DeleteSession { token_hash } => {
+                sqlx::query(SQL_DELETE_SESSION)
+                    .bind(token_hash)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                return Ok(());
+            }
         };
         if affected == 1 {
             Ok(())
@@ -1356,6 +1549,112 @@ impl ExchangeStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn ticket_counts(&self, service_id: &str) -> Result<Vec<(String, String, u64)>> {
+        let rows = sqlx::query(SQL_TICKET_COUNTS)
+            .bind(service_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("role").map_err(map_err)?,
+                    r.try_get("state").map_err(map_err)?,
+                    to_u64(r.try_get("n").map_err(map_err)?)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl OidcStore for SqliteStore {
+    async fn authz_request(&self, id: &str) -> Result<Option<AuthzRequestRow>> {
+        let row = sqlx::query(SQL_AUTHZ_REQUEST_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::authz_request_row).transpose()
+    }
+
+    async fn authz_request_by_login_nonce(&self, nonce: &str) -> Result<Option<AuthzRequestRow>> {
+        let row = sqlx::query(SQL_AUTHZ_REQUEST_BY_LOGIN_NONCE)
+            .bind(nonce)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(Self::authz_request_row).transpose()
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
+        let row = sqlx::query(SQL_GRANT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(|r| Self::grant_row(r, "")).transpose()
+    }
+
+    async fn code(&self, code_hash: &str) -> Result<Option<(CodeRow, GrantRow)>> {
+        let row = sqlx::query(SQL_CODE)
+            .bind(code_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref()
+            .map(|r| Ok((Self::code_row(r)?, Self::grant_row(r, "g_")?)))
+            .transpose()
+    }
+
+    async fn oauth_token(&self, token_hash: &str) -> Result<Option<(OauthTokenRow, GrantRow)>> {
+        let row = sqlx::query(SQL_OAUTH_TOKEN)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.as_ref()
+            .map(|r| Ok((Self::oauth_token_row(r)?, Self::grant_row(r, "g_")?)))
+            .transpose()
+    }
+
+    async fn grants_of(&self, account_id: &str, limit: u32) -> Result<Vec<GrantRow>> {
+        let rows = sqlx::query(SQL_GRANTS_OF)
+            .bind(account_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| Self::grant_row(r, "")).collect()
+    }
+
+    async fn count_active_grants(&self, client_id: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(SQL_COUNT_ACTIVE_GRANTS)
+            .bind(client_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        to_u64(n)
+    }
+
+    async fn purge_oidc(&self, now: i64) -> Result<u64> {
+        let mut deleted = 0;
+        let retained = now.saturating_sub(OIDC_RETENTION_SECS);
+        for (sql, before) in [
+            (SQL_PURGE_AUTHZ_REQUESTS, now),
+            (SQL_PURGE_CODES, retained),
+            (SQL_PURGE_OAUTH_TOKENS, retained),
+        ] {
+            deleted += sqlx::query(sql)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+        }
+        Ok(deleted)
     }
 }
 

@@ -146,6 +146,7 @@ fn service(id: &str, kind: ServiceKind) -> ServiceRow {
         round: 0,
         created_at: 100,
         updated_at: 100,
+        client_secret_hash: None,
     }
 }
 
@@ -202,6 +203,81 @@ fn ticket(id: &str) -> TicketRow {
         state: "open".into(),
         updated_at: 100,
     }
+}
+
+fn authz_request(id: &str, expires_at: i64) -> AuthzRequestRow {
+    AuthzRequestRow {
+        id: id.into(),
+        client_id: "rp".into(),
+        params: r#"{"scope":"openid"}"#.into(),
+        pushed: true,
+        login_nonce: None,
+        expires_at,
+        created_at: 100,
+    }
+}
+
+fn grant(id: &str, account: &str, client: &str, created_at: i64) -> GrantRow {
+    GrantRow {
+        id: id.into(),
+        client_id: client.into(),
+        account_id: account.into(),
+        device_id: "d1".into(),
+        scope: "openid profile".into(),
+        items: vec!["name".into(), "address".into()],
+        consent_id: Some("c1".into()),
+        auth_time: created_at - 5,
+        created_at,
+        revoked_at: None,
+        revoked_reason: None,
+    }
+}
+
+fn code(hash: &str, grant_id: &str, expires_at: i64) -> CodeRow {
+    CodeRow {
+        code_hash: hash.into(),
+        grant_id: grant_id.into(),
+        redirect_uri: "https://rp.example.jp/cb".into(),
+        code_challenge: "challenge".into(),
+        nonce: Some("n-0S6".into()),
+        dpop_jkt: None,
+        expires_at,
+        used_at: None,
+        created_at: 100,
+    }
+}
+
+fn oauth_token(hash: &str, grant_id: &str, kind: TokenKind, expires_at: i64) -> OauthTokenRow {
+    OauthTokenRow {
+        token_hash: hash.into(),
+        grant_id: grant_id.into(),
+        kind,
+        scope: "openid profile".into(),
+        dpop_jkt: Some("jkt".into()),
+        expires_at,
+        used_at: None,
+        created_at: 100,
+    }
+}
+
+/// Two residents (a1 with device d1, a2 with d2) and two OpenID Connect clients (rp, rp2).
+async fn oidc_city(store: &Arc<dyn Store>) {
+    enroll(store, "a1", "d1", Some("card-1")).await;
+    enroll(store, "a2", "d2", Some("card-2")).await;
+    commit(
+        store,
+        vec![
+            Change::InsertService(service("rp", ServiceKind::Consumer)),
+            Change::InsertService(service("rp2", ServiceKind::Consumer)),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+}
+
+fn is_conflict<T: std::fmt::Debug>(result: &std::result::Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Conflict(_)))
 }
 
 store_tests! {
@@ -553,7 +629,7 @@ store_tests! {
         assert!(store.alerts(alerts[0].seq, 10).await.unwrap().is_empty());
     };
 
-    ticket_batches_are_written_in_bulk_and_a_replayed_jti_refuses_only_its_commit => |store: Arc<dyn Store>| async move {
+    ticket_batches_bulk_write_and_refuse_replays => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", None).await;
         commit(&store, vec![Change::UseJti { key: "svc:used".into(), expires_at: 500 }], vec![]).await.unwrap();
         let issue = |n: u8, jti: &str| {
@@ -595,6 +671,247 @@ store_tests! {
         for (n, present) in [(4, true), (5, false), (6, true), (7, false), (8, true)] {
             assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().is_some(), present, "ticket t{n}");
         }
+    };
+
+    authz_requests_round_trip_by_id_and_nonce => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        let r1 = authz_request("r1", 1_000);
+        commit(&store, vec![Change::InsertAuthzRequest(r1.clone())], vec![]).await.unwrap();
+        assert_eq!(store.authz_request("r1").await.unwrap(), Some(r1.clone()));
+        assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), None);
+
+        let set = |id: &str, nonce: &str| Change::SetAuthzLoginNonce { id: id.into(), login_nonce: nonce.into() };
+        commit(&store, vec![set("r1", "ln1")], vec![]).await.unwrap();
+        let with_nonce = AuthzRequestRow { login_nonce: Some("ln1".into()), ..r1 };
+        assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), Some(with_nonce.clone()));
+        assert_eq!(store.authz_request("r1").await.unwrap(), Some(with_nonce));
+
+        let mut r2 = authz_request("r2", 1_000);
+        r2.pushed = false;
+        commit(&store, vec![Change::InsertAuthzRequest(r2.clone())], vec![]).await.unwrap();
+        assert_eq!(store.authz_request("r2").await.unwrap(), Some(r2));
+        assert!(is_conflict(&commit(&store, vec![set("r2", "ln1")], vec![]).await), "a login nonce answers one request");
+        assert!(is_conflict(&commit(&store, vec![set("missing", "ln2")], vec![]).await), "no such request");
+
+        let delete = || Change::DeleteAuthzRequest { id: "r1".into() };
+        commit(&store, vec![delete()], vec![]).await.unwrap();
+        assert_eq!(store.authz_request("r1").await.unwrap(), None);
+        assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), None);
+        commit(&store, vec![delete()], vec![]).await.expect("deleting a deleted request is fine");
+        assert!(store.authz_request("r2").await.unwrap().is_some());
+
+        let mut stranger = authz_request("r3", 1_000);
+        stranger.client_id = "unknown".into();
+        assert!(is_conflict(&commit(&store, vec![Change::InsertAuthzRequest(stranger)], vec![]).await), "clients are services");
+    };
+
+    a_code_is_redeemed_once => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        let g = grant("g1", "a1", "rp", 100);
+        let c = code("ch1", "g1", 160);
+        commit(&store, vec![Change::InsertGrant(g.clone()), Change::InsertCode(c.clone())], vec![]).await.unwrap();
+        assert_eq!(store.code("ch1").await.unwrap(), Some((c.clone(), g.clone())));
+        assert_eq!(store.grant("g1").await.unwrap(), Some(g.clone()));
+
+        let redeem = |at| Change::UseCode { code_hash: "ch1".into(), at };
+        commit(&store, vec![redeem(130)], vec![]).await.unwrap();
+        assert!(is_conflict(&commit(&store, vec![redeem(131)], vec![]).await), "a replayed code");
+        let (used, of) = store.code("ch1").await.unwrap().unwrap();
+        assert_eq!(used, CodeRow { used_at: Some(130), ..c });
+        assert_eq!(of, g);
+
+        assert!(is_conflict(&commit(&store, vec![Change::UseCode { code_hash: "nope".into(), at: 130 }], vec![]).await), "an unknown code");
+        assert_eq!(store.code("nope").await.unwrap(), None);
+        assert!(is_conflict(&commit(&store, vec![Change::InsertCode(code("ch2", "no-grant", 160))], vec![]).await), "a code needs its grant");
+    };
+
+    tokens_carry_their_grant_and_its_revocation => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        let g = grant("g1", "a1", "rp", 100);
+        let access = oauth_token("at1", "g1", TokenKind::Access, 400);
+        let mut refresh = oauth_token("rt1", "g1", TokenKind::Refresh, 10_000);
+        refresh.dpop_jkt = None;
+        commit(&store, vec![
+            Change::InsertGrant(g.clone()),
+            Change::InsertOauthToken(access.clone()),
+            Change::InsertOauthToken(refresh.clone()),
+        ], vec![]).await.unwrap();
+        assert_eq!(store.oauth_token("at1").await.unwrap(), Some((access.clone(), g.clone())));
+        assert_eq!(store.oauth_token("rt1").await.unwrap(), Some((refresh.clone(), g.clone())));
+        assert_eq!(store.oauth_token("nope").await.unwrap(), None);
+
+        let rotate = |hash: &str, at| Change::UseRefreshToken { token_hash: hash.into(), at };
+        commit(&store, vec![rotate("rt1", 200)], vec![]).await.unwrap();
+        assert!(is_conflict(&commit(&store, vec![rotate("rt1", 201)], vec![]).await), "a replayed refresh token");
+        assert!(is_conflict(&commit(&store, vec![rotate("at1", 201)], vec![]).await), "an access token does not refresh");
+        assert!(is_conflict(&commit(&store, vec![rotate("nope", 201)], vec![]).await), "an unknown token");
+        assert_eq!(store.oauth_token("rt1").await.unwrap().unwrap().0.used_at, Some(200));
+        assert_eq!(store.oauth_token("at1").await.unwrap().unwrap().0.used_at, None);
+
+        let revoke = |id: &str, reason: &str, at| Change::RevokeGrant { id: id.into(), reason: reason.into(), at };
+        commit(&store, vec![revoke("g1", "resident", 300)], vec![]).await.unwrap();
+        let revoked = GrantRow { revoked_at: Some(300), revoked_reason: Some("resident".into()), ..g };
+        assert_eq!(store.grant("g1").await.unwrap(), Some(revoked.clone()));
+        assert_eq!(store.oauth_token("at1").await.unwrap(), Some((access, revoked.clone())));
+        commit(&store, vec![revoke("g1", "replay", 400)], vec![]).await.expect("revoking twice is fine");
+        assert_eq!(store.grant("g1").await.unwrap(), Some(revoked), "the first revocation stays");
+        assert!(is_conflict(&commit(&store, vec![revoke("nope", "resident", 300)], vec![]).await), "no such grant");
+    };
+
+    grants_are_listed_and_counted => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        commit(&store, vec![
+            Change::InsertGrant(grant("g1", "a1", "rp", 100)),
+            Change::InsertGrant(grant("g2", "a1", "rp2", 200)),
+            Change::InsertGrant(grant("g3", "a1", "rp", 300)),
+            Change::InsertGrant(grant("g4", "a2", "rp", 150)),
+        ], vec![]).await.unwrap();
+        let ids = |grants: Vec<GrantRow>| grants.into_iter().map(|g| g.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.grants_of("a1", 10).await.unwrap()), vec!["g3", "g2", "g1"], "newest first");
+        assert_eq!(ids(store.grants_of("a1", 2).await.unwrap()), vec!["g3", "g2"]);
+        assert_eq!(ids(store.grants_of("a2", 10).await.unwrap()), vec!["g4"]);
+        assert!(store.grants_of("nobody", 10).await.unwrap().is_empty());
+
+        assert_eq!(store.count_active_grants("rp").await.unwrap(), 3);
+        assert_eq!(store.count_active_grants("rp2").await.unwrap(), 1);
+        commit(&store, vec![Change::RevokeGrant { id: "g1".into(), reason: "resident".into(), at: 400 }], vec![]).await.unwrap();
+        assert_eq!(store.count_active_grants("rp").await.unwrap(), 2, "revoked grants do not count");
+        assert_eq!(store.count_active_grants("unknown").await.unwrap(), 0);
+        assert_eq!(store.grants_of("a1", 10).await.unwrap()[2].revoked_at, Some(400), "but are still listed");
+    };
+
+    purge_oidc_keeps_live_rows => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        let now = 200_000;
+        let day = 86_400;
+        commit(&store, vec![
+            Change::InsertAuthzRequest(authz_request("r-expired", now - 1)),
+            Change::InsertAuthzRequest(authz_request("r-live", now + 300)),
+            Change::InsertGrant(grant("g1", "a1", "rp", 100)),
+            Change::InsertCode(code("c-old", "g1", now - day - 1)),
+            Change::InsertCode(code("c-recent", "g1", now - 60)),
+            Change::InsertCode(code("c-live", "g1", now + 60)),
+            Change::InsertOauthToken(oauth_token("t-old", "g1", TokenKind::Access, now - day - 3_600)),
+            Change::InsertOauthToken(oauth_token("t-recent", "g1", TokenKind::Refresh, now - 3_600)),
+            Change::InsertOauthToken(oauth_token("t-live", "g1", TokenKind::Access, now + 3_600)),
+        ], vec![]).await.unwrap();
+        assert_eq!(store.purge_oidc(now).await.unwrap(), 3);
+        assert!(store.authz_request("r-expired").await.unwrap().is_none());
+        assert!(store.authz_request("r-live").await.unwrap().is_some());
+        assert!(store.code("c-old").await.unwrap().is_none());
+        assert!(store.code("c-recent").await.unwrap().is_some(), "an expired code is kept a day, to recognise its replay");
+        assert!(store.code("c-live").await.unwrap().is_some());
+        assert!(store.oauth_token("t-old").await.unwrap().is_none());
+        assert!(store.oauth_token("t-recent").await.unwrap().is_some());
+        assert!(store.oauth_token("t-live").await.unwrap().is_some());
+        assert!(store.grant("g1").await.unwrap().is_some(), "grants are not purged");
+        assert_eq!(store.purge_oidc(now).await.unwrap(), 0);
+    };
+
+    client_secret_and_registration_update => |store: Arc<dyn Store>| async move {
+        let mut with_secret = service("rp", ServiceKind::Consumer);
+        with_secret.client_secret_hash = Some("5e".into());
+        commit(&store, vec![Change::InsertService(with_secret.clone())], vec![]).await.unwrap();
+        assert_eq!(store.service("rp").await.unwrap(), Some(with_secret.clone()));
+
+        let secret = |id: &str, hash: Option<&str>, at| Change::SetClientSecret {
+            service_id: id.into(), secret_hash: hash.map(Into::into), updated_at: at,
+        };
+        commit(&store, vec![secret("rp", Some("ab12"), 200)], vec![]).await.unwrap();
+        let s = store.service("rp").await.unwrap().unwrap();
+        assert_eq!((s.client_secret_hash.as_deref(), s.updated_at), (Some("ab12"), 200));
+        commit(&store, vec![secret("rp", None, 210)], vec![]).await.unwrap();
+        assert_eq!(store.service("rp").await.unwrap().unwrap().client_secret_hash, None);
+        assert!(is_conflict(&commit(&store, vec![secret("nope", Some("ab12"), 200)], vec![]).await));
+
+        let update = |id: &str| Change::UpdateServiceRegistration {
+            id: id.into(),
+            application: r#"{"v":2}"#.into(),
+            jwks: r#"{"keys":[{"kty":"EC"}]}"#.into(),
+            endpoint: Some("https://rp.example.jp/tickets".into()),
+            updated_at: 300,
+        };
+        commit(&store, vec![update("rp")], vec![]).await.unwrap();
+        assert_eq!(store.service("rp").await.unwrap(), Some(ServiceRow {
+            application: r#"{"v":2}"#.into(),
+            jwks: r#"{"keys":[{"kty":"EC"}]}"#.into(),
+            endpoint: Some("https://rp.example.jp/tickets".into()),
+            updated_at: 300,
+            client_secret_hash: None,
+            ..with_secret
+        }));
+        assert!(is_conflict(&commit(&store, vec![update("nope")], vec![]).await));
+    };
+
+    a_session_is_deleted_alone => |store: Arc<dyn Store>| async move {
+        enroll(&store, "a1", "d1", None).await;
+        let session = |hash: &str| SessionRow {
+            token_hash: hash.into(), account_id: "a1".into(), device_id: "d1".into(), expires_at: 500, created_at: 100,
+        };
+        commit(&store, vec![Change::InsertSession(session("h1")), Change::InsertSession(session("h2"))], vec![]).await.unwrap();
+        let logout = || Change::DeleteSession { token_hash: "h1".into() };
+        commit(&store, vec![logout()], vec![]).await.unwrap();
+        assert_eq!(store.session("h1").await.unwrap(), None);
+        assert_eq!(store.session("h2").await.unwrap(), Some(session("h2")), "the device's other session stays");
+        commit(&store, vec![logout()], vec![]).await.expect("logging out twice is fine");
+    };
+
+    ticket_counts_by_role_and_state => |store: Arc<dyn Store>| async move {
+        let exchange = |id: &str, consumer: &str, provider: &str| TicketRow {
+            consumer_id: consumer.into(), provider_id: provider.into(), ..ticket(id)
+        };
+        commit(&store, vec![
+            Change::InsertTicket(exchange("t1", "daycare", "school")),
+            Change::InsertTicket(exchange("t2", "daycare", "school")),
+            Change::InsertTicket(exchange("t3", "daycare", "school")),
+            Change::InsertTicket(exchange("t4", "clinic", "daycare")),
+            Change::InsertTicket(exchange("t5", "clinic", "school")),
+        ], vec![]).await.unwrap();
+        let close = |id: &str, state: &str| Change::CloseTicket { ticket_id: id.into(), state: state.into(), updated_at: 300 };
+        commit(&store, vec![close("t2", "completed"), close("t3", "completed"), close("t5", "missing")], vec![]).await.unwrap();
+        let counts = |v: &[(&str, &str, u64)]| v.iter().map(|(r, s, n)| (r.to_string(), s.to_string(), *n)).collect::<Vec<_>>();
+        assert_eq!(
+            store.ticket_counts("daycare").await.unwrap(),
+            counts(&[("consumer", "completed", 2), ("consumer", "open", 1), ("provider", "open", 1)])
+        );
+        assert_eq!(
+            store.ticket_counts("school").await.unwrap(),
+            counts(&[("provider", "completed", 2), ("provider", "missing", 1), ("provider", "open", 1)])
+        );
+        assert_eq!(store.ticket_counts("clinic").await.unwrap(), counts(&[("consumer", "missing", 1), ("consumer", "open", 1)]));
+        assert!(store.ticket_counts("nobody").await.unwrap().is_empty());
+    };
+
+    a_replayed_code_refuses_only_its_commit => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        commit(&store, vec![
+            Change::InsertGrant(grant("g1", "a1", "rp", 100)),
+            Change::InsertGrant(grant("g2", "a2", "rp", 100)),
+            Change::InsertCode(code("ch1", "g1", 160)),
+            Change::InsertCode(code("ch2", "g2", 160)),
+        ], vec![]).await.unwrap();
+        let redeem = |code_hash: &str, token: &str, grant_id: &str, n: u8| Commit {
+            changes: vec![
+                Change::UseCode { code_hash: code_hash.into(), at: 120 + i64::from(n) },
+                Change::InsertOauthToken(oauth_token(token, grant_id, TokenKind::Access, 400)),
+            ],
+            leaves: vec![leaf(n, &[])],
+        };
+        // The second commit replays the first one's code within the same batch.
+        let outcome = store
+            .commit_batch(&[redeem("ch1", "at1", "g1", 1), redeem("ch1", "at2", "g1", 2), redeem("ch2", "at3", "g2", 3)])
+            .await
+            .unwrap();
+        let refused: Vec<bool> = outcome.results.iter().map(is_conflict).collect();
+        assert_eq!(refused, vec![false, true, false]);
+        assert_eq!(outcome.size_after - outcome.size_before, 2, "the refused commit adds no leaf");
+        assert_eq!(store.code("ch1").await.unwrap().unwrap().0.used_at, Some(121), "the first redemption stands");
+        assert_eq!(store.code("ch2").await.unwrap().unwrap().0.used_at, Some(123));
+        assert!(store.oauth_token("at1").await.unwrap().is_some());
+        assert!(store.oauth_token("at2").await.unwrap().is_none(), "the replay's token was undone");
+        assert!(store.oauth_token("at3").await.unwrap().is_some());
+        let hashes = store.leaf_hashes(outcome.size_before, outcome.size_after).await.unwrap();
+        assert_eq!(hashes, vec![[1; 32], [3; 32]]);
     };
 
     the_database_answers => |store: Arc<dyn Store>| async move {

@@ -92,6 +92,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/exchange/tickets", post(exchange::ticket))
         .route("/v1/exchange/receipts", post(exchange::receipt))
         .route("/v1/exchange/consents", get(exchange::feed))
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))

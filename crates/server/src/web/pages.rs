@@ -1,0 +1,213 @@
+//! The resident's pages: the landing page, login and logout, and the home page.
+
+use super::oauth::LoginPage;
+use super::{
+    LANG_COOKIE, Lang, Page, SESSION_COOKIE, api_error_page, html, lang_of, same_origin, see_other,
+    session, set_cookie,
+};
+use crate::http::AppState;
+use crate::identity::Session;
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Deserialize, Default)]
+pub struct LangQuery {
+    lang: Option<String>,
+}
+
+/// The language of a page request; a `?lang=` switch is remembered in a cookie.
+pub fn page_lang(headers: &HeaderMap, q: &LangQuery) -> Lang {
+    lang_of(headers, q.lang.as_deref())
+}
+
+/// Remembers a language switch.
+pub fn remember_lang(app: &AppState, response: &mut Response, q: &LangQuery) {
+    if let Some(l) = q.lang.as_deref().and_then(Lang::parse) {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(app, LANG_COOKIE, l.tag(), 365 * 86_400),
+        );
+    }
+}
+
+#[derive(Template)]
+#[template(path = "landing.html")]
+struct Landing {
+    page: Page,
+}
+
+pub async fn landing(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let mut page = Page::new(&app, lang, "landing.title", "");
+    if let Some((_, t)) = session(&app, &headers).await {
+        page = page.signed_in(&t);
+    }
+    let mut r = html(StatusCode::OK, &Landing { page });
+    remember_lang(&app, &mut r, &q);
+    r
+}
+
+/// `GET /login`: the web app's own login page.
+pub async fn login_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let mut r = match crate::oidc::web_login_page(&app).await {
+        Ok(view) => html(
+            StatusCode::OK,
+            &LoginPage {
+                page: Page::new(&app, lang, "login.title", "login"),
+                view,
+                error: None,
+            },
+        ),
+        Err(e) => api_error_page(&app, lang, &e),
+    };
+    remember_lang(&app, &mut r, &q);
+    r
+}
+
+/// `POST /login` (`credential`, `nonce`, `signature`): sets the session cookie and goes on
+/// to the pending authorization request, or to the home page.
+pub async fn login(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    match crate::oidc::login(
+        &app,
+        field("credential"),
+        field("nonce"),
+        field("signature"),
+    )
+    .await
+    {
+        Ok((logged_in, next)) => {
+            let mut r = see_other(next.as_deref().unwrap_or("/app"));
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(
+                    &app,
+                    SESSION_COOKIE,
+                    &logged_in.access_token,
+                    logged_in.expires_in as i64,
+                ),
+            );
+            r
+        }
+        Err((e, Some(view))) => html(
+            e.status,
+            &LoginPage {
+                page: Page::new(&app, lang, "login.title", "login"),
+                view,
+                error: Some(format!("{} ({})", e.detail, e.code.as_str())),
+            },
+        ),
+        Err((e, None)) => api_error_page(&app, lang, &e),
+    }
+}
+
+/// `POST /logout` from the web app.
+pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if same_origin(&app, &headers)
+        && let Some(token) = super::cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = crate::identity::end_session(&app, token).await
+    {
+        return api_error_page(&app, lang_of(&headers, None), &e);
+    }
+    let mut r = see_other("/");
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0));
+    r
+}
+
+/// The signed-in resident of a page request, or the response that sends them to log in.
+pub async fn require_session(
+    app: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Session, String), Response> {
+    session(app, headers)
+        .await
+        .ok_or_else(|| see_other("/login"))
+}
+
+/// One recorded attribute on the home page.
+pub struct AttributeRow {
+    pub label_key: &'static str,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home {
+    page: Page,
+    account_id: String,
+    verified: bool,
+    attributes: Vec<AttributeRow>,
+}
+
+/// `GET /app`: who the resident is to tsunagu.
+pub async fn home(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let (sess, token) = match require_session(&app, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let me = match crate::identity::me(&app, &sess).await {
+        Ok(me) => me,
+        Err(e) => return api_error_page(&app, lang, &e),
+    };
+    let verified = me["level"].as_str() == Some("verified");
+    let a = &me["attributes"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let attributes = if verified {
+        vec![
+            AttributeRow {
+                label_key: "attr.name",
+                value: text(&a["name"]),
+            },
+            AttributeRow {
+                label_key: "attr.address",
+                value: text(&a["address"]),
+            },
+            AttributeRow {
+                label_key: "attr.birthdate",
+                value: text(&a["birthdate"]),
+            },
+            AttributeRow {
+                label_key: "attr.gender",
+                value: text(&a["sex"]),
+            },
+        ]
+    } else {
+        vec![]
+    };
+    let mut r = html(
+        StatusCode::OK,
+        &Home {
+            page: Page::new(&app, lang, "app.home", "home").signed_in(&token),
+            account_id: text(&me["account_id"]),
+            verified,
+            attributes,
+        },
+    );
+    remember_lang(&app, &mut r, &q);
+    r
+}
