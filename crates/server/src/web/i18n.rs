@@ -83,7 +83,16 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
 
 fn index() -> &'static HashMap<&'static str, (&'static str, &'static str)> {
     static INDEX: OnceLock<HashMap<&'static str, (&'static str, &'static str)>> = OnceLock::new();
-    INDEX.get_or_init(|| TEXTS.iter().map(|(k, ja, en)| (*k, (*ja, *en))).collect())
+    INDEX.get_or_init(|| all_texts().map(|(k, ja, en)| (*k, (*ja, *en))).collect())
+}
+
+/// The texts of every page module.
+fn all_texts() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    TEXTS
+        .iter()
+        .chain(super::resident::TEXTS)
+        .chain(super::console::TEXTS)
+        .chain(super::committee::TEXTS)
 }
 
 /// `(key, ja, en)`; keys are unique (a test checks).
@@ -239,8 +248,8 @@ mod tests {
 
     #[test]
     fn keys_are_unique_and_every_text_is_translated() {
-        assert_eq!(index().len(), TEXTS.len(), "a key appears twice");
-        for (k, ja, en) in TEXTS {
+        assert_eq!(index().len(), all_texts().count(), "a key appears twice");
+        for (k, ja, en) in all_texts() {
             assert!(!ja.is_empty() && !en.is_empty(), "{k} lacks a text");
         }
     }

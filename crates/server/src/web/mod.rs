@@ -13,9 +13,12 @@
 //! token derived from the session token; every cookie-authenticated POST must also come
 //! from this origin when the browser says where it comes from (`Origin`).
 
+mod committee;
+mod console;
 pub mod i18n;
 mod oauth;
 mod pages;
+mod resident;
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -60,6 +63,15 @@ pub const WEB_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/{*file}"),
 ];
 
+/// Every web route of every page module.
+pub fn all_routes() -> Vec<(&'static str, &'static str)> {
+    let mut all = WEB_ROUTES.to_vec();
+    all.extend_from_slice(resident::ROUTES);
+    all.extend_from_slice(console::ROUTES);
+    all.extend_from_slice(committee::ROUTES);
+    all
+}
+
 /// The web router (merged into the API router).
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -87,6 +99,9 @@ pub fn router() -> Router<AppState> {
             get(oauth::logout_get).post(oauth::logout_post),
         )
         .route("/static/{*file}", get(static_file))
+        .merge(resident::routes())
+        .merge(console::routes())
+        .merge(committee::routes())
         .layer(middleware::from_fn(security_headers))
 }
 

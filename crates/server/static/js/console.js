@@ -1,0 +1,1 @@
+// The service and committee consoles' page behaviour (being built).
