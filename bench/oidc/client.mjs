@@ -19,23 +19,31 @@
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import * as oidc from 'openid-client';
 
-const { values: opts, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    n: { type: 'string' },
-    m: { type: 'string' },
-    c: { type: 'string' },
-    chunk: { type: 'string' },
-  },
-});
+const USAGE = 'usage: node client.mjs SETUP.json [--n N] [--m M] [--c C] [--chunk K] [--threads T]';
+const { values: opts, positionals } = isMainThread
+  ? parseArgs({
+    allowPositionals: true,
+    options: {
+      n: { type: 'string' },
+      m: { type: 'string' },
+      c: { type: 'string' },
+      chunk: { type: 'string' },
+      threads: { type: 'string' },
+    },
+  })
+  : { values: {}, positionals: [workerData.setupPath] };
 
 if (positionals.length !== 1) {
-  console.error('usage: node client.mjs SETUP.json [--n N] [--m M] [--c C] [--chunk K]');
+  console.error(USAGE);
   process.exit(2);
 }
 
@@ -48,6 +56,7 @@ const N = intOpt(opts.n, 'BENCH_N', 300);
 const M = intOpt(opts.m, 'BENCH_M', 4000);
 const C = Math.max(1, intOpt(opts.c, 'BENCH_C', 16));
 const CHUNK = Math.max(1, intOpt(opts.chunk, 'BENCH_CHUNK', 1000));
+const THREADS = Math.max(1, intOpt(opts.threads, 'BENCH_THREADS', 2));
 const MAX_HOPS = 10;
 
 const setupPath = positionals[0];
@@ -56,7 +65,58 @@ for (const f of ['name', 'issuer', 'client_id', 'redirect_uri', 'scope', 'auth']
   if (typeof setup[f] !== 'string' || !setup[f]) throw new Error(`setup: missing "${f}"`);
 }
 
+const FETCH = process.env.BENCH_FETCH ?? 'node';
+if (FETCH !== 'node' && FETCH !== 'undici') throw new Error(`bad BENCH_FETCH: ${FETCH} (node or undici)`);
+
 const out = (...a) => console.log(...a);
+
+// ---------------------------------------------------------------- HTTP
+// Every request of the client (discovery, JWKS, authorize, token) goes through `httpFetch`,
+// handed to openid-client as its `customFetch`. With BENCH_FETCH=node (the default) it is a
+// small Fetch-API shim over node:http with a keep-alive agent: Node's built-in fetch (undici)
+// costs the client about 1 ms of CPU per request, which made the client, not the OP, the
+// limit of the throughput phase. BENCH_FETCH=undici uses the built-in fetch instead.
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 1024 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 1024 }),
+};
+const NULL_BODY = new Set([101, 204, 205, 304]);
+
+function nodeFetch(input, init = {}) {
+  const url = new URL(typeof input === 'string' ? input : input.href ?? String(input));
+  const mod = url.protocol === 'https:' ? https : http;
+  const headers = {};
+  if (init.headers instanceof Headers) {
+    for (const [k, v] of init.headers) headers[k] = v;
+  } else if (init.headers) {
+    Object.assign(headers, init.headers);
+  }
+  let body = init.body;
+  if (body instanceof URLSearchParams) body = body.toString();
+  if (body != null && typeof body !== 'string' && !Buffer.isBuffer(body)) {
+    throw new TypeError('nodeFetch: unsupported body type');
+  }
+  if (body != null) headers['content-length'] = Buffer.byteLength(body);
+  return new Promise((resolve, reject) => {
+    const req = mod.request(url, { method: init.method ?? 'GET', headers, agent: agents[url.protocol] }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const h = new Headers();
+        for (let i = 0; i < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
+        const status = res.statusCode;
+        resolve(new Response(NULL_BODY.has(status) ? null : Buffer.concat(chunks), {
+          status, statusText: res.statusMessage, headers: h,
+        }));
+      });
+    });
+    req.on('error', (err) => reject(Object.assign(new TypeError('fetch failed'), { cause: err })));
+    if (body != null) req.end(body);
+    else req.end();
+  });
+}
+const httpFetch = FETCH === 'node' ? nodeFetch : (url, init) => fetch(url, init);
 const note = (...a) => console.error(...a);
 
 // ---------------------------------------------------------------- cookie jar
@@ -161,8 +221,9 @@ try {
       id_token_signed_response_alg: 'ES256',
     },
     await clientAuth(),
-    { execute: [oidc.allowInsecureRequests] },
+    { execute: [oidc.allowInsecureRequests], [oidc.customFetch]: httpFetch },
   );
+  config[oidc.customFetch] = httpFetch;
 } catch (err) {
   console.log(`FAILED during discovery of ${setup.issuer}: ${errorDetail(err)}`);
   console.log(JSON.stringify({ provider: setup.name, auth: setup.auth, ok: false, failed_step: 'discovery', error: errorKey(err) }));
@@ -200,7 +261,7 @@ async function followToCallback(start) {
     if (cookie) headers.cookie = cookie;
     let res;
     try {
-      res = await fetch(current, { redirect: 'manual', headers });
+      res = await httpFetch(current.href ?? current, { redirect: 'manual', headers });
     } catch (err) {
       throw new FlowError('authorize', err?.cause?.code ?? 'fetch_failed', `${current}: ${err?.cause?.message ?? err.message}`);
     }
@@ -267,123 +328,189 @@ function fail(step, err) {
   process.exit(1);
 }
 
-// ---------------------------------------------------------------- run
-out(`provider ${setup.name}  issuer ${meta.issuer}  client ${setup.client_id}  auth ${setup.auth}`);
-out(`openid-client ${JSON.parse(fs.readFileSync(new URL('./node_modules/openid-client/package.json', import.meta.url))).version}`
-  + `  N=${N} M=${M} C=${C} chunk=${CHUNK}`);
-
-// login
-if (!setupHadCookies) {
-  try {
-    const { url, checks } = await newRequest();
-    const { callback, requests } = await followToCallback(url);
-    const { claims } = await exchange(callback, checks);
-    out(`login: one flow through the OP's interaction, ${requests} requests to the callback; sub=${claims.sub}; cookies: ${Object.keys(jar).join(', ') || '(none)'}`);
-  } catch (err) {
-    fail('login', err);
-  }
-} else {
-  out(`login: session cookies from setup: ${Object.keys(jar).join(', ')}`);
-}
-
-// latency
-const flowMs = [];
-const requestsHist = {};
-for (let i = 0; i < N; i += 1) {
-  try {
-    const { url, checks } = await newRequest();
-    const t0 = performance.now();
-    const { callback, requests } = await followToCallback(url);
-    await exchange(callback, checks);
-    flowMs.push(performance.now() - t0);
-    requestsHist[requests] = (requestsHist[requests] ?? 0) + 1;
-  } catch (err) {
-    fail(`latency flow ${i + 1}/${N}`, err);
-  }
-}
-const fs1 = sortNum(flowMs);
-const latency = { p50: r2(pct(fs1, 50)), p90: r2(pct(fs1, 90)), p99: r2(pct(fs1, 99)), max: r2(fs1.at(-1)) };
-if (firstIdToken) out(`ID token: ${firstIdToken}`);
-if (N > 0) {
-  out(`latency: ${N} sequential flows, authorize -> validated ID token: `
-    + `p50 ${latency.p50} ms  p90 ${latency.p90} ms  p99 ${latency.p99} ms  max ${latency.max} ms`);
-  out(`         requests from authorize to callback: ${Object.entries(requestsHist).map(([k, v]) => `${k}: ${v} flows`).join(', ')}`);
-}
-
-// throughput
-const errors = {};
-const countError = (err) => {
-  const k = errorKey(err);
-  if (!errors[k]) note(`first ${k}: ${errorDetail(err)}`);
-  errors[k] = (errors[k] ?? 0) + 1;
-};
-const tokenMs = [];
-let exchangeWallMs = 0;
-let exchangeCpuUs = 0;
-let collectWallMs = 0;
-let ok = 0;
-let collected = 0;
-for (let done = 0; done < M; done += CHUNK) {
-  const size = Math.min(CHUNK, M - done);
-  const codes = [];
-  const tc0 = performance.now();
-  await pool(size, C, async () => {
-    try {
-      const { url, checks } = await newRequest();
-      const { callback } = await followToCallback(url);
-      codes.push({ callback, checks });
-    } catch (err) {
-      countError(err);
-    }
-  });
-  collectWallMs += performance.now() - tc0;
-  collected += codes.length;
-
-  const cpu0 = process.cpuUsage();
-  const te0 = performance.now();
-  await pool(codes.length, C, async (i) => {
+// ---------------------------------------------------------------- exchanges
+// The throughput phase's exchanges run in THREADS threads: with THREADS > 1, worker threads
+// of this same file, each with its own openid-client configuration (discovery, JWKS cache)
+// and ceil(C / THREADS) concurrent token requests; the main thread only collects the codes
+// beforehand and waits. One JavaScript thread spends about 1 ms of CPU per exchange (HTTP,
+// client authentication, ID token validation), so one thread alone would cap the measured
+// rate near 1,000/s whatever the OP does.
+async function exchangeBatch(codes, concurrency) {
+  const tokenMs = [];
+  const errs = {};
+  let ok = 0;
+  await pool(codes.length, concurrency, async (i) => {
     const { callback, checks } = codes[i];
     const t0 = performance.now();
     try {
-      await exchange(callback, checks);
+      await exchange(new URL(callback), checks);
       tokenMs.push(performance.now() - t0);
       ok += 1;
     } catch (err) {
-      countError(err);
+      const k = errorKey(err);
+      errs[k] ??= { count: 0, detail: errorDetail(err) };
+      errs[k].count += 1;
     }
   });
-  exchangeWallMs += performance.now() - te0;
-  const cpu = process.cpuUsage(cpu0);
-  exchangeCpuUs += cpu.user + cpu.system;
-}
-const ts = sortNum(tokenMs);
-const tokenPerS = exchangeWallMs > 0 ? ok / (exchangeWallMs / 1000) : NaN;
-const tokenLatency = { p50: r2(pct(ts, 50)), p99: r2(pct(ts, 99)) };
-const failures = Object.values(errors).reduce((a, b) => a + b, 0);
-if (M > 0) {
-  out(`throughput: ${collected}/${M} codes collected (C=${C}, ${r2(collectWallMs / 1000)} s, not timed); `
-    + `${ok} exchanged in ${r2(exchangeWallMs / 1000)} s of exchange time`);
-  out(`            ${r2(tokenPerS)} tokens/s; token request (authorizationCodeGrant incl. client auth + ID token validation) `
-    + `p50 ${tokenLatency.p50} ms  p99 ${tokenLatency.p99} ms; client CPU during exchanges `
-    + `${r2((exchangeCpuUs / 1000 / exchangeWallMs) * 100)} % of one core`);
-}
-if (failures) {
-  out(`FAILURES: ${failures} — ${Object.entries(errors).map(([k, v]) => `${k}: ${v}`).join(', ')}`);
-} else {
-  out('failures: none');
+  return { tokenMs, ok, errs };
 }
 
-out(JSON.stringify({
-  provider: setup.name,
-  auth: setup.auth,
-  latency_ms: latency,
-  token_per_s: r2(tokenPerS),
-  token_latency_ms: tokenLatency,
-  errors,
-  ok: failures === 0,
-  n: N,
-  m: M,
-  c: C,
-  client_cpu_pct: r2((exchangeCpuUs / 1000 / exchangeWallMs) * 100),
-}));
-process.exit(failures ? 1 : 0);
+async function startWorkers(count) {
+  return Promise.all(Array.from({ length: count }, () => new Promise((resolve, reject) => {
+    const w = new Worker(new URL(import.meta.url), { workerData: { setupPath: path.resolve(setupPath) } });
+    w.once('message', (m) => (m?.ready ? resolve(w) : reject(new Error(`worker: ${JSON.stringify(m)}`))));
+    w.once('error', reject);
+    w.once('exit', (code) => reject(new Error(`worker exited with ${code} before it was ready`)));
+  })));
+}
+
+function runOnWorker(w, codes, concurrency) {
+  return new Promise((resolve, reject) => {
+    const onError = (err) => reject(err);
+    w.once('error', onError);
+    w.once('message', (m) => {
+      w.off('error', onError);
+      resolve(m);
+    });
+    w.postMessage({ codes, concurrency });
+  });
+}
+
+if (!isMainThread) {
+  parentPort.on('message', async ({ codes, concurrency }) => {
+    parentPort.postMessage(await exchangeBatch(codes, concurrency));
+  });
+  parentPort.postMessage({ ready: true });
+} else {
+  await main();
+}
+
+// ---------------------------------------------------------------- run
+async function main() {
+  out(`provider ${setup.name}  issuer ${meta.issuer}  client ${setup.client_id}  auth ${setup.auth}`);
+  out(`openid-client ${JSON.parse(fs.readFileSync(new URL('./node_modules/openid-client/package.json', import.meta.url))).version}`
+    + `  N=${N} M=${M} C=${C} chunk=${CHUNK} threads=${THREADS} fetch=${FETCH}`);
+
+  // login
+  if (!setupHadCookies) {
+    try {
+      const { url, checks } = await newRequest();
+      const { callback, requests } = await followToCallback(url);
+      const { claims } = await exchange(callback, checks);
+      out(`login: one flow through the OP's interaction, ${requests} requests to the callback; sub=${claims.sub}; cookies: ${Object.keys(jar).join(', ') || '(none)'}`);
+    } catch (err) {
+      fail('login', err);
+    }
+  } else {
+    out(`login: session cookies from setup: ${Object.keys(jar).join(', ')}`);
+  }
+
+  // latency
+  const flowMs = [];
+  const requestsHist = {};
+  for (let i = 0; i < N; i += 1) {
+    try {
+      const { url, checks } = await newRequest();
+      const t0 = performance.now();
+      const { callback, requests } = await followToCallback(url);
+      await exchange(callback, checks);
+      flowMs.push(performance.now() - t0);
+      requestsHist[requests] = (requestsHist[requests] ?? 0) + 1;
+    } catch (err) {
+      fail(`latency flow ${i + 1}/${N}`, err);
+    }
+  }
+  const fs1 = sortNum(flowMs);
+  const latency = { p50: r2(pct(fs1, 50)), p90: r2(pct(fs1, 90)), p99: r2(pct(fs1, 99)), max: r2(fs1.at(-1)) };
+  if (firstIdToken) out(`ID token: ${firstIdToken}`);
+  if (N > 0) {
+    out(`latency: ${N} sequential flows, authorize -> validated ID token: `
+      + `p50 ${latency.p50} ms  p90 ${latency.p90} ms  p99 ${latency.p99} ms  max ${latency.max} ms`);
+    out(`         requests from authorize to callback: ${Object.entries(requestsHist).map(([k, v]) => `${k}: ${v} flows`).join(', ')}`);
+  }
+
+  // throughput
+  const errors = {};
+  const countError = (err) => {
+    const k = errorKey(err);
+    if (!errors[k]) note(`first ${k}: ${errorDetail(err)}`);
+    errors[k] = (errors[k] ?? 0) + 1;
+  };
+  const tokenMs = [];
+  let exchangeWallMs = 0;
+  let exchangeCpuUs = 0;
+  let collectWallMs = 0;
+  let ok = 0;
+  let collected = 0;
+  const workers = M > 0 && THREADS > 1 ? await startWorkers(THREADS) : [];
+  for (let done = 0; done < M; done += CHUNK) {
+    const size = Math.min(CHUNK, M - done);
+    const codes = [];
+    const tc0 = performance.now();
+    await pool(size, C, async () => {
+      try {
+        const { url, checks } = await newRequest();
+        const { callback } = await followToCallback(url);
+        codes.push({ callback: callback.href, checks });
+      } catch (err) {
+        countError(err);
+      }
+    });
+    collectWallMs += performance.now() - tc0;
+    collected += codes.length;
+
+    const cpu0 = process.cpuUsage(); // the whole process: every thread
+    const te0 = performance.now();
+    const results = workers.length
+      ? await Promise.all(workers.map((w, k) => runOnWorker(
+        w,
+        codes.filter((_, i) => i % workers.length === k),
+        Math.ceil(C / workers.length),
+      )))
+      : [await exchangeBatch(codes, C)];
+    exchangeWallMs += performance.now() - te0;
+    const cpu = process.cpuUsage(cpu0);
+    exchangeCpuUs += cpu.user + cpu.system;
+    for (const r of results) {
+      for (const x of r.tokenMs) tokenMs.push(x);
+      ok += r.ok;
+      for (const [k, { count, detail }] of Object.entries(r.errs)) {
+        if (!errors[k]) note(`first ${k}: ${detail}`);
+        errors[k] = (errors[k] ?? 0) + count;
+      }
+    }
+  }
+  await Promise.all(workers.map((w) => w.terminate()));
+  const ts = sortNum(tokenMs);
+  const tokenPerS = exchangeWallMs > 0 ? ok / (exchangeWallMs / 1000) : NaN;
+  const tokenLatency = { p50: r2(pct(ts, 50)), p99: r2(pct(ts, 99)) };
+  const failures = Object.values(errors).reduce((a, b) => a + b, 0);
+  if (M > 0) {
+    out(`throughput: ${collected}/${M} codes collected (C=${C}, ${r2(collectWallMs / 1000)} s, not timed); `
+      + `${ok} exchanged by ${THREADS} thread${THREADS > 1 ? 's' : ''} in ${r2(exchangeWallMs / 1000)} s of exchange time`);
+    out(`            ${r2(tokenPerS)} tokens/s; token request (authorizationCodeGrant incl. client auth + ID token validation) `
+      + `p50 ${tokenLatency.p50} ms  p99 ${tokenLatency.p99} ms; client CPU during exchanges `
+      + `${r2((exchangeCpuUs / 1000 / exchangeWallMs) * 100)} % of one core (all threads)`);
+  }
+  if (failures) {
+    out(`FAILURES: ${failures} — ${Object.entries(errors).map(([k, v]) => `${k}: ${v}`).join(', ')}`);
+  } else {
+    out('failures: none');
+  }
+
+  out(JSON.stringify({
+    provider: setup.name,
+    auth: setup.auth,
+    latency_ms: latency,
+    token_per_s: r2(tokenPerS),
+    token_latency_ms: tokenLatency,
+    errors,
+    ok: failures === 0,
+    n: N,
+    m: M,
+    c: C,
+    threads: THREADS,
+    client_cpu_pct: r2((exchangeCpuUs / 1000 / exchangeWallMs) * 100),
+  }));
+  process.exit(failures ? 1 : 0);
+}

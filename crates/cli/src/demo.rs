@@ -233,6 +233,19 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     config.identity.required_certificate_policy =
         Some(tsunagu_crypto::jpki::POLICY_SIGNING.to_owned());
     config.ledger.sth_interval_seconds = 1;
+    if keep_running {
+        // Left running for a person to explore: the web app's simulated card is on, and the
+        // committee's keys are files the committee console can open.
+        config.dev.simulated_jpki = Some(root.join("jpki"));
+        let dir = root.join("committee");
+        std::fs::create_dir_all(&dir)?;
+        for m in &members {
+            std::fs::write(
+                dir.join(format!("{}.pem", m.id)),
+                m.key.to_pkcs8_pem().as_bytes(),
+            )?;
+        }
+    }
     config.governance.quorum = 2;
     config.governance.members = members
         .iter()
@@ -892,7 +905,13 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
 
     if keep_running {
         println!("\nThe city keeps running at {url}");
-        println!("  {url}/healthz   {url}/v1/ledger/sth   {url}/v1/services   {url}/openapi.json");
+        println!("  residents:  {url}/   (enroll this browser with the simulated My Number card)");
+        println!("  services:   {url}/console   (log in with a key from services/)");
+        println!(
+            "  committee:  {url}/committee   (log in with committee/chair.pem or committee/member-2.pem)"
+        );
+        println!("  OpenID:     {url}/.well-known/openid-configuration");
+        println!("  API:        {url}/v1/ledger/sth   {url}/v1/services   {url}/openapi.json");
         println!(
             "  files in {} (CA in jpki/, database in data/, service keys in services/)",
             root.display()

@@ -24,6 +24,10 @@ pub enum DevCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Prepare the OpenID Connect benchmark (bench/oidc) against a running `tsunagu serve`:
+    /// two approved services (private_key_jwt, client_secret_basic), a verified resident
+    /// logged in who consented once to each; writes one setup JSON per service.
+    OidcSeed(crate::oidc_seed::OidcSeedArgs),
     /// Drive ticket requests against a running `tsunagu serve` and report throughput and latency.
     Load {
         /// The platform's public URL (the assertions' audience).
@@ -107,6 +111,7 @@ pub async fn run(command: DevCommand) -> anyhow::Result<()> {
             residents,
             out,
         } => return crate::load::seed(&config, residents, &out).await,
+        DevCommand::OidcSeed(args) => return crate::oidc_seed::run(args).await,
         DevCommand::Load {
             url,
             seed,

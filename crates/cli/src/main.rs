@@ -7,6 +7,7 @@ mod demo;
 mod dev;
 mod ledger;
 mod load;
+mod oidc_seed;
 mod wallet;
 
 use clap::{Parser, Subcommand};

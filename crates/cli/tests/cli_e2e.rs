@@ -301,3 +301,127 @@ fn the_ticket_benchmark_tools_seed_and_load_a_real_platform() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_oidc_benchmark_seed_writes_setups_that_work() {
+    use base64::Engine;
+    use common::{B64URL, Device};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(tsunagu(d, &["dev", "jpki", "init", "--dir", "ca"], &[]));
+    let jwk: serde_json::Value = serde_json::from_str(&ok(tsunagu(
+        d,
+        &["admin", "keygen", "--out", "chair.pem"],
+        &[],
+    )))
+    .unwrap();
+    let port = free_port();
+    let config = format!(
+        "[server]\nbind = \"127.0.0.1:{port}\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\nsession_ttl_seconds = 7200\n[governance]\nquorum = 1\nmembers = [{{ id = \"chair\", jwk = {{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }} }}]\n[dev]\nsimulated_jpki = \"ca\"\n",
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    );
+    let server = Server::start(d, &config, port);
+    // Too few committee members for the quorum is a readable error.
+    let err = fails(tsunagu(
+        d,
+        &[
+            "dev",
+            "oidc-seed",
+            "--url",
+            &server.url,
+            "--config",
+            "tsunagu.toml",
+            "--out",
+            "bench",
+            "--member",
+            "stranger=chair.pem",
+        ],
+        &[],
+    ));
+    assert!(
+        err.contains("`stranger` is not a committee member"),
+        "{err}"
+    );
+    let written = ok(tsunagu(
+        d,
+        &[
+            "dev",
+            "oidc-seed",
+            "--url",
+            &server.url,
+            "--config",
+            "tsunagu.toml",
+            "--out",
+            "bench",
+            "--member",
+            "chair=chair.pem",
+        ],
+        &[],
+    ));
+    assert_eq!(written.lines().count(), 2, "{written}");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(d.join("bench").join(name)).unwrap()).unwrap()
+    };
+    let jwt = read("setup-tsunagu-jwt.json");
+    let basic = read("setup-tsunagu-basic.json");
+    for (setup, auth) in [(&jwt, "private_key_jwt"), (&basic, "client_secret_basic")] {
+        assert_eq!(setup["auth"], auth);
+        assert_eq!(setup["issuer"], server.url.as_str());
+        assert_eq!(setup["scope"], "openid profile");
+        assert_eq!(setup["redirect_uri"], "http://127.0.0.1:9/cb");
+        assert!(setup["name"].as_str().unwrap().starts_with("tsunagu "));
+        assert!(setup["client_id"].as_str().unwrap().starts_with("svc_"));
+        assert_eq!(setup["cookies"], basic["cookies"], "one resident session");
+    }
+    assert_ne!(jwt["client_id"], basic["client_id"]);
+    let pem = std::path::PathBuf::from(jwt["client_key_pem"].as_str().unwrap());
+    assert!(pem.is_absolute(), "{pem:?}");
+    let key = Device::from_pem(&pem);
+    assert_eq!(jwt["client_key_kid"].as_str().unwrap(), key.thumbprint());
+    let secret = basic["client_secret"].as_str().unwrap();
+    assert!(secret.len() >= 32, "{basic}");
+
+    // The setup works as written: with its cookie an authorization answers with a code at
+    // once, and the code buys tokens with the client secret.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let session = basic["cookies"]["tsunagu_session"].as_str().unwrap();
+    let verifier = "v".repeat(43);
+    let challenge = B64URL.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let client_id = basic["client_id"].as_str().unwrap();
+    let answer = http
+        .get(format!(
+            "{}/oauth2/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&scope=openid%20profile&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
+            server.url
+        ))
+        .header("cookie", format!("tsunagu_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303);
+    let to = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to.starts_with("http://127.0.0.1:9/cb?code="), "{to}");
+    let code = to
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap();
+    let tokens = http
+        .post(format!("{}/oauth2/token", server.url))
+        .basic_auth(client_id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=authorization_code&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_verifier={verifier}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), 200);
+    let tokens: serde_json::Value = tokens.json().await.unwrap();
+    assert!(tokens["id_token"].as_str().unwrap().split('.').count() == 3);
+}

@@ -350,8 +350,10 @@ pub async fn ticket(app: &App, auth: &ServiceAuth, req: TicketRequest) -> Result
             seq: 0,
             kind: "legal_basis_use".into(),
             service_id: Some(consumer_id.clone()),
+            // `ticket <id>: …` as the other exchange alerts say, so that the committee's
+            // console can show who asked and why (kept with the ticket).
             detail: format!(
-                "{} used the standing rule `{rule}` ({}) for items {}",
+                "ticket {ticket_id}: {} used the standing rule `{rule}` ({}) for items {}",
                 auth.service.row.name,
                 purpose.purpose.title_ja,
                 req.items.join(", ")

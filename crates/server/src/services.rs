@@ -12,7 +12,8 @@ use tsunagu_core::Code;
 use tsunagu_core::event::Event;
 use tsunagu_core::lint::{self, Finding, LintPolicy, ProviderView, Severity};
 use tsunagu_core::service::{
-    Application, PLATFORM_PROVIDER, Purpose, ServiceKind, ServiceStatus, Terms,
+    Application, PLATFORM_PROVIDER, Purpose, ServiceKind, ServiceStatus,
+    TOKEN_AUTH_CLIENT_SECRET_BASIC, Terms,
 };
 use tsunagu_crypto::jwk::{JwkSet, KeyMaterial};
 use tsunagu_crypto::{jcs, random, sha256};
@@ -151,6 +152,13 @@ pub async fn apply(app: &App, body: &[u8]) -> Result<Value, ApiError> {
         "svc_{}",
         random::token(9).map_err(|e| ApiError::internal("id", e))?
     );
+    // A service that authenticates at the token endpoint with `client_secret_basic` gets a
+    // secret now, shown once in the answer; only its SHA-256 is stored (crate::oidc::client).
+    let client_secret = if application.token_auth_method() == TOKEN_AUTH_CLIENT_SECRET_BASIC {
+        Some(random::token(32).map_err(|e| ApiError::internal("client secret", e))?)
+    } else {
+        None
+    };
 
     // What the lint needs to know about the providers the purposes name.
     let mut providers: HashMap<String, (ProviderView, String)> = HashMap::new();
@@ -209,7 +217,9 @@ pub async fn apply(app: &App, body: &[u8]) -> Result<Value, ApiError> {
         round: 0,
         created_at: t,
         updated_at: t,
-        client_secret_hash: None,
+        client_secret_hash: client_secret
+            .as_ref()
+            .map(|secret| hex::encode(sha256(secret.as_bytes()))),
     })];
     for purpose in &application.purposes {
         let provider_name = if purpose.provider == PLATFORM_PROVIDER {
@@ -255,11 +265,15 @@ pub async fn apply(app: &App, body: &[u8]) -> Result<Value, ApiError> {
     };
     app.committer.commit(commit).await?;
     metrics::counter!("tsunagu_service_applications_total").increment(1);
-    Ok(json!({
+    let mut answer = json!({
         "service_id": service_id,
         "status": ServiceStatus::PendingReview,
         "lint": findings,
-    }))
+    });
+    if let Some(secret) = client_secret {
+        answer["client_secret"] = Value::String(secret);
+    }
+    Ok(answer)
 }
 
 /// What anyone may read about a service.
@@ -341,4 +355,189 @@ pub fn require_kind(entry: &ServiceEntry, consumer: bool) -> Result<(), ApiError
             ),
         ))
     }
+}
+
+/// `PUT /v1/services/{id}/registration` and the service console: what a service may change
+/// about itself without a new review. Absent fields stay as they are; an empty `endpoint`
+/// removes it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationUpdate {
+    #[serde(default)]
+    pub jwks: Option<Value>,
+    #[serde(default)]
+    pub redirect_uris: Option<Vec<String>>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// The SHA-256 (hex) of the JCS of a JWKS, as the ledger records it.
+fn jwks_sha256(jwks: &Value) -> Result<String, ApiError> {
+    Ok(hex::encode(sha256(
+        &jcs::to_vec(jwks).map_err(|e| ApiError::internal("jwks", e))?,
+    )))
+}
+
+/// Replaces a service's keys, redirect URIs or endpoint. Validated as an application is
+/// (URI rules, a provider's endpoint, a JWKS of public keys); the new JWKS must keep a P-256
+/// signing key, or the service could no longer authenticate. Purposes, offers and the
+/// review state are not touched: those change only by a new application. The change and its
+/// ledger leaf are committed together; nothing is committed when nothing changes.
+pub async fn update_registration(
+    app: &App,
+    service_id: &str,
+    update: &RegistrationUpdate,
+) -> Result<Value, ApiError> {
+    let entry = app
+        .directory
+        .get(app.store.as_ref(), service_id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::UnknownService, format!("no service `{service_id}`")))?;
+    let mut application = entry.application.clone();
+    let mut fields: Vec<String> = Vec::new();
+    if let Some(jwks) = &update.jwks {
+        let set = JwkSet::from_value(jwks).map_err(|e| invalid(format!("jwks: {e}")))?;
+        if !set.keys.iter().any(|k| {
+            matches!(k.material, KeyMaterial::P256 { .. }) && k.use_.as_deref() != Some("enc")
+        }) {
+            return Err(invalid(
+                "jwks must keep at least one P-256 signing key (ES256): it authenticates the service",
+            ));
+        }
+        if set.to_value() != entry.jwks.to_value() {
+            application.jwks = set.to_value();
+            fields.push("jwks".into());
+        }
+    }
+    let lines = |uris: &[String]| -> Vec<String> {
+        uris.iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect()
+    };
+    if let Some(uris) = &update.redirect_uris {
+        let uris = lines(uris);
+        if uris != application.redirect_uris {
+            application.redirect_uris = uris;
+            fields.push("redirect_uris".into());
+        }
+    }
+    if let Some(uris) = &update.post_logout_redirect_uris {
+        let uris = lines(uris);
+        if uris != application.post_logout_redirect_uris {
+            application.post_logout_redirect_uris = uris;
+            fields.push("post_logout_redirect_uris".into());
+        }
+    }
+    if let Some(endpoint) = &update.endpoint {
+        let endpoint = Some(endpoint.trim().to_owned()).filter(|e| !e.is_empty());
+        if endpoint != application.endpoint {
+            application.endpoint = endpoint;
+            fields.push("endpoint".into());
+        }
+    }
+    application.validate().map_err(invalid)?;
+
+    let t = now();
+    if !fields.is_empty() {
+        let application_json =
+            jcs::to_vec(&application).map_err(|e| ApiError::internal("application", e))?;
+        let commit = Commit {
+            changes: vec![Change::UpdateServiceRegistration {
+                id: service_id.to_owned(),
+                application: String::from_utf8(application_json)
+                    .map_err(|e| ApiError::internal("application", e))?,
+                jwks: application.jwks.to_string(),
+                endpoint: application.endpoint.clone(),
+                updated_at: t,
+            }],
+            leaves: vec![leaf(
+                Event::ServiceRegistrationChanged {
+                    service: service_id.to_owned(),
+                    fields: fields.clone(),
+                    jwks_sha256: jwks_sha256(&application.jwks)?,
+                },
+                &[],
+                t,
+            )],
+        };
+        let committed = app.committer.commit(commit).await;
+        app.directory.invalidate(service_id);
+        match committed {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ApiError::new(
+                    Code::UnknownService,
+                    format!("no service `{service_id}`"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!("tsunagu_service_registration_changes_total").increment(1);
+    }
+    let jwks = JwkSet::from_value(&application.jwks).map_err(|e| invalid(format!("jwks: {e}")))?;
+    Ok(json!({
+        "service_id": service_id,
+        "changed": fields,
+        "kids": jwks.keys.iter().map(|k| k.kid.clone().unwrap_or_else(|| k.thumbprint())).collect::<Vec<_>>(),
+        "redirect_uris": application.redirect_uris,
+        "post_logout_redirect_uris": application.post_logout_redirect_uris,
+        "endpoint": application.endpoint,
+        "updated_at": if fields.is_empty() { entry.row.updated_at } else { t },
+    }))
+}
+
+/// `POST /v1/services/{id}/client_secret` and the service console: a new client secret for
+/// a service that registered `client_secret_basic`. The secret is returned once; only its
+/// SHA-256 (hex) is stored, and the old secret stops working at once.
+pub async fn rotate_client_secret(app: &App, service_id: &str) -> Result<Value, ApiError> {
+    let entry = app
+        .directory
+        .get(app.store.as_ref(), service_id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::UnknownService, format!("no service `{service_id}`")))?;
+    if entry.application.token_auth_method() != TOKEN_AUTH_CLIENT_SECRET_BASIC {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "this service authenticates with private_key_jwt and has no client secret",
+        ));
+    }
+    let secret = random::token(32).map_err(|e| ApiError::internal("client secret", e))?;
+    let t = now();
+    let commit = Commit {
+        changes: vec![Change::SetClientSecret {
+            service_id: service_id.to_owned(),
+            secret_hash: Some(hex::encode(sha256(secret.as_bytes()))),
+            updated_at: t,
+        }],
+        leaves: vec![leaf(
+            Event::ServiceRegistrationChanged {
+                service: service_id.to_owned(),
+                fields: vec!["client_secret".into()],
+                jwks_sha256: jwks_sha256(&entry.application.jwks)?,
+            },
+            &[],
+            t,
+        )],
+    };
+    let committed = app.committer.commit(commit).await;
+    app.directory.invalidate(service_id);
+    match committed {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                Code::UnknownService,
+                format!("no service `{service_id}`"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    metrics::counter!("tsunagu_client_secret_rotations_total").increment(1);
+    Ok(json!({
+        "service_id": service_id,
+        "client_secret": secret,
+        "rotated_at": t,
+    }))
 }

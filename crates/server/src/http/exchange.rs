@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
+use tsunagu_core::Code;
 use tsunagu_core::consent::ChangeAction;
 
 pub async fn apply(State(app): State<AppState>, Body(body): Body) -> Result<Response, ApiError> {
@@ -35,6 +36,44 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
     Ok(axum::Json(services::get(&app, &id).await?))
+}
+
+/// A service authenticated by its client assertion, acting on itself only.
+async fn own_service(
+    app: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<exchange::ServiceAuth, ApiError> {
+    let auth = exchange::authenticate(app, headers).await?;
+    if auth.service.row.id != id {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "a service may change only its own registration",
+        ));
+    }
+    crate::assertion::consume(app, &auth.assertion).await?;
+    Ok(auth)
+}
+
+pub async fn update_registration(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<services::RegistrationUpdate>,
+) -> Result<axum::Json<Value>, ApiError> {
+    own_service(&app, &headers, &id).await?;
+    Ok(axum::Json(
+        services::update_registration(&app, &id, &req).await?,
+    ))
+}
+
+pub async fn rotate_client_secret(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    own_service(&app, &headers, &id).await?;
+    Ok(axum::Json(services::rotate_client_secret(&app, &id).await?))
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +42,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/services"),
     ("GET", "/v1/services"),
     ("GET", "/v1/services/{id}"),
+    ("PUT", "/v1/services/{id}/registration"),
+    ("POST", "/v1/services/{id}/client_secret"),
     ("POST", "/v1/governance/services/{id}/votes"),
     ("GET", "/v1/governance/alerts"),
     ("GET", "/v1/me/offers"),
@@ -79,6 +81,14 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/ledger/entries", get(ledger::entries))
         .route("/v1/services", post(exchange::apply).get(exchange::list))
         .route("/v1/services/{id}", get(exchange::get))
+        .route(
+            "/v1/services/{id}/registration",
+            put(exchange::update_registration),
+        )
+        .route(
+            "/v1/services/{id}/client_secret",
+            post(exchange::rotate_client_secret),
+        )
         .route("/v1/governance/services/{id}/votes", post(exchange::vote))
         .route("/v1/governance/alerts", get(exchange::alerts))
         .route("/v1/me/offers", get(exchange::offers))

@@ -600,6 +600,21 @@ pub async fn consent_decision(
                     "approving needs consent_jws: the consent payload signed with the device key",
                 )
             })?;
+            // Only a consent to this service's identity claims answers this request: look
+            // before recording anything (the signature is checked by the grant itself).
+            let names_this_request = tsunagu_crypto::jws::parse(jws)
+                .ok()
+                .and_then(|t| t.json_payload().ok())
+                .is_some_and(|p| {
+                    p["consumer"].as_str() == Some(a.client_id.as_str())
+                        && p["provider"].as_str() == Some(PLATFORM_PROVIDER)
+                });
+            if !names_this_request {
+                return Err(ApiError::new(
+                    Code::InvalidRequest,
+                    "the signed consent is not for this service's identity claims",
+                ));
+            }
             let granted = crate::consents::grant(app, session, jws).await?;
             let field = |k: &str| granted[k].as_str().unwrap_or_default().to_owned();
             if field("consumer") != a.client_id || field("provider") != PLATFORM_PROVIDER {

@@ -1,14 +1,1492 @@
-//! (being built)
+//! The service console (`/console/…`): apply for a service, and — signed in with the
+//! service's own key — see the review state and lint findings, manage keys, redirect URIs and
+//! the client secret, and read the consent feed and exchange statistics.
+//!
+//! Sign-in: the operator picks the service's private key file in the browser; `console.js`
+//! signs a client assertion (`iss` = `sub` = the service id, `aud` = `<public_url>/console`,
+//! single-use `jti`, at most five minutes) and posts it. The platform checks it against the
+//! service's registered JWKS and answers with the cookie `tsunagu_console`: a compact JWS the
+//! platform signs (`typ` `console+jwt`, eight hours), checked on every request, so the
+//! console keeps no session state. A client without JavaScript signs the assertion itself.
+//!
+//! Forms that change something carry a CSRF token derived from the cookie and must come from
+//! this origin.
 
+use super::pages::{LangQuery, page_lang, remember_lang};
+use super::{
+    Lang, Page, api_error_page, cookie, csrf_token, error_page, html, lang_of, same_origin,
+    see_other, set_cookie,
+};
+use crate::app::{App, now};
+use crate::error::ApiError;
 use crate::http::AppState;
+use crate::services::{self, RegistrationUpdate, ServiceEntry};
+use askama::Template;
+use axum::Form;
 use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, VecDeque};
+use tsunagu_core::Code;
+use tsunagu_core::service::TOKEN_AUTH_CLIENT_SECRET_BASIC;
+use tsunagu_crypto::jwk::JwkSet;
+use tsunagu_crypto::jws;
+use tsunagu_store::ConsentEventRow;
+
+/// The service console's session cookie.
+pub const CONSOLE_COOKIE: &str = "tsunagu_console";
+/// The `typ` of the console's session token.
+const CONSOLE_TYP: &str = "console+jwt";
+/// How long a console session lasts.
+pub(super) const SESSION_SECONDS: i64 = 8 * 3600;
+/// Clock skew tolerated on a session token's `iat`.
+const SKEW: i64 = 60;
+/// Consent feed events shown on the console.
+const FEED_SHOWN: usize = 50;
+/// The feed is read in pages of this size, at most `FEED_PAGES` pages.
+const FEED_PAGE: u32 = 1000;
+const FEED_PAGES: usize = 100;
 
 /// This module's routes (method, path).
-pub const ROUTES: &[(&str, &str)] = &[];
-
-/// This module's texts `(key, ja, en)`.
-pub static TEXTS: &[(&str, &str, &str)] = &[];
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/console"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("POST", "/console/logout"),
+    ("GET", "/console/apply"),
+    ("POST", "/console/apply"),
+    ("POST", "/console/registration"),
+    ("POST", "/console/client_secret"),
+];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/console", get(home))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/apply", get(apply_page).post(apply))
+        .route("/console/registration", post(update_registration))
+        .route("/console/client_secret", post(rotate_secret))
+}
+
+// ---------------------------------------------------------------------------------------
+// Platform-signed session tokens (shared with the committee console)
+// ---------------------------------------------------------------------------------------
+
+/// A session token: a compact JWS by the platform's signing key over `claims` plus `iss`,
+/// `iat` and `exp`.
+pub(super) fn sign_session(
+    app: &App,
+    typ: &str,
+    mut claims: Map<String, Value>,
+    t: i64,
+) -> Result<String, ApiError> {
+    claims.insert("iss".into(), Value::String(app.public_url.clone()));
+    claims.insert("iat".into(), json!(t));
+    claims.insert("exp".into(), json!(t + SESSION_SECONDS));
+    jws::sign_json(&app.keys.signing, Some(typ), &Value::Object(claims))
+        .map_err(|e| ApiError::internal("signing a console session", e))
+}
+
+/// The claims of a session token, if the platform signed it (a key of its JWKS), it has type
+/// `typ`, names this platform as issuer and has not expired at `t`.
+pub(super) fn verify_session(
+    jwks: &JwkSet,
+    issuer: &str,
+    typ: &str,
+    token: &str,
+    t: i64,
+) -> Option<Map<String, Value>> {
+    let parsed = jws::parse(token).ok()?;
+    if parsed.typ.as_deref() != Some(typ) {
+        return None;
+    }
+    let key = jwks.find(parsed.kid.as_deref()?)?;
+    parsed.verify(key).ok()?;
+    let claims = parsed.json_payload().ok()?;
+    let exp = claims.get("exp")?.as_i64()?;
+    let iat = claims.get("iat")?.as_i64()?;
+    let ok = claims.get("iss")?.as_str()? == issuer
+        && exp > t
+        && iat <= t + SKEW
+        && exp - iat <= SESSION_SECONDS;
+    ok.then_some(claims)
+}
+
+/// Whether a cookie-authenticated form may proceed: from this origin, with the CSRF token
+/// of the session `token`.
+pub(super) fn check_form(
+    app: &App,
+    lang: Lang,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    token: &str,
+) -> Result<(), Box<Response>> {
+    if !same_origin(app, headers) {
+        return Err(Box::new(error_page(
+            app,
+            lang,
+            StatusCode::FORBIDDEN,
+            Code::Forbidden.as_str(),
+            "this form was sent from another site",
+        )));
+    }
+    let sent = form.get("csrf").map(String::as_str).unwrap_or("");
+    if sent.is_empty() || sent != csrf_token(token) {
+        return Err(Box::new(error_page(
+            app,
+            lang,
+            StatusCode::FORBIDDEN,
+            Code::Forbidden.as_str(),
+            "the form's csrf token is missing or wrong: reload the page and try again",
+        )));
+    }
+    Ok(())
+}
+
+/// The page an expired or missing session leads to on a POST.
+pub(super) fn signed_out(app: &App, lang: Lang) -> Response {
+    error_page(
+        app,
+        lang,
+        StatusCode::UNAUTHORIZED,
+        Code::Unauthorized.as_str(),
+        "not signed in, or the session has expired: sign in again",
+    )
+}
+
+/// The newest `keep` rows of an ascending, cursor-paged list, reading at most `pages`
+/// pages; `false` when the pages ran out before the end.
+pub(super) async fn newest<T, F, Fut>(
+    keep: usize,
+    pages: usize,
+    page_size: u32,
+    seq: impl Fn(&T) -> i64,
+    mut fetch: F,
+) -> Result<(Vec<T>, bool), ApiError>
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, tsunagu_store::StoreError>>,
+{
+    let mut kept: VecDeque<T> = VecDeque::with_capacity(keep + 1);
+    let mut since = 0;
+    for _ in 0..pages {
+        let rows = fetch(since).await?;
+        let full = rows.len() >= page_size as usize;
+        for row in rows {
+            since = seq(&row);
+            kept.push_back(row);
+            if kept.len() > keep {
+                kept.pop_front();
+            }
+        }
+        if !full {
+            return Ok((kept.into_iter().rev().collect(), true));
+        }
+    }
+    Ok((kept.into_iter().rev().collect(), false))
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in
+// ---------------------------------------------------------------------------------------
+
+/// The service signed in to the console, with the cookie's token.
+struct ConsoleSession {
+    service_id: String,
+    token: String,
+}
+
+fn console_session(app: &App, headers: &HeaderMap) -> Option<ConsoleSession> {
+    let token = cookie(headers, CONSOLE_COOKIE)?;
+    let claims = verify_session(&app.keys.jwks, &app.public_url, CONSOLE_TYP, token, now())?;
+    Some(ConsoleSession {
+        service_id: claims.get("service_id")?.as_str()?.to_owned(),
+        token: token.to_owned(),
+    })
+}
+
+/// The audience of console sign-in assertions.
+pub fn console_audience(app: &App) -> String {
+    format!("{}/console", app.public_url.trim_end_matches('/'))
+}
+
+fn console_page(
+    app: &App,
+    lang: Lang,
+    title_key: &str,
+    section: &'static str,
+    session: Option<&ConsoleSession>,
+) -> Page {
+    let mut page = Page::new(app, lang, title_key, section);
+    if let Some(s) = session {
+        page.csrf = csrf_token(&s.token);
+    }
+    page
+}
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage {
+    page: Page,
+    audience: String,
+    service_id: String,
+    error: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct LoginQuery {
+    service_id: Option<String>,
+}
+
+/// `GET /console/login`.
+async fn login_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(lq): Query<LangQuery>,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &lq);
+    let mut r = html(
+        StatusCode::OK,
+        &LoginPage {
+            page: console_page(&app, lang, "console.login.title", "console-login", None),
+            audience: console_audience(&app),
+            service_id: q.service_id.unwrap_or_default(),
+            error: None,
+        },
+    );
+    remember_lang(&app, &mut r, &lq);
+    r
+}
+
+/// Checks a console sign-in: the assertion of a registered service, signed by a key of its
+/// JWKS, for the console's audience; consumes its `jti`.
+async fn check_login(app: &App, service_id: &str, assertion: &str) -> Result<String, ApiError> {
+    if service_id.is_empty() || assertion.is_empty() {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "service_id and assertion are required",
+        ));
+    }
+    let entry = app
+        .directory
+        .get(app.store.as_ref(), service_id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::Unauthorized, "unknown service or key"))?;
+    let verified = crate::assertion::check_for(assertion, &[console_audience(app)], |iss, kid| {
+        crate::oidc::signing_key(&entry, iss, kid)
+    })?;
+    crate::assertion::consume(app, &verified).await?;
+    Ok(verified.party)
+}
+
+/// `POST /console/login` (`service_id`, `assertion`).
+async fn login(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let service_id = form
+        .get("service_id")
+        .map(|s| s.trim())
+        .unwrap_or("")
+        .to_owned();
+    let assertion = form.get("assertion").map(|s| s.trim()).unwrap_or("");
+    let refused = |status: StatusCode, message: String| {
+        html(
+            status,
+            &LoginPage {
+                page: console_page(&app, lang, "console.login.title", "console-login", None),
+                audience: console_audience(&app),
+                service_id: service_id.clone(),
+                error: Some(message),
+            },
+        )
+    };
+    if !same_origin(&app, &headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this form was sent from another site (forbidden)".into(),
+        );
+    }
+    let party = match check_login(&app, &service_id, assertion).await {
+        Ok(party) => party,
+        Err(e) => return refused(e.status, format!("{} ({})", e.detail, e.code.as_str())),
+    };
+    let mut claims = Map::new();
+    claims.insert("service_id".into(), Value::String(party));
+    let token = match sign_session(&app, CONSOLE_TYP, claims, now()) {
+        Ok(t) => t,
+        Err(e) => return api_error_page(&app, lang, &e),
+    };
+    let mut r = see_other("/console");
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&app, CONSOLE_COOKIE, &token, SESSION_SECONDS),
+    );
+    r
+}
+
+/// `POST /console/logout`: forgets the cookie.
+async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if !same_origin(&app, &headers) {
+        return error_page(
+            &app,
+            lang_of(&headers, None),
+            StatusCode::FORBIDDEN,
+            Code::Forbidden.as_str(),
+            "this form was sent from another site",
+        );
+    }
+    let mut r = see_other("/console/login");
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&app, CONSOLE_COOKIE, "", 0));
+    r
+}
+
+// ---------------------------------------------------------------------------------------
+// Applying
+// ---------------------------------------------------------------------------------------
+
+/// The apply form's values (kept when the application is refused).
+#[derive(Clone)]
+struct ApplyForm {
+    name: String,
+    organization: String,
+    contact: String,
+    kind: String,
+    endpoint: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    token_endpoint_auth_method: String,
+    jwks: String,
+    offers: String,
+    purposes: String,
+    iso27001: bool,
+    incident_contact: String,
+    subcontractors: String,
+}
+
+const EXAMPLE_JWKS: &str = r#"{
+  "keys": [
+    { "kty": "EC", "crv": "P-256", "x": "…", "y": "…", "kid": "…", "alg": "ES256", "use": "sig" }
+  ]
+}"#;
+
+const EXAMPLE_PURPOSES: &str = r#"[
+  {
+    "id": "login-with-address",
+    "title_ja": "ログインと配送先の確認",
+    "title_en": "Log-in and delivery address",
+    "description_ja": "tsunagu でログインした方に、申し込んだ品物を自宅へ届けるため、氏名と住所を受け取ります。",
+    "description_en": "When a resident logs in with tsunagu, we receive their name and address to deliver what they ordered to their home.",
+    "provider": "tsunagu",
+    "items": ["name", "address"],
+    "uses": {
+      "name": "配送伝票の宛名に使うため",
+      "address": "申し込んだ品物を自宅へ届けるため"
+    },
+    "retention_days": 90,
+    "legal_basis": "consent"
+  }
+]"#;
+
+const EXAMPLE_OFFERS: &str = r#"[
+  { "item": "allergy", "title_ja": "食物アレルギー", "title_en": "Food allergies", "data_class": "closed", "sensitive": true }
+]"#;
+
+impl Default for ApplyForm {
+    fn default() -> Self {
+        ApplyForm {
+            name: String::new(),
+            organization: String::new(),
+            contact: String::new(),
+            kind: "consumer".into(),
+            endpoint: String::new(),
+            redirect_uris: String::new(),
+            post_logout_redirect_uris: String::new(),
+            token_endpoint_auth_method: "private_key_jwt".into(),
+            jwks: String::new(),
+            offers: "[]".into(),
+            purposes: EXAMPLE_PURPOSES.into(),
+            iso27001: false,
+            incident_contact: String::new(),
+            subcontractors: String::new(),
+        }
+    }
+}
+
+impl ApplyForm {
+    fn from_form(form: &HashMap<String, String>) -> ApplyForm {
+        let f = |k: &str| form.get(k).cloned().unwrap_or_default();
+        ApplyForm {
+            name: f("name"),
+            organization: f("organization"),
+            contact: f("contact"),
+            kind: f("kind"),
+            endpoint: f("endpoint"),
+            redirect_uris: f("redirect_uris"),
+            post_logout_redirect_uris: f("post_logout_redirect_uris"),
+            token_endpoint_auth_method: f("token_endpoint_auth_method"),
+            jwks: f("jwks"),
+            offers: f("offers"),
+            purposes: f("purposes"),
+            iso27001: form
+                .get("iso27001")
+                .is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1" | "yes")),
+            incident_contact: f("incident_contact"),
+            subcontractors: f("subcontractors"),
+        }
+    }
+
+    /// The application as `POST /v1/services` takes it.
+    fn application(&self) -> Result<Value, String> {
+        let json_field = |name: &str, text: &str, empty: Value| -> Result<Value, String> {
+            if text.trim().is_empty() {
+                return Ok(empty);
+            }
+            serde_json::from_str(text).map_err(|e| format!("{name}: not valid JSON ({e})"))
+        };
+        let endpoint = self.endpoint.trim();
+        let method = self.token_endpoint_auth_method.trim();
+        Ok(json!({
+            "name": self.name.trim(),
+            "organization": self.organization.trim(),
+            "contact": self.contact.trim(),
+            "kind": self.kind.trim(),
+            "jwks": json_field("jwks", &self.jwks, Value::Null)?,
+            "endpoint": if endpoint.is_empty() { Value::Null } else { Value::String(endpoint.to_owned()) },
+            "redirect_uris": lines(&self.redirect_uris),
+            "post_logout_redirect_uris": lines(&self.post_logout_redirect_uris),
+            "token_endpoint_auth_method": if method.is_empty() { Value::Null } else { Value::String(method.to_owned()) },
+            "offers": json_field("offers", &self.offers, json!([]))?,
+            "purposes": json_field("purposes", &self.purposes, json!([]))?,
+            "security": {
+                "iso27001": self.iso27001,
+                "incident_contact": self.incident_contact.trim(),
+                "subcontractors": lines(&self.subcontractors),
+            },
+        }))
+    }
+}
+
+/// The non-empty, trimmed lines of a textarea.
+fn lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "console/apply.html")]
+struct ApplyPage {
+    page: Page,
+    form: ApplyForm,
+    error: Option<String>,
+    example_jwks: &'static str,
+    example_offers: &'static str,
+}
+
+/// One lint finding, for display.
+pub(super) struct FindingView {
+    pub(super) code: String,
+    pub(super) severity: String,
+    pub(super) message: String,
+    pub(super) principle: String,
+    pub(super) purpose_id: String,
+    pub(super) item: String,
+}
+
+fn findings(lint: &Value) -> Vec<FindingView> {
+    let text = |f: &Value, k: &str| f[k].as_str().unwrap_or("").to_owned();
+    lint.as_array()
+        .map(|list| {
+            list.iter()
+                .map(|f| FindingView {
+                    code: text(f, "code"),
+                    severity: text(f, "severity"),
+                    message: text(f, "message"),
+                    principle: text(f, "principle"),
+                    purpose_id: text(f, "purpose_id"),
+                    item: text(f, "item"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A registered service's lint findings.
+pub(super) fn findings_of(entry: &ServiceEntry) -> Vec<FindingView> {
+    let lint: Value = serde_json::from_str(&entry.row.lint).unwrap_or(Value::Null);
+    findings(&lint)
+}
+
+#[derive(Template)]
+#[template(path = "console/applied.html")]
+struct AppliedPage {
+    page: Page,
+    service_id: String,
+    status: String,
+    findings: Vec<FindingView>,
+    client_secret: Option<String>,
+}
+
+/// `GET /console/apply`.
+async fn apply_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    let session = console_session(&app, &headers);
+    let mut r = html(
+        StatusCode::OK,
+        &ApplyPage {
+            page: console_page(
+                &app,
+                lang,
+                "console.apply.title",
+                "console-apply",
+                session.as_ref(),
+            ),
+            form: ApplyForm::default(),
+            error: None,
+            example_jwks: EXAMPLE_JWKS,
+            example_offers: EXAMPLE_OFFERS,
+        },
+    );
+    remember_lang(&app, &mut r, &q);
+    r
+}
+
+/// `POST /console/apply`: anyone may apply (as with `POST /v1/services`).
+async fn apply(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let values = ApplyForm::from_form(&form);
+    let session = console_session(&app, &headers);
+    let refused = |status: StatusCode, message: String| {
+        html(
+            status,
+            &ApplyPage {
+                page: console_page(
+                    &app,
+                    lang,
+                    "console.apply.title",
+                    "console-apply",
+                    session.as_ref(),
+                ),
+                form: values.clone(),
+                error: Some(message),
+                example_jwks: EXAMPLE_JWKS,
+                example_offers: EXAMPLE_OFFERS,
+            },
+        )
+    };
+    if !same_origin(&app, &headers) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "this form was sent from another site (forbidden)".into(),
+        );
+    }
+    let application = match values.application() {
+        Ok(a) => a,
+        Err(message) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                format!("{message} ({})", Code::ApplicationInvalid.as_str()),
+            );
+        }
+    };
+    let body = application.to_string();
+    match services::apply(&app, body.as_bytes()).await {
+        Ok(answer) => html(
+            StatusCode::CREATED,
+            &AppliedPage {
+                page: console_page(
+                    &app,
+                    lang,
+                    "console.applied.title",
+                    "console-apply",
+                    session.as_ref(),
+                ),
+                service_id: answer["service_id"].as_str().unwrap_or("").to_owned(),
+                status: answer["status"].as_str().unwrap_or("").to_owned(),
+                findings: findings(&answer["lint"]),
+                client_secret: answer["client_secret"].as_str().map(str::to_owned),
+            },
+        ),
+        Err(e) => refused(e.status, format!("{} ({})", e.detail, e.code.as_str())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The signed-in console
+// ---------------------------------------------------------------------------------------
+
+/// A registered key, for display.
+struct KeyView {
+    kid: String,
+    use_: String,
+    alg: String,
+    thumbprint: String,
+}
+
+/// One consent feed event, for display.
+struct FeedView {
+    cursor: i64,
+    subject: String,
+    purpose_id: String,
+    consumer: String,
+    provider: String,
+    status: String,
+    items: String,
+    expires_at: i64,
+    at: i64,
+}
+
+/// Ticket counts by state for one role.
+struct StatRow {
+    role: String,
+    state: String,
+    count: u64,
+}
+
+/// A vote of the current review round.
+struct VoteView {
+    member: String,
+    decision: String,
+    at: i64,
+}
+
+#[derive(Template)]
+#[template(path = "console/home.html")]
+struct HomePage {
+    page: Page,
+    notice: Option<String>,
+    error: Option<String>,
+    service_id: String,
+    name: String,
+    organization: String,
+    contact: String,
+    kind: String,
+    status: String,
+    round: i64,
+    quorum: usize,
+    votes: Vec<VoteView>,
+    created_at: i64,
+    updated_at: i64,
+    auth_method: String,
+    uses_secret: bool,
+    endpoint: String,
+    keys: Vec<KeyView>,
+    jwks_json: String,
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    redirect_text: String,
+    post_logout_text: String,
+    findings: Vec<FindingView>,
+    feed: Vec<FeedView>,
+    feed_complete: bool,
+    stats: Vec<StatRow>,
+    active_grants: u64,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct HomeQuery {
+    done: Option<String>,
+}
+
+/// `GET /console`.
+async fn home(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(lq): Query<LangQuery>,
+    Query(q): Query<HomeQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &lq);
+    let Some(session) = console_session(&app, &headers) else {
+        return see_other("/console/login");
+    };
+    let notice = match q.done.as_deref() {
+        Some("registration") => Some("console.updated"),
+        Some("unchanged") => Some("console.unchanged"),
+        _ => None,
+    };
+    let mut r = match render_home(&app, lang, &session, notice, None, StatusCode::OK).await {
+        Ok(r) => r,
+        Err(e) => api_error_page(&app, lang, &e),
+    };
+    remember_lang(&app, &mut r, &lq);
+    r
+}
+
+async fn render_home(
+    app: &App,
+    lang: Lang,
+    session: &ConsoleSession,
+    notice: Option<&str>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let service_id = session.service_id.as_str();
+    let entry = app
+        .directory
+        .get(app.store.as_ref(), service_id)
+        .await?
+        .ok_or_else(|| ApiError::new(Code::UnknownService, format!("no service `{service_id}`")))?;
+    let votes = app
+        .store
+        .votes(service_id, entry.row.round)
+        .await?
+        .into_iter()
+        .map(|v| VoteView {
+            member: v.member_id,
+            decision: v.decision,
+            at: v.created_at,
+        })
+        .collect();
+    let store = app.store.clone();
+    let (events, feed_complete) = newest(
+        FEED_SHOWN,
+        FEED_PAGES,
+        FEED_PAGE,
+        |e: &ConsentEventRow| e.seq,
+        |since| {
+            let store = store.clone();
+            let id = service_id.to_owned();
+            async move { store.consent_events(&id, since, FEED_PAGE).await }
+        },
+    )
+    .await?;
+    let feed = events
+        .into_iter()
+        .map(|e| FeedView {
+            cursor: e.seq,
+            subject: crate::consents::pairwise(app, service_id, &e.account_id),
+            purpose_id: e.purpose_id,
+            consumer: e.consumer_id,
+            provider: e.provider_id,
+            status: match e.status.as_str() {
+                "expiry_changed" => "changed".to_owned(),
+                other => other.to_owned(),
+            },
+            items: e.items.join(", "),
+            expires_at: e.expires_at,
+            at: e.created_at,
+        })
+        .collect();
+    let stats = app
+        .store
+        .ticket_counts(service_id)
+        .await?
+        .into_iter()
+        .map(|(role, state, count)| StatRow { role, state, count })
+        .collect();
+    let active_grants = app.store.count_active_grants(service_id).await?;
+    let application = &entry.application;
+    let view = HomePage {
+        page: console_page(app, lang, "console.title", "console", Some(session)),
+        notice: notice.map(|k| super::i18n::t(lang, k).to_owned()),
+        error,
+        service_id: entry.row.id.clone(),
+        name: entry.row.name.clone(),
+        organization: entry.row.organization.clone(),
+        contact: entry.row.contact.clone(),
+        kind: entry.row.kind.as_str().to_owned(),
+        status: entry.row.status.as_str().to_owned(),
+        round: entry.row.round,
+        quorum: app.config.governance.quorum,
+        votes,
+        created_at: entry.row.created_at,
+        updated_at: entry.row.updated_at,
+        auth_method: application.token_auth_method().to_owned(),
+        uses_secret: application.token_auth_method() == TOKEN_AUTH_CLIENT_SECRET_BASIC,
+        endpoint: application.endpoint.clone().unwrap_or_default(),
+        keys: entry
+            .jwks
+            .keys
+            .iter()
+            .map(|k| KeyView {
+                kid: k.kid.clone().unwrap_or_else(|| k.thumbprint()),
+                use_: k.use_.clone().unwrap_or_else(|| "sig".into()),
+                alg: k.alg.clone().unwrap_or_else(|| k.jose_alg().to_owned()),
+                thumbprint: k.thumbprint(),
+            })
+            .collect(),
+        jwks_json: serde_json::to_string_pretty(&entry.jwks.to_value()).unwrap_or_default(),
+        redirect_uris: application.redirect_uris.clone(),
+        post_logout_redirect_uris: application.post_logout_redirect_uris.clone(),
+        redirect_text: application.redirect_uris.join("\n"),
+        post_logout_text: application.post_logout_redirect_uris.join("\n"),
+        findings: findings_of(&entry),
+        feed,
+        feed_complete,
+        stats,
+        active_grants,
+    };
+    Ok(html(status, &view))
+}
+
+/// The signed-in service of a POST and its checked form, or the response that refuses it.
+fn require_form(
+    app: &App,
+    lang: Lang,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<ConsoleSession, Box<Response>> {
+    let session = console_session(app, headers).ok_or_else(|| Box::new(signed_out(app, lang)))?;
+    check_form(app, lang, headers, form, &session.token)?;
+    Ok(session)
+}
+
+/// `POST /console/registration` (`jwks`, `redirect_uris`, `post_logout_redirect_uris`,
+/// `endpoint`, `csrf`).
+async fn update_registration(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let session = match require_form(&app, lang, &headers, &form) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let jwks = match form.get("jwks").map(|s| s.trim()) {
+        None | Some("") => None,
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let message = format!(
+                    "jwks: not valid JSON ({e}) ({})",
+                    Code::ApplicationInvalid.as_str()
+                );
+                return render_home(
+                    &app,
+                    lang,
+                    &session,
+                    None,
+                    Some(message),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await
+                .unwrap_or_else(|e| api_error_page(&app, lang, &e));
+            }
+        },
+    };
+    let update = RegistrationUpdate {
+        jwks,
+        redirect_uris: form.get("redirect_uris").map(|t| lines(t)),
+        post_logout_redirect_uris: form.get("post_logout_redirect_uris").map(|t| lines(t)),
+        endpoint: form.get("endpoint").cloned(),
+    };
+    match services::update_registration(&app, &session.service_id, &update).await {
+        Ok(answer) => {
+            let changed = answer["changed"].as_array().is_some_and(|c| !c.is_empty());
+            see_other(if changed {
+                "/console?done=registration"
+            } else {
+                "/console?done=unchanged"
+            })
+        }
+        Err(e) => render_home(
+            &app,
+            lang,
+            &session,
+            None,
+            Some(format!("{} ({})", e.detail, e.code.as_str())),
+            e.status,
+        )
+        .await
+        .unwrap_or_else(|e| api_error_page(&app, lang, &e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/secret.html")]
+struct SecretPage {
+    page: Page,
+    service_id: String,
+    client_secret: String,
+}
+
+/// `POST /console/client_secret` (`csrf`): a new secret, shown once on this page.
+async fn rotate_secret(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let session = match require_form(&app, lang, &headers, &form) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match services::rotate_client_secret(&app, &session.service_id).await {
+        Ok(answer) => html(
+            StatusCode::OK,
+            &SecretPage {
+                page: console_page(
+                    &app,
+                    lang,
+                    "console.secret.title",
+                    "console",
+                    Some(&session),
+                ),
+                service_id: session.service_id.clone(),
+                client_secret: answer["client_secret"].as_str().unwrap_or("").to_owned(),
+            },
+        ),
+        Err(e) => api_error_page(&app, lang, &e),
+    }
+}
+
+/// This module's texts `(key, ja, en)`.
+pub static TEXTS: &[(&str, &str, &str)] = &[
+    ("console.title", "サービス管理コンソール", "Service console"),
+    (
+        "console.nav",
+        "サービス管理メニュー",
+        "Service console menu",
+    ),
+    ("console.nav.home", "概要", "Overview"),
+    (
+        "console.nav.apply",
+        "サービスの利用申請",
+        "Apply for a service",
+    ),
+    ("console.login.link", "ログイン", "Sign in"),
+    (
+        "console.logout",
+        "コンソールからログアウト",
+        "Sign out of the console",
+    ),
+    (
+        "console.back",
+        "サービス管理コンソールへ戻る",
+        "Back to the service console",
+    ),
+    (
+        "console.login.title",
+        "サービス管理コンソールへのログイン",
+        "Sign in to the service console",
+    ),
+    (
+        "console.login.intro",
+        "登録したサービスの秘密鍵ファイル(PKCS#8 PEM 形式、ES256)を選ぶと、このブラウザの中で署名してログインします。鍵はブラウザの外へ送られません。",
+        "Pick your service's private key file (PKCS#8 PEM, ES256): this browser signs with it to sign you in. The key never leaves the browser.",
+    ),
+    ("console.service_id", "サービスID", "Service ID"),
+    (
+        "console.key_file",
+        "サービスの秘密鍵ファイル",
+        "The service's private key file",
+    ),
+    (
+        "console.key_file.help",
+        "tsunagu connector keygen で作った鍵(-----BEGIN PRIVATE KEY----- で始まるファイル)。",
+        "The key made by tsunagu connector keygen (a file starting with -----BEGIN PRIVATE KEY-----).",
+    ),
+    (
+        "console.manual",
+        "自分で署名する場合(上級者向け)",
+        "Signing by yourself (advanced)",
+    ),
+    (
+        "console.manual.help",
+        "iss と sub をサービスID、aud を下の値とし、jti・iat・exp(5分以内)を含むクライアントアサーションを登録済みの鍵で ES256 署名して入れてください。",
+        "Sign a client assertion with a registered key (ES256): iss and sub the service ID, aud the value below, with jti, iat and exp (at most five minutes), and paste it here.",
+    ),
+    (
+        "console.assertion",
+        "クライアントアサーション",
+        "Client assertion",
+    ),
+    (
+        "console.login.button",
+        "鍵で署名してログイン",
+        "Sign with the key and sign in",
+    ),
+    (
+        "console.apply.link",
+        "新しくサービスを申請する",
+        "Apply for a new service",
+    ),
+    (
+        "console.apply.title",
+        "サービスの利用申請",
+        "Apply for a service",
+    ),
+    (
+        "console.apply.intro",
+        "申請は審査委員会が審査します。提出すると、利用目的などが自動でチェック(lint)され、その結果も審査に使われます。",
+        "The governance committee reviews every application. When you submit, a policy lint checks your purposes; the committee sees its findings too.",
+    ),
+    (
+        "console.apply.about",
+        "サービスについて",
+        "About the service",
+    ),
+    ("console.apply.connection", "接続の設定", "Connection"),
+    (
+        "console.apply.data",
+        "提供する項目と利用目的",
+        "Items offered and purposes",
+    ),
+    ("console.apply.security", "セキュリティ", "Security"),
+    ("console.apply.submit", "申請する", "Submit the application"),
+    ("console.example", "記入例", "Example"),
+    ("console.field.name", "サービス名", "Service name"),
+    ("console.field.organization", "運営する組織", "Organization"),
+    ("console.field.contact", "連絡先", "Contact"),
+    ("console.field.kind", "種別", "Kind"),
+    (
+        "console.kind.consumer",
+        "利用者(データを受け取る)",
+        "Consumer (receives data)",
+    ),
+    (
+        "console.kind.provider",
+        "提供者(データを提供する)",
+        "Provider (provides data)",
+    ),
+    (
+        "console.kind.both",
+        "利用者と提供者の両方",
+        "Both consumer and provider",
+    ),
+    (
+        "console.field.jwks",
+        "公開鍵(JWKS、JSON)",
+        "Public keys (JWKS, JSON)",
+    ),
+    (
+        "console.field.jwks.help",
+        "tsunagu connector keygen が出力する JWKS を貼り付けてください。秘密鍵は絶対に含めないでください。",
+        "Paste the JWKS printed by tsunagu connector keygen. Never include a private key.",
+    ),
+    (
+        "console.field.endpoint",
+        "チケットの受付URL(提供者のみ)",
+        "Ticket endpoint (providers only)",
+    ),
+    (
+        "console.field.endpoint.help",
+        "提供者のコネクタがチケットを受け付ける URL。",
+        "Where the provider's connector redeems tickets.",
+    ),
+    (
+        "console.field.redirect_uris",
+        "リダイレクトURI(1行に1つ)",
+        "Redirect URIs (one per line)",
+    ),
+    (
+        "console.field.redirect_uris.help",
+        "「tsunagu でログイン」の戻り先。完全一致で照合されます。",
+        "Where \"Log in with tsunagu\" returns to; matched exactly.",
+    ),
+    (
+        "console.field.post_logout",
+        "ログアウト後のリダイレクトURI(1行に1つ)",
+        "Post-logout redirect URIs (one per line)",
+    ),
+    (
+        "console.field.auth_method",
+        "トークンエンドポイントでの認証方式",
+        "Token endpoint authentication",
+    ),
+    (
+        "console.auth.private_key_jwt",
+        "private_key_jwt(鍵で署名。推奨)",
+        "private_key_jwt (signed with your key; recommended)",
+    ),
+    (
+        "console.auth.client_secret_basic",
+        "client_secret_basic(クライアントシークレット)",
+        "client_secret_basic (client secret)",
+    ),
+    (
+        "console.field.offers",
+        "提供する項目(offers、JSON)",
+        "Items offered (offers, JSON)",
+    ),
+    (
+        "console.field.offers.help",
+        "提供者のみ。項目ごとに名前、日本語名、データ区分(open / limited / closed)、要配慮かどうか。",
+        "Providers only: for each item its name, Japanese title, data class (open / limited / closed) and whether it is sensitive.",
+    ),
+    (
+        "console.field.purposes",
+        "利用目的(purposes、JSON)",
+        "Purposes (JSON)",
+    ),
+    (
+        "console.field.purposes.help",
+        "利用者のみ。本人確認情報(氏名・住所・生年月日・性別)は provider を \"tsunagu\" とします。項目ごとに使い道(uses)を書いてください。",
+        "Consumers only. Identity claims (name, address, birthdate, gender) use the provider \"tsunagu\". State the use of every item (uses).",
+    ),
+    (
+        "console.field.iso27001",
+        "ISO/IEC 27001 の認証を取得している",
+        "ISO/IEC 27001 certified",
+    ),
+    (
+        "console.field.incident_contact",
+        "インシデントの連絡先",
+        "Incident contact",
+    ),
+    (
+        "console.field.subcontractors",
+        "委託先(1行に1つ)",
+        "Sub-contractors (one per line)",
+    ),
+    (
+        "console.applied.title",
+        "申請を受け付けました",
+        "Application received",
+    ),
+    (
+        "console.applied.intro",
+        "申請を受け付けました。審査委員会の承認を待っています。サービスIDを控えてください。",
+        "Your application was received and awaits the committee's review. Note your service ID.",
+    ),
+    (
+        "console.applied.login",
+        "サービス管理コンソールへログイン",
+        "Sign in to the service console",
+    ),
+    ("console.status", "状態", "Status"),
+    ("console.status.pending_review", "審査中", "Under review"),
+    ("console.status.approved", "承認済み", "Approved"),
+    ("console.status.rejected", "却下", "Rejected"),
+    ("console.status.suspended", "停止中", "Suspended"),
+    ("console.applied_at", "申請日時", "Applied"),
+    ("console.updated_at", "最終更新", "Last changed"),
+    (
+        "console.lint",
+        "自動チェック(lint)の指摘",
+        "Policy lint findings",
+    ),
+    (
+        "console.lint.intro",
+        "指摘は審査委員会にも示されます。エラーは承認の妨げになります。",
+        "The committee sees these findings too; errors stand in the way of approval.",
+    ),
+    ("console.lint.none", "指摘はありません。", "No findings."),
+    ("console.lint.principle", "原則", "Principle"),
+    ("console.lint.purpose", "目的", "Purpose"),
+    ("console.lint.item", "項目", "Item"),
+    ("console.severity.error", "エラー", "Error"),
+    ("console.severity.warning", "警告", "Warning"),
+    ("console.severity.info", "情報", "Info"),
+    ("console.review", "審査の状況", "Review"),
+    (
+        "console.review.pending",
+        "審査委員会が審査しています。必要な票数がそろうと決まります。",
+        "The committee is reviewing the application; it is decided when enough members have voted.",
+    ),
+    (
+        "console.review.approved",
+        "承認されています。住民の同意にもとづいて連携できます。",
+        "Approved: the service may exchange data as residents consent.",
+    ),
+    (
+        "console.review.suspended",
+        "審査委員会により停止されています。チケットは発行されません。",
+        "Suspended by the committee: no tickets are issued.",
+    ),
+    (
+        "console.review.rejected",
+        "申請は却下されました。内容を見直して新しく申請してください。",
+        "The application was rejected. Revise it and apply again.",
+    ),
+    ("console.review.round", "審査の回", "Review round"),
+    (
+        "console.review.votes",
+        "この回の票数 / 必要な票数",
+        "Votes this round / needed",
+    ),
+    ("console.decision.approve", "承認", "approve"),
+    ("console.decision.reject", "却下", "reject"),
+    ("console.decision.suspend", "停止", "suspend"),
+    ("console.decision.reinstate", "再開", "reinstate"),
+    (
+        "console.registration",
+        "鍵とリダイレクトURI",
+        "Keys and redirect URIs",
+    ),
+    ("console.keys", "登録されている鍵", "Registered keys"),
+    ("console.key.kid", "鍵ID(kid)", "Key ID (kid)"),
+    ("console.key.use", "用途", "Use"),
+    ("console.key.alg", "アルゴリズム", "Algorithm"),
+    ("console.key.sig", "署名", "Signing"),
+    ("console.key.enc", "暗号化", "Encryption"),
+    (
+        "console.update",
+        "登録内容を変更する",
+        "Change the registration",
+    ),
+    (
+        "console.update.help",
+        "鍵・リダイレクトURI・受付URLは審査をやり直さずに変更できます。変更は台帳に記録されます。",
+        "Keys, redirect URIs and the ticket endpoint change without a new review; every change is recorded in the ledger.",
+    ),
+    (
+        "console.update.jwks.help",
+        "鍵を入れ替えるときは、新しい鍵を加えてから古い鍵を外してください。署名用の P-256 鍵が1つは必要です。",
+        "To replace a key, add the new one before removing the old one. At least one P-256 signing key must remain.",
+    ),
+    (
+        "console.update.submit",
+        "変更を保存する",
+        "Save the changes",
+    ),
+    (
+        "console.updated",
+        "登録内容を変更しました。",
+        "The registration was changed.",
+    ),
+    (
+        "console.unchanged",
+        "変更はありませんでした。",
+        "Nothing changed.",
+    ),
+    (
+        "console.secret",
+        "クライアントシークレット",
+        "Client secret",
+    ),
+    (
+        "console.secret.help",
+        "再発行すると、いまのシークレットはすぐに使えなくなります。",
+        "A new secret replaces the current one at once.",
+    ),
+    (
+        "console.secret.rotate",
+        "シークレットを再発行する",
+        "Issue a new secret",
+    ),
+    (
+        "console.secret.title",
+        "新しいクライアントシークレット",
+        "New client secret",
+    ),
+    (
+        "console.secret.rotated",
+        "クライアントシークレットを再発行しました。",
+        "A new client secret was issued.",
+    ),
+    (
+        "console.secret.once",
+        "クライアントシークレット(この画面でのみ表示)",
+        "Client secret (shown on this screen only)",
+    ),
+    (
+        "console.secret.keep",
+        "いますぐ安全な場所に保管してください。tsunagu はハッシュ値しか保存しないため、二度と表示できません。",
+        "Store it somewhere safe now: tsunagu keeps only its hash and cannot show it again.",
+    ),
+    ("console.stats", "連携の統計", "Exchange statistics"),
+    (
+        "console.stats.grants",
+        "有効なログイン連携(OpenID Connect)",
+        "Active log-in grants (OpenID Connect)",
+    ),
+    (
+        "console.stats.none",
+        "まだデータ連携はありません。",
+        "No exchanges yet.",
+    ),
+    ("console.stats.role", "立場", "Role"),
+    ("console.stats.state", "状態", "State"),
+    ("console.stats.count", "件数", "Count"),
+    ("console.stats.consumer", "受け取る側", "As consumer"),
+    ("console.stats.provider", "提供する側", "As provider"),
+    ("console.ticket.open", "進行中", "Open"),
+    (
+        "console.ticket.completed",
+        "完了(受領確認が一致)",
+        "Completed (receipts match)",
+    ),
+    (
+        "console.ticket.mismatch",
+        "受領確認が不一致",
+        "Receipts differ",
+    ),
+    ("console.ticket.missing", "受領確認なし", "Receipt missing"),
+    (
+        "console.feed",
+        "同意の記録(新しい順)",
+        "Consent feed (newest first)",
+    ),
+    (
+        "console.feed.intro",
+        "住民は、このサービス専用の仮名で示されます。API(GET /v1/exchange/consents)でも同じものを受け取れます。",
+        "Residents appear under this service's own pseudonyms. The API (GET /v1/exchange/consents) gives the same feed.",
+    ),
+    (
+        "console.feed.none",
+        "まだ同意の記録はありません。",
+        "No consent events yet.",
+    ),
+    (
+        "console.feed.partial",
+        "記録が多いため一部だけを表示しています。すべては API で読めます。",
+        "There are many events; only part is shown. The API gives them all.",
+    ),
+    ("console.feed.purpose", "目的", "Purpose"),
+    ("console.feed.items", "項目", "Items"),
+    ("console.feed.expires", "有効期限", "Valid until"),
+    ("console.feed.subject", "住民(仮名)", "Resident (pseudonym)"),
+    ("console.feed.from", "提供元", "from"),
+    ("console.feed.to", "提供先", "to"),
+    ("console.feed.granted", "同意", "Granted"),
+    ("console.feed.changed", "期限の変更", "Expiry changed"),
+    ("console.feed.revoked", "取り消し", "Revoked"),
+    ("console.feed.expired", "期限切れ", "Expired"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tsunagu_crypto::keys::{Alg, SigningKey};
+
+    fn claims(service: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("service_id".into(), Value::String(service.into()));
+        m
+    }
+
+    fn sign(key: &SigningKey, typ: &str, iss: &str, iat: i64, exp: i64) -> String {
+        let mut c = claims("svc_a");
+        c.insert("iss".into(), json!(iss));
+        c.insert("iat".into(), json!(iat));
+        c.insert("exp".into(), json!(exp));
+        jws::sign_json(key, Some(typ), &Value::Object(c)).unwrap()
+    }
+
+    #[test]
+    fn a_session_token_is_checked_for_signer_type_issuer_and_time() {
+        let platform = SigningKey::generate(Alg::Es256).unwrap();
+        let other = SigningKey::generate(Alg::Es256).unwrap();
+        let jwks = JwkSet {
+            keys: vec![platform.published_jwk()],
+        };
+        let iss = "https://city.example.jp";
+        let t = 1_800_000_000;
+        let good = sign(&platform, CONSOLE_TYP, iss, t, t + SESSION_SECONDS);
+        let c = verify_session(&jwks, iss, CONSOLE_TYP, &good, t + 10).expect("valid");
+        assert_eq!(c["service_id"], "svc_a");
+
+        // Expired, and not yet valid.
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &good, t + SESSION_SECONDS).is_none());
+        let future = sign(&platform, CONSOLE_TYP, iss, t + 3600, t + 3600 + 60);
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &future, t).is_none());
+        // A lifetime longer than a session.
+        let long = sign(&platform, CONSOLE_TYP, iss, t, t + SESSION_SECONDS + 1);
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &long, t).is_none());
+        // Another type (the committee's), another issuer, another signer.
+        let committee = sign(&platform, "committee+jwt", iss, t, t + 60);
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &committee, t).is_none());
+        let elsewhere = sign(&platform, CONSOLE_TYP, "https://evil.example", t, t + 60);
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &elsewhere, t).is_none());
+        let forged = sign(&other, CONSOLE_TYP, iss, t, t + 60);
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &forged, t).is_none());
+        // A changed payload under the platform's signature.
+        let parts: Vec<&str> = good.split('.').collect();
+        let mut c = claims("svc_b");
+        c.insert("iss".into(), json!(iss));
+        c.insert("iat".into(), json!(t));
+        c.insert("exp".into(), json!(t + 60));
+        let swapped = format!(
+            "{}.{}.{}",
+            parts[0],
+            tsunagu_crypto::b64::url_encode(serde_json::to_vec(&c).unwrap()),
+            parts[2]
+        );
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &swapped, t).is_none());
+        assert!(verify_session(&jwks, iss, CONSOLE_TYP, "not-a-token", t).is_none());
+    }
+
+    #[test]
+    fn the_apply_form_becomes_an_application() {
+        let mut form = HashMap::new();
+        for (k, v) in [
+            ("name", " 配送サービス "),
+            ("organization", "株式会社つなぐ配送"),
+            ("contact", "ops@example.jp"),
+            ("kind", "consumer"),
+            ("endpoint", ""),
+            (
+                "redirect_uris",
+                "https://rp.example.jp/cb\r\n\r\n https://rp.example.jp/cb2 ",
+            ),
+            ("token_endpoint_auth_method", "client_secret_basic"),
+            ("jwks", r#"{"keys":[]}"#),
+            ("offers", ""),
+            ("purposes", "[]"),
+            ("iso27001", "on"),
+            ("incident_contact", "soc@example.jp"),
+            ("subcontractors", "A社\nB社"),
+        ] {
+            form.insert(k.to_owned(), v.to_owned());
+        }
+        let app = ApplyForm::from_form(&form).application().unwrap();
+        assert_eq!(app["name"], "配送サービス");
+        assert_eq!(
+            app["redirect_uris"],
+            json!(["https://rp.example.jp/cb", "https://rp.example.jp/cb2"])
+        );
+        assert_eq!(app["post_logout_redirect_uris"], json!([]));
+        assert_eq!(app["endpoint"], Value::Null);
+        assert_eq!(app["offers"], json!([]));
+        assert_eq!(app["security"]["iso27001"], true);
+        assert_eq!(app["security"]["subcontractors"], json!(["A社", "B社"]));
+        let parsed: tsunagu_core::service::Application =
+            serde_json::from_value(app).expect("the JSON an application takes");
+        assert_eq!(parsed.token_auth_method(), "client_secret_basic");
+
+        form.insert("purposes".into(), "[{".into());
+        let err = ApplyForm::from_form(&form).application().unwrap_err();
+        assert!(err.starts_with("purposes: not valid JSON"), "{err}");
+    }
+
+    #[test]
+    fn the_prefilled_purposes_are_a_valid_identity_purpose() {
+        let purposes: Vec<tsunagu_core::service::Purpose> =
+            serde_json::from_str(EXAMPLE_PURPOSES).unwrap();
+        assert_eq!(purposes[0].provider, "tsunagu");
+        let offers: Vec<tsunagu_core::service::Offer> =
+            serde_json::from_str(EXAMPLE_OFFERS).unwrap();
+        assert_eq!(offers[0].item, "allergy");
+    }
+
+    #[tokio::test]
+    async fn newest_keeps_the_last_rows_newest_first() {
+        let all: Vec<i64> = (1..=25).collect();
+        let page = |since: i64| {
+            let rows: Vec<i64> = all
+                .iter()
+                .copied()
+                .filter(|s| *s > since)
+                .take(10)
+                .collect();
+            async move { Ok(rows) }
+        };
+        let (rows, complete) = newest(4, 10, 10, |s: &i64| *s, page).await.unwrap();
+        assert_eq!(rows, vec![25, 24, 23, 22]);
+        assert!(complete);
+        let (rows, complete) = newest(4, 2, 10, |s: &i64| *s, page).await.unwrap();
+        assert_eq!(rows, vec![20, 19, 18, 17]);
+        assert!(!complete, "two pages of ten do not reach the end");
+    }
 }

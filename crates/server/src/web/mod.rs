@@ -105,8 +105,8 @@ pub fn router() -> Router<AppState> {
         .layer(middleware::from_fn(security_headers))
 }
 
-/// Headers every page and asset carries: no framing, no referrer, scripts and styles
-/// from this origin only.
+/// Headers every page and asset carries: no framing, no referrer to other sites, scripts
+/// and styles from this origin only.
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let h = response.headers_mut();
@@ -121,9 +121,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null`
+    // with every form POST (Fetch, "append a request Origin header"), so `same_origin`
+    // could not tell our own forms from a foreign site's. Other sites still get no referrer.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
@@ -155,6 +158,11 @@ const STATIC: &[(&str, &str, &str)] = &[
         "js/pages.js",
         "text/javascript; charset=utf-8",
         include_str!("../../static/js/pages.js"),
+    ),
+    (
+        "js/console.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/js/console.js"),
     ),
 ];
 

@@ -86,6 +86,16 @@ pub async fn login(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
+    if !same_origin(&app, &headers) {
+        // Login CSRF: another site must not log the browser into someone else's account.
+        return super::error_page(
+            &app,
+            lang,
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "this form came from another site",
+        );
+    }
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     match crate::oidc::login(
         &app,

@@ -1,0 +1,81 @@
+// A committee member reviews a pending application in Chromium: signs in with her key file
+// (imported as a non-extractable WebCrypto key), reads the lint findings, and approves with a
+// vote signed in the browser. Then the service's operator signs in to the service console.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Platform, browser, phonePage, shot } from "./harness.mjs";
+
+let platform, b, page, school, daycare;
+const security = { iso27001: true, incident_contact: "soc@example.jp", subcontractors: [] };
+
+before(async () => {
+  platform = await Platform.start({ quorum: 1 });
+  school = await platform.apply({
+    name: "前橋市立中央小学校", organization: "前橋市教育委員会", contact: "school@example.jp", kind: "provider",
+    endpoint: "http://127.0.0.1:9/redeem", redirect_uris: [],
+    offers: [{ item: "allergy", title_ja: "食物アレルギー", data_class: "closed", sensitive: true }],
+    purposes: [], security,
+  });
+  await platform.vote(school.id, "approve");
+  daycare = await platform.apply({
+    name: "すくすく保育園", organization: "社会福祉法人すくすく", contact: "daycare@example.jp", kind: "consumer",
+    redirect_uris: [], offers: [], security,
+    purposes: [{
+      id: "lunch", title_ja: "給食のアレルギー対応", title_en: "Allergy-safe school lunches",
+      description_ja: "給食から原因食品を除くために、アレルギー情報を受け取ります。",
+      description_en: "To keep allergens out of your child's lunch, we receive the allergy record.",
+      provider: school.id, items: ["allergy"], uses: { allergy: "原因食品を献立から除くため" },
+      retention_days: 3650, legal_basis: "consent",
+    }],
+  });
+  writeFileSync(join(platform.dir, "daycare.pem"), daycare.key.pem);
+  b = await browser();
+  page = await phonePage(b);
+});
+
+after(async () => {
+  await b?.close();
+  await platform?.stop();
+});
+
+test("a committee member signs in with her key file and sees the pending application with its lint", async () => {
+  await page.goto(`${platform.url}/committee`);
+  await page.waitForSelector("#committee-login-form");
+  await page.fill("#member-id", "m1");
+  await page.setInputFiles("#member-key-file", join(platform.dir, "m1.pem"));
+  await page.click("#committee-login-button");
+  await page.waitForSelector("#committee[data-member-id='m1']");
+  const pending = page.locator(`#pending article[data-service-id="${daycare.id}"]`);
+  await pending.waitFor();
+  assert.equal(await pending.getAttribute("data-status"), "pending_review");
+  // Ten years for a closed item exceeds the committee's limit: the lint says so.
+  assert.ok((await pending.locator("li[data-code]").count()) >= 1, "lint findings are shown");
+  assert.equal(await shot(page, "10-committee"), 0);
+});
+
+test("she approves it with a vote her browser signs", async () => {
+  await page.fill(`#comment-${daycare.id}`, "保存期間の短縮を条件に承認");
+  await page.click(`#vote-approve-${daycare.id}`);
+  await page.waitForSelector("#vote-result");
+  assert.equal(await page.getAttribute("#vote-result", "data-status"), "approved");
+  assert.equal(await shot(page, "11-voted"), 0);
+  const service = await platform.api("GET", `/v1/services/${daycare.id}`);
+  assert.equal(service.json.status, "approved");
+  assert.deepEqual(page.problems, []);
+});
+
+test("the service's operator signs in to the console with the service key", async () => {
+  const operator = await phonePage(b);
+  await operator.goto(`${platform.url}/console/login`);
+  await operator.fill("#service-id", daycare.id);
+  await operator.setInputFiles("#service-key-file", join(platform.dir, "daycare.pem"));
+  await operator.click("#console-login-button");
+  await operator.waitForSelector(`#console-service[data-service-id="${daycare.id}"]`);
+  assert.equal(await operator.getAttribute("#console-service", "data-status"), "approved");
+  assert.equal(await operator.locator(`#console-keys tr[data-kid="${daycare.key.kid}"]`).count(), 1);
+  assert.equal(await shot(operator, "12-console"), 0);
+  assert.deepEqual(operator.problems, []);
+});

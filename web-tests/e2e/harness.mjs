@@ -1,0 +1,202 @@
+// Browser-test harness: a real `tsunagu serve` with a simulated JPKI CA and a committee member
+// key made here, services applied over the API, and Debian's Chromium driven by
+// playwright-core.
+//
+//   TSUNAGU_BIN   the binary (default: ../../target/debug/tsunagu)
+//   CHROMIUM      the browser (default: /usr/bin/chromium)
+//   SCREENSHOTS   where screenshots go (default: ../out/screenshots; .ci/run and
+//                 `npm run screenshots` point it at docs/screenshots)
+
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createServer } from "node:net";
+import http from "node:http";
+import crypto from "node:crypto";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repo = resolve(here, "../..");
+const bin = process.env.TSUNAGU_BIN ?? join(repo, "target/debug/tsunagu");
+export const screenshotDir = resolve(process.env.SCREENSHOTS ?? join(here, "../out/screenshots"));
+
+export const b64url = (buf) => Buffer.from(buf).toString("base64url");
+
+/** JCS (RFC 8785) for the plain JSON values the tests sign. */
+export function jcs(v) {
+  if (v === null || typeof v !== "object") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(jcs).join(",")}]`;
+  return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${jcs(v[k])}`).join(",")}}`;
+}
+
+/** An ES256 key pair with its public JWK, PKCS#8 PEM and JWS signing. */
+export function es256Key(kid) {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const jwk = publicKey.export({ format: "jwk" });
+  const pub = { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y, ...(kid ? { kid, alg: "ES256", use: "sig" } : {}) };
+  return {
+    kid,
+    jwk: pub,
+    pem: privateKey.export({ format: "pem", type: "pkcs8" }),
+    jws(header, payload) {
+      const h = b64url(JSON.stringify({ alg: "ES256", ...header }));
+      const p = b64url(typeof payload === "string" ? payload : jcs(payload));
+      const sig = crypto.sign("sha256", Buffer.from(`${h}.${p}`), { key: privateKey, dsaEncoding: "ieee-p1363" });
+      return `${h}.${p}.${b64url(sig)}`;
+    },
+  };
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A running platform. */
+export class Platform {
+  static async start({ quorum = 1 } = {}) {
+    const dir = mkdtempSync(join(tmpdir(), "tsunagu-web-"));
+    execFileSync(bin, ["dev", "jpki", "init", "--dir", "ca"], { cwd: dir, stdio: "ignore" });
+    const member = es256Key("m1");
+    writeFileSync(join(dir, "m1.pem"), member.pem);
+    const port = await freePort();
+    const toml = (o) => `{ ${Object.entries(o).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(", ")} }`;
+    const { kid: _k, alg: _a, use: _u, ...memberJwk } = member.jwk;
+    writeFileSync(
+      join(dir, "tsunagu.toml"),
+      [
+        "[server]",
+        `bind = "127.0.0.1:${port}"`,
+        "[storage]",
+        `data_dir = "./data"`,
+        "[identity]",
+        `jpki_trust_anchors = ["ca/ca.pem"]`,
+        `jpki_crls = ["ca/ca.crl"]`,
+        "[ledger]",
+        "sth_interval_seconds = 1",
+        "[governance]",
+        `quorum = ${quorum}`,
+        `members = [{ id = "m1", jwk = ${toml(memberJwk)} }]`,
+        "[dev]",
+        `simulated_jpki = "ca"`,
+        "",
+      ].join("\n"),
+    );
+    const child = spawn(bin, ["serve", "--config", "tsunagu.toml"], {
+      cwd: dir,
+      stdio: ["ignore", "ignore", "pipe"],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    });
+    let log = "";
+    child.stderr.on("data", (d) => (log += d));
+    const url = `http://127.0.0.1:${port}`;
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) break;
+      } catch {}
+      if (i > 200 || child.exitCode !== null) throw new Error(`tsunagu did not start:\n${log}`);
+      await sleep(50);
+    }
+    return new Platform(dir, url, child, member, () => log);
+  }
+
+  constructor(dir, url, child, member, log) {
+    Object.assign(this, { dir, url, child, member, log });
+  }
+
+  async api(method, path, body, headers = {}) {
+    const r = await fetch(`${this.url}${path}`, {
+      method,
+      headers: { "content-type": "application/json", ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let json = null;
+    try {
+      json = JSON.parse(text);
+    } catch {}
+    return { status: r.status, json, text };
+  }
+
+  /** Applies for a service; returns {id, key, secret}. */
+  async apply(application) {
+    const key = es256Key(`k-${crypto.randomBytes(6).toString("hex")}`);
+    const r = await this.api("POST", "/v1/services", { jwks: { keys: [key.jwk] }, ...application });
+    if (r.status !== 201) throw new Error(`apply: ${r.status} ${r.text}`);
+    return { id: r.json.service_id, key, secret: r.json.client_secret, lint: r.json.lint };
+  }
+
+  /** The committee member m1 votes over the API. */
+  async vote(serviceId, decision, comment = "") {
+    const jws = this.member.jws(
+      { kid: "m1" },
+      {
+        service_id: serviceId,
+        decision,
+        comment,
+        issued_at: Math.floor(Date.now() / 1000),
+        nonce: b64url(crypto.randomBytes(16)),
+      },
+    );
+    const r = await this.api("POST", `/v1/governance/services/${serviceId}/votes`, { vote_jws: jws });
+    if (r.status >= 300) throw new Error(`vote: ${r.status} ${r.text}`);
+    return r.json;
+  }
+
+  async stop() {
+    this.child.kill("SIGTERM");
+    await new Promise((r) => (this.child.exitCode !== null ? r() : this.child.once("exit", r)));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** A relying party's redirect endpoint: records what the browser brought back. */
+export async function relyingParty() {
+  const port = await freePort();
+  const hits = [];
+  const server = http.createServer((req, res) => {
+    hits.push(new URL(req.url, `http://127.0.0.1:${port}`));
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    res.end("<!doctype html><title>RP</title><h1 id=rp>relying party callback</h1>");
+  });
+  await new Promise((r) => server.listen(port, "127.0.0.1", r));
+  return { redirect: `http://127.0.0.1:${port}/callback`, hits, close: () => new Promise((r) => server.close(r)) };
+}
+
+/** Debian's Chromium, headless. */
+export async function browser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+  });
+}
+
+/** A phone-sized page (390×844) that fails the test on any page error or CSP violation. */
+export async function phonePage(b, { lang = "ja-JP" } = {}) {
+  const context = await b.newContext({ viewport: { width: 390, height: 844 }, locale: lang, deviceScaleFactor: 1 });
+  const page = await context.newPage();
+  page.problems = [];
+  page.on("pageerror", (e) => page.problems.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") page.problems.push(`console: ${m.text()}`);
+  });
+  return page;
+}
+
+/** Saves a full-page screenshot as NAME.png and checks nothing overflows sideways. */
+export async function shot(page, name) {
+  mkdirSync(screenshotDir, { recursive: true });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
+  return overflow;
+}
