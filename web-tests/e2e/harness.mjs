@@ -193,8 +193,10 @@ export async function phonePage(b, { lang = "ja-JP" } = {}) {
   return page;
 }
 
-/** Saves a full-page screenshot as NAME.png and checks nothing overflows sideways. */
+/** Saves a full-page screenshot as NAME.png after checking the page had no errors; returns how
+ * far it overflows sideways (0 expected). */
 export async function shot(page, name) {
+  if (page.problems?.length) throw new Error(`${name}: ${page.problems.join("; ")}`);
   mkdirSync(screenshotDir, { recursive: true });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
   await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });

@@ -234,6 +234,9 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
     ("nav.lang", "English", "日本語"),
     ("nav.main", "メインメニュー", "Main menu"),
     ("nav.skip", "本文へ移動", "Skip to content"),
+    ("sex.female", "女性", "Female"),
+    ("sex.male", "男性", "Male"),
+    ("sex.other", "その他", "Other"),
     (
         "site.footer",
         "tsunagu はデータを保持しません。すべての提供は改ざん検知可能な台帳に記録されます。",
@@ -282,6 +285,40 @@ mod tests {
         assert!(
             missing.is_empty(),
             "texts missing from the table: {missing:#?}"
+        );
+    }
+
+    /// Keys named in Rust: page titles (`Page::new(app, lang, "key", …)`) and `t(lang, "key")`.
+    #[test]
+    fn keys_used_from_rust_exist() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web");
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("src/web") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("source");
+            for marker in ["Page::new(", "i18n::t(", "t(lang, "] {
+                for (i, _) in text.match_indices(marker) {
+                    let call = &text[i..text[i..].find(')').map_or(text.len(), |j| i + j)];
+                    let Some(start) = call.find('"') else {
+                        continue;
+                    };
+                    let rest = &call[start + 1..];
+                    let Some(end) = rest.find('"') else { continue };
+                    let key = &rest[..end];
+                    if key.contains('.') && !key.contains(' ') {
+                        seen += 1;
+                        if !index().contains_key(key) {
+                            missing.push(format!("{}: {key}", path.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(seen > 10, "page titles are named in Rust ({seen})");
+        assert!(
+            missing.is_empty(),
+            "texts missing from the tables: {missing:#?}"
         );
     }
 

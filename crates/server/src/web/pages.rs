@@ -154,6 +154,16 @@ pub async fn require_session(
         .ok_or_else(|| see_other("/login"))
 }
 
+/// The words for a recorded sex (the OpenID Connect `gender` value).
+fn sex_text(lang: Lang, value: &str) -> String {
+    match value {
+        "male" => super::i18n::t(lang, "sex.male").to_owned(),
+        "female" => super::i18n::t(lang, "sex.female").to_owned(),
+        "other" => super::i18n::t(lang, "sex.other").to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 /// One recorded attribute on the home page.
 pub struct AttributeRow {
     pub label_key: &'static str,
@@ -203,7 +213,7 @@ pub async fn home(
             },
             AttributeRow {
                 label_key: "attr.gender",
-                value: text(&a["sex"]),
+                value: sex_text(lang, a["sex"].as_str().unwrap_or("")),
             },
         ]
     } else {
