@@ -17,49 +17,6 @@ use common::*;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn nonce() -> String {
-    B64URL.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("{:?}{}", std::time::Instant::now(), now()).as_bytes(),
-    ))[..22]
-        .to_owned()
-}
-
-fn jwk_toml(jwk: &Value) -> String {
-    format!(
-        "{{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }}",
-        jwk["x"].as_str().unwrap(),
-        jwk["y"].as_str().unwrap()
-    )
-}
-
-/// `application/x-www-form-urlencoded`, written out here.
-fn form_encode(fields: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                    (b as char).to_string()
-                }
-                b' ' => "+".to_owned(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 /// A browser without JavaScript: no redirects followed, cookies given per request.
 struct Browser {
     client: reqwest::Client,
@@ -95,13 +52,7 @@ impl Page {
 
     /// The value of the first `name="…" value="…"` input.
     fn input(&self, name: &str) -> String {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = self
-            .body
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no input {name} in {}", self.body))
-            + marker.len();
-        self.body[start..start + self.body[start..].find('"').unwrap()].to_owned()
+        hidden(&self.body, name)
     }
 
     /// The text of the element with `id` (up to its first `<`).
@@ -124,10 +75,7 @@ impl Page {
 impl Browser {
     fn new(base: &str) -> Browser {
         Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: no_redirect_client(),
             base: base.to_owned(),
         }
     }
@@ -202,18 +150,28 @@ async fn api(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// `PUT /v1/services/{service}/registration`, authenticated by `assertion`.
+async fn put_registration(
+    base: &str,
+    service: &str,
+    assertion: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let path = format!("/v1/services/{service}/registration");
+    api(base, "PUT", &path, assertion, Some(body)).await
+}
+
+/// `POST /v1/services/{service}/client_secret`, authenticated by `assertion`.
+async fn new_client_secret(base: &str, service: &str, assertion: &str) -> (u16, Value) {
+    let path = format!("/v1/services/{service}/client_secret");
+    api(base, "POST", &path, assertion, None).await
+}
+
 /// A sign-in assertion of a committee member: header `kid` = the member id.
 fn member_assertion(key: &Device, member: &str, audience: &str) -> String {
     key.jws(
         json!({"typ": "JWT", "kid": member}),
         &json!({"iss": member, "sub": member, "aud": audience, "jti": nonce(), "iat": now(), "exp": now() + 120}),
-    )
-}
-
-fn vote_jws(key: &Device, member: &str, service: &str, decision: &str) -> String {
-    key.jws(
-        json!({"kid": member}),
-        &json!({"service_id": service, "decision": decision, "comment": "e2e", "issued_at": now(), "nonce": nonce()}),
     )
 }
 
@@ -236,6 +194,26 @@ async fn committee_login(web: &Browser, key: &Device, member: &str) -> String {
     signed_in.cookie("tsunagu_committee").unwrap()
 }
 
+/// `POST /committee/votes` with `[csrf, service_id, vote_jws, decision]` (an empty one is
+/// left out of the form), from this origin or `origin`.
+async fn post_vote(
+    web: &Browser,
+    cookies: &[(&str, &str)],
+    [csrf, service_id, vote_jws, decision]: [&str; 4],
+    origin: Option<&str>,
+) -> Page {
+    let fields: Vec<(&str, &str)> = [
+        ("csrf", csrf),
+        ("service_id", service_id),
+        ("vote_jws", vote_jws),
+        ("decision", decision),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect();
+    web.post("/committee/votes", &fields, cookies, origin).await
+}
+
 /// The entries of the ledger (public in this test's configuration), decoded.
 async fn ledger_events(http: &Http) -> Vec<Value> {
     let (_, sth) = http.get("/v1/ledger/sth", None).await;
@@ -255,28 +233,17 @@ async fn ledger_events(http: &Http) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_and_committee_consoles() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    if std::env::var("TSUNAGU_TEST_KEEP").is_ok() {
-        println!("keeping {}", dir.keep().display());
-    }
-    let mut ca = OpenSslCa::new(&root.join("ca"), "Test JPKI");
-    let card = ca.issue(
-        "hanako",
-        &jpki_items("前橋　花子", "群馬県前橋市大手町二丁目12番1号"),
-        "20240101000000Z",
-        "20350101000000Z",
-    );
-    ca.publish_crl();
+    let Scenario {
+        root,
+        card,
+        dir: _dir,
+        ..
+    } = Scenario::new();
     let members = [("m1", Device::new()), ("m2", Device::new())];
     let port = free_port();
     let config = format!(
         "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = \"./data\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n[ledger]\nsth_interval_seconds = 1\npublic_entries = true\n[governance]\nquorum = 2\nmembers = [{}]\n",
-        members
-            .iter()
-            .map(|(id, k)| format!("{{ id = \"{id}\", jwk = {} }}", jwk_toml(&k.jwk())))
-            .collect::<Vec<_>>()
-            .join(", ")
+        members_toml(&members)
     );
     let server = Server::start(&root, &config, port);
     let base = server.url.clone();
@@ -412,56 +379,32 @@ async fn service_and_committee_consoles() {
 
     // ---- votes: refused without CSRF, from elsewhere, signed by another member
     let m1_vote = vote_jws(m1_key, m1, &service_id, "approve");
-    let no_csrf = web
-        .post(
-            "/committee/votes",
-            &[("service_id", &service_id), ("vote_jws", &m1_vote)],
-            &cookies,
-            None,
-        )
-        .await;
+    let no_csrf = post_vote(&web, &cookies, ["", &service_id, &m1_vote, ""], None).await;
     assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
-    let elsewhere = web
-        .post(
-            "/committee/votes",
-            &[
-                ("csrf", &csrf),
-                ("service_id", &service_id),
-                ("vote_jws", &m1_vote),
-            ],
-            &cookies,
-            Some("https://evil.example"),
-        )
-        .await;
+    let elsewhere = post_vote(
+        &web,
+        &cookies,
+        [&csrf, &service_id, &m1_vote, ""],
+        Some("https://evil.example"),
+    )
+    .await;
     assert_eq!(elsewhere.status, 403);
     let by_m2 = vote_jws(m2_key, m2, &service_id, "approve");
-    let not_mine = web
-        .post(
-            "/committee/votes",
-            &[
-                ("csrf", &csrf),
-                ("service_id", &service_id),
-                ("vote_jws", &by_m2),
-                ("decision", "approve"),
-            ],
-            &cookies,
-            None,
-        )
-        .await;
+    let not_mine = post_vote(
+        &web,
+        &cookies,
+        [&csrf, &service_id, &by_m2, "approve"],
+        None,
+    )
+    .await;
     assert_eq!(not_mine.status, 403, "{}", not_mine.body);
-    let mismatch = web
-        .post(
-            "/committee/votes",
-            &[
-                ("csrf", &csrf),
-                ("service_id", &service_id),
-                ("vote_jws", &m1_vote),
-                ("decision", "reject"),
-            ],
-            &cookies,
-            None,
-        )
-        .await;
+    let mismatch = post_vote(
+        &web,
+        &cookies,
+        [&csrf, &service_id, &m1_vote, "reject"],
+        None,
+    )
+    .await;
     assert_eq!(
         mismatch.status, 400,
         "the signed decision is the one pressed"
@@ -470,36 +413,19 @@ async fn service_and_committee_consoles() {
     assert_eq!(still["status"], "pending_review", "no refused vote counted");
 
     // ---- m1 votes: recorded, quorum not reached
-    let voted = web
-        .post(
-            "/committee/votes",
-            &[
-                ("csrf", &csrf),
-                ("service_id", &service_id),
-                ("vote_jws", &m1_vote),
-                ("decision", "approve"),
-            ],
-            &cookies,
-            None,
-        )
-        .await;
+    let voted = post_vote(
+        &web,
+        &cookies,
+        [&csrf, &service_id, &m1_vote, "approve"],
+        None,
+    )
+    .await;
     assert_eq!(voted.status, 200, "{}", voted.body);
     assert!(voted.has("data-decided=\"false\""));
     assert_eq!(voted.text_of("vote-quorum"), "1 / 2");
     assert!(voted.has("data-member=\"m1\" data-decision=\"approve\""));
     // The same signed vote again: its nonce was used.
-    let again = web
-        .post(
-            "/committee/votes",
-            &[
-                ("csrf", &csrf),
-                ("service_id", &service_id),
-                ("vote_jws", &m1_vote),
-            ],
-            &cookies,
-            None,
-        )
-        .await;
+    let again = post_vote(&web, &cookies, [&csrf, &service_id, &m1_vote, ""], None).await;
     assert_eq!(again.status, 403, "{}", again.body);
     assert!(again.has("nonce_invalid"));
 
@@ -513,19 +439,13 @@ async fn service_and_committee_consoles() {
     );
     let m2_csrf = m2_page.input("csrf");
     assert_ne!(m2_csrf, csrf, "the CSRF token belongs to the session");
-    let decided = web
-        .post(
-            "/committee/votes",
-            &[
-                ("csrf", &m2_csrf),
-                ("service_id", &service_id),
-                ("vote_jws", &by_m2),
-                ("decision", "approve"),
-            ],
-            &m2_cookies,
-            None,
-        )
-        .await;
+    let decided = post_vote(
+        &web,
+        &m2_cookies,
+        [&m2_csrf, &service_id, &by_m2, "approve"],
+        None,
+    )
+    .await;
     assert_eq!(decided.status, 200, "{}", decided.body);
     assert!(decided.has("data-decided=\"true\""));
     assert!(
@@ -863,12 +783,11 @@ async fn service_and_committee_consoles() {
     assert_eq!(status, 201, "{other}");
     let other_id = other["service_id"].as_str().unwrap().to_owned();
     let hijack = json!({"redirect_uris": ["https://attacker.example/cb"]});
-    let (status, refused) = api(
+    let (status, refused) = put_registration(
         &base,
-        "PUT",
-        &format!("/v1/services/{service_id}/registration"),
+        &service_id,
         &other_key.assertion(&other_id, &base),
-        Some(&hijack),
+        &hijack,
     )
     .await;
     assert_eq!(
@@ -876,21 +795,14 @@ async fn service_and_committee_consoles() {
         (403, Some("forbidden")),
         "{refused}"
     );
-    let (status, refused) = api(
-        &base,
-        "POST",
-        &format!("/v1/services/{service_id}/client_secret"),
-        &other_key.assertion(&other_id, &base),
-        None,
-    )
-    .await;
+    let (status, refused) =
+        new_client_secret(&base, &service_id, &other_key.assertion(&other_id, &base)).await;
     assert_eq!(status, 403, "{refused}");
-    let (status, refused) = api(
+    let (status, refused) = put_registration(
         &base,
-        "PUT",
-        &format!("/v1/services/{service_id}/registration"),
+        &service_id,
         &rp_key.assertion(&service_id, &console_aud),
-        Some(&hijack),
+        &hijack,
     )
     .await;
     assert_eq!(
@@ -900,12 +812,11 @@ async fn service_and_committee_consoles() {
     let (_, kept) = http.get(&format!("/v1/services/{service_id}"), None).await;
     assert_eq!(kept["redirect_uris"][1], "https://rp.example.jp/callback2");
     let own = rp_key.assertion(&service_id, &base);
-    let (status, answer) = api(
+    let (status, answer) = put_registration(
         &base,
-        "PUT",
-        &format!("/v1/services/{service_id}/registration"),
+        &service_id,
         &own,
-        Some(&json!({"redirect_uris": ["https://rp.example.jp/callback3"]})),
+        &json!({"redirect_uris": ["https://rp.example.jp/callback3"]}),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -915,21 +826,13 @@ async fn service_and_committee_consoles() {
         json!(["https://rp.example.jp/bye"]),
         "absent fields stay"
     );
-    let (status, _) = api(
-        &base,
-        "PUT",
-        &format!("/v1/services/{service_id}/registration"),
-        &own,
-        Some(&json!({})),
-    )
-    .await;
+    let (status, _) = put_registration(&base, &service_id, &own, &json!({})).await;
     assert_eq!(status, 401, "an assertion is used once");
-    let (status, answer) = api(
+    let (status, answer) = put_registration(
         &base,
-        "PUT",
-        &format!("/v1/services/{service_id}/registration"),
+        &service_id,
         &rp_key.assertion(&service_id, &base),
-        Some(&json!({"jwks": {"keys": []}})),
+        &json!({"jwks": {"keys": []}}),
     )
     .await;
     assert_eq!(
@@ -937,14 +840,8 @@ async fn service_and_committee_consoles() {
         (400, Some("application_invalid")),
         "{answer}"
     );
-    let (status, answer) = api(
-        &base,
-        "POST",
-        &format!("/v1/services/{service_id}/client_secret"),
-        &rp_key.assertion(&service_id, &base),
-        None,
-    )
-    .await;
+    let (status, answer) =
+        new_client_secret(&base, &service_id, &rp_key.assertion(&service_id, &base)).await;
     assert_eq!(status, 200, "{answer}");
     let third_secret = answer["client_secret"].as_str().unwrap().to_owned();
     assert_eq!(token_with(second_secret).await.1, "invalid_client");
@@ -952,14 +849,8 @@ async fn service_and_committee_consoles() {
         token_with(third_secret).await,
         (400, "invalid_grant".to_owned())
     );
-    let (status, answer) = api(
-        &base,
-        "POST",
-        &format!("/v1/services/{other_id}/client_secret"),
-        &other_key.assertion(&other_id, &base),
-        None,
-    )
-    .await;
+    let (status, answer) =
+        new_client_secret(&base, &other_id, &other_key.assertion(&other_id, &base)).await;
     assert_eq!(
         (status, answer["code"].as_str()),
         (400, Some("invalid_request")),

@@ -20,29 +20,6 @@ use std::time::Duration;
 const ALLERGY: &str = "卵・えび（E2E-7f3a9c）";
 const CLASS: &str = "ひまわり組（E2E-51be02）";
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn nonce() -> String {
-    B64URL.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("{:?}{}", std::time::Instant::now(), now()).as_bytes(),
-    ))[..22]
-        .to_owned()
-}
-
-fn jwk_toml(jwk: &Value) -> String {
-    format!(
-        "{{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }}",
-        jwk["x"].as_str().unwrap(),
-        jwk["y"].as_str().unwrap()
-    )
-}
-
 /// The provider's existing API: allergy and class records by its own pairwise subject.
 async fn upstream(calls: Arc<AtomicUsize>) -> u16 {
     let app = axum::Router::new().route(
@@ -63,46 +40,6 @@ async fn upstream(calls: Arc<AtomicUsize>) -> u16 {
     port
 }
 
-async fn database_url(label: &str) -> Option<(String, String)> {
-    let url = std::env::var("TSUNAGU_TEST_DATABASE_URL").ok()?;
-    let schema = format!("e2e_x_{label}_{}", std::process::id());
-    tsunagu_store::PgStore::drop_schema(&url, &schema)
-        .await
-        .unwrap();
-    tsunagu_store::open_postgres(&url, Some(&schema))
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some((
-        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
-        schema,
-    ))
-}
-
-struct Committee {
-    members: Vec<(String, Device)>,
-}
-
-impl Committee {
-    async fn vote(&self, http: &Http, service: &str, decision: &str, voters: usize) -> Value {
-        let mut last = Value::Null;
-        for (id, key) in self.members.iter().take(voters) {
-            let payload = json!({"service_id": service, "decision": decision, "comment": "e2e", "issued_at": now(), "nonce": nonce()});
-            let vote = key.jws(json!({"kid": id}), &payload);
-            let (status, answer) = http
-                .post(
-                    &format!("/v1/governance/services/{service}/votes"),
-                    &json!({"vote_jws": vote}),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{answer}");
-            last = answer;
-        }
-        last
-    }
-}
-
 struct Resident {
     device: Device,
     token: String,
@@ -110,15 +47,7 @@ struct Resident {
 
 async fn verified_resident(http: &Http, card: &Issued) -> Resident {
     let device = Device::new();
-    let nonce = http.nonce("/v1/enrollment/challenge").await;
-    let signed = proof_bytes(&device.thumbprint(), &nonce);
-    let body = json!({
-        "device_jwk": device.jwk(), "nonce": nonce,
-        "proof": {"type": "jpki", "certificate_chain": [B64.encode(&card.der)],
-                  "signed_data": B64.encode(&signed), "signature": B64.encode(card_sign(&card.key, &signed))}
-    });
-    let (status, enrolled) = http.post("/v1/enrollment", &body, None).await;
-    assert_eq!(status, 201, "{enrolled}");
+    let enrolled = enroll_device(http, &device, Some(card)).await;
     login(http, device, enrolled["credential"].as_str().unwrap()).await
 }
 
@@ -214,35 +143,21 @@ async fn refused_with(consumer: &Http, subject: &str, items: &[&str], code: &str
 }
 
 async fn scenario(label: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    if std::env::var("TSUNAGU_TEST_KEEP").is_ok() {
-        println!("keeping {}", dir.keep().display());
-    }
-    let mut ca = OpenSslCa::new(&root.join("ca"), "Test JPKI");
-    let card = ca.issue(
-        "hanako",
-        &jpki_items("前橋　花子", "群馬県前橋市大手町二丁目12番1号"),
-        "20240101000000Z",
-        "20350101000000Z",
-    );
-    ca.publish_crl();
-    let committee = Committee {
-        members: vec![("m1".into(), Device::new()), ("m2".into(), Device::new())],
-    };
-    let db = database_url(label).await;
+    let Scenario {
+        root,
+        card,
+        dir: _dir,
+        ..
+    } = Scenario::new();
+    let committee = Committee::new(&["m1", "m2"]);
+    let db = postgres_url("e2e_x", label).await;
     let port = free_port();
-    let members: Vec<String> = committee
-        .members
-        .iter()
-        .map(|(id, k)| format!("{{ id = \"{id}\", jwk = {} }}", jwk_toml(&k.jwk())))
-        .collect();
     let config = format!(
         "[server]\nbind = \"127.0.0.1:{port}\"\nsweep_interval_seconds = 1\n[storage]\ndata_dir = \"./data\"\n{}[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n[ledger]\nsth_interval_seconds = 1\n[governance]\nquorum = 2\nmembers = [{}]\n[exchange]\nresident_rate_per_minute = 40\nreceipt_grace_seconds = 5\n",
         db.as_ref()
             .map(|(u, _)| format!("database_url = \"{u}\"\n"))
             .unwrap_or_default(),
-        members.join(", ")
+        committee.members_toml()
     );
     let server = Server::start(&root, &config, port);
     let platform_url = server.url.clone();

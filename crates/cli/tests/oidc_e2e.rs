@@ -19,7 +19,7 @@ use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreIdToken, CoreTokenResponse,
     CoreUserInfoClaims,
 };
-use openidconnect::url::{Url, form_urlencoded};
+use openidconnect::url::Url;
 use openidconnect::{
     AccessToken, AccessTokenHash, AsyncHttpClient, AuthorizationCode, ClientId, ClientSecret,
     CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse, IssuerUrl,
@@ -34,28 +34,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    use base64::Engine;
-    B64URL.encode(bytes)
-}
-
-fn jwk_toml(jwk: &Value) -> String {
-    format!(
-        "{{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }}",
-        jwk["x"].as_str().unwrap(),
-        jwk["y"].as_str().unwrap()
-    )
-}
 
 // ---------------------------------------------------------------------------------------
 // The relying party's HTTP transport: openidconnect's `AsyncHttpClient` over the workspace's
@@ -82,10 +60,7 @@ struct Transport {
 impl Transport {
     fn new(dpop: Option<Arc<Device>>) -> Transport {
         Transport {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
+            client: no_redirect_client(),
             dpop,
         }
     }
@@ -333,17 +308,8 @@ struct Resident {
 }
 
 async fn enroll(http: &Http, card: Option<&Issued>) -> Resident {
-    use base64::Engine;
     let device = Device::new();
-    let nonce = http.nonce("/v1/enrollment/challenge").await;
-    let mut body = json!({"device_jwk": device.jwk(), "nonce": nonce});
-    if let Some(card) = card {
-        let signed = proof_bytes(&device.thumbprint(), &nonce);
-        body["proof"] = json!({"type": "jpki", "certificate_chain": [B64.encode(&card.der)],
-            "signed_data": B64.encode(&signed), "signature": B64.encode(card_sign(&card.key, &signed))});
-    }
-    let (status, enrolled) = http.post("/v1/enrollment", &body, None).await;
-    assert_eq!(status, 201, "{enrolled}");
+    let enrolled = enroll_device(http, &device, card).await;
     let credential = enrolled["credential"].as_str().unwrap().to_owned();
     let login = http.nonce("/v1/auth/challenge").await;
     let (status, answer) = http
@@ -359,14 +325,6 @@ async fn enroll(http: &Http, card: Option<&Issued>) -> Resident {
         credential,
         token: answer["access_token"].as_str().unwrap().to_owned(),
     }
-}
-
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    content_type: String,
-    body: String,
 }
 
 /// What the resident decides on a consent page.
@@ -400,107 +358,7 @@ impl Ended {
     }
 }
 
-/// Reads a hidden input's value from a page (askama escapes attribute values).
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no hidden `{name}` in:\n{html}"))
-        + marker.len();
-    let end = start + html[start..].find('"').unwrap();
-    html[start..end]
-        .replace("&#34;", "\"")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish()
-}
-
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
-}
-
 impl Browser {
-    fn new(base: &str) -> Browser {
-        Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_owned(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    fn absolute(&self, url: &str) -> String {
-        if url.starts_with('/') {
-            format!("{}{url}", self.base)
-        } else {
-            url.to_owned()
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Answer {
-        let mut req = req.header("accept-language", "ja");
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req = req.header("cookie", jar.join("; "));
-        }
-        let resp = req.send().await.unwrap();
-        for value in resp.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let pair = text.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || text.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let header = |n: &str| {
-            resp.headers()
-                .get(n)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        Answer {
-            status: resp.status().as_u16(),
-            location: header("location"),
-            content_type: header("content-type").unwrap_or_default(),
-            body: resp.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Answer {
-        let url = self.absolute(url);
-        let req = self.client.get(url);
-        self.send(req).await
-    }
-
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Answer {
-        let req = self
-            .client
-            .post(self.absolute(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(pairs));
-        self.send(req).await
-    }
-
     /// Follows an authorization request as a resident would: logs in with the device key
     /// when the login page is shown, decides on the consent page, and stops at the first
     /// redirect to another origin (the client) or at any other page.
@@ -579,6 +437,12 @@ impl Browser {
     }
 }
 
+/// The client was sent `error` with the request's `state`.
+fn assert_error_to_client(callback: &BTreeMap<String, String>, error: &str, state: &CsrfToken) {
+    assert_eq!(callback.get("error").map(String::as_str), Some(error));
+    assert_eq!(callback.get("state"), Some(state.secret()));
+}
+
 /// An error page (HTML) and not a redirect: RFC 6749 §4.1.2.1.
 fn assert_shown(ended: &Ended, code: &str) {
     assert!(ended.callback.is_none(), "redirected: {:?}", ended.callback);
@@ -589,29 +453,6 @@ fn assert_shown(ended: &Ended, code: &str) {
 }
 
 // ---------------------------------------------------------------------------------------
-
-struct Committee {
-    members: Vec<(String, Device)>,
-}
-
-impl Committee {
-    async fn approve(&self, http: &Http, service: &str) {
-        let mut last = Value::Null;
-        for (id, key) in &self.members {
-            let payload = json!({"service_id": service, "decision": "approve", "comment": "e2e", "issued_at": now(), "nonce": nonce()});
-            let (status, answer) = http
-                .post(
-                    &format!("/v1/governance/services/{service}/votes"),
-                    &json!({"vote_jws": key.jws(json!({"kid": id}), &payload)}),
-                    None,
-                )
-                .await;
-            assert_eq!(status, 200, "{answer}");
-            last = answer;
-        }
-        assert_eq!(last["status"], "approved", "{last}");
-    }
-}
 
 fn application(
     name: &str,
@@ -645,48 +486,21 @@ fn application(
     a
 }
 
-async fn database_url(label: &str) -> Option<String> {
-    let url = std::env::var("TSUNAGU_TEST_DATABASE_URL").ok()?;
-    let schema = format!("e2e_oidc_{label}_{}", std::process::id());
-    tsunagu_store::PgStore::drop_schema(&url, &schema)
-        .await
-        .unwrap();
-    tsunagu_store::open_postgres(&url, Some(&schema))
-        .await
-        .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
-}
-
 async fn scenario(label: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    if std::env::var("TSUNAGU_TEST_KEEP").is_ok() {
-        println!("keeping {}", dir.keep().display());
-    }
-    let mut ca = OpenSslCa::new(&root.join("ca"), "Test JPKI");
-    let card = ca.issue(
-        "hanako",
-        &jpki_items("前橋　花子", "群馬県前橋市大手町二丁目12番1号"),
-        "20240101000000Z",
-        "20350101000000Z",
-    );
-    ca.publish_crl();
-    let committee = Committee {
-        members: vec![("m1".into(), Device::new()), ("m2".into(), Device::new())],
-    };
-    let members: Vec<String> = committee
-        .members
-        .iter()
-        .map(|(id, k)| format!("{{ id = \"{id}\", jwk = {} }}", jwk_toml(&k.jwk())))
-        .collect();
-    let db = database_url(label).await;
+    let Scenario {
+        root,
+        card,
+        dir: _dir,
+        ..
+    } = Scenario::new();
+    let committee = Committee::new(&["m1", "m2"]);
+    let db = postgres_url("e2e_oidc", label).await.map(|(url, _)| url);
     let port = free_port();
     let config = format!(
         "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = \"./data\"\n{}[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n[ledger]\nsth_interval_seconds = 1\n[governance]\nquorum = 2\nmembers = [{}]\n",
         db.map(|u| format!("database_url = \"{u}\"\n"))
             .unwrap_or_default(),
-        members.join(", ")
+        committee.members_toml()
     );
     let server = Server::start(&root, &config, port);
     let base = server.url.clone();
@@ -790,7 +604,7 @@ async fn scenario(label: &str) {
     let scopes_all = ["profile", "address", "birthdate", "gender"];
 
     // ---- 1. the code flow with PKCE, private_key_jwt; every item consented
-    let mut browser = Browser::new(&base);
+    let mut browser = Browser::new(&base, "ja");
     let req = pool.request(&scopes_all, &[]);
     let ended = browser
         .authorize(req.url.as_str(), &hanako, Decide::Approve)
@@ -992,11 +806,7 @@ async fn scenario(label: &str) {
         .query_pairs()
         .into_owned()
         .collect();
-    assert_eq!(
-        denied.get("error").map(String::as_str),
-        Some("access_denied")
-    );
-    assert_eq!(denied.get("state"), Some(req.state.secret()));
+    assert_error_to_client(&denied, "access_denied", &req.state);
 
     // ---- 2d. prompt=none: nothing is shown; the reason goes back to the client
     let req = library.request(&scopes_all, &[("prompt", "none")]);
@@ -1004,18 +814,13 @@ async fn scenario(label: &str) {
         .authorize(req.url.as_str(), &hanako, Decide::Approve)
         .await
         .callback();
-    assert_eq!(
-        cb.get("error").map(String::as_str),
-        Some("consent_required")
-    );
-    assert_eq!(cb.get("state"), Some(req.state.secret()));
+    assert_error_to_client(&cb, "consent_required", &req.state);
     let req = pool.request(&scopes_all, &[("prompt", "none")]);
-    let cb = Browser::new(&base)
+    let cb = Browser::new(&base, "ja")
         .authorize(req.url.as_str(), &hanako, Decide::Approve)
         .await
         .callback();
-    assert_eq!(cb.get("error").map(String::as_str), Some("login_required"));
-    assert_eq!(cb.get("state"), Some(req.state.secret()));
+    assert_error_to_client(&cb, "login_required", &req.state);
 
     // ---- 3. a consent already given is not asked again; denial when asked (prompt=consent)
     let req = pool.request(&scopes_all, &[]);
@@ -1030,8 +835,7 @@ async fn scenario(label: &str) {
         .await;
     assert!(ended.consent_shown);
     let cb = ended.callback();
-    assert_eq!(cb.get("error").map(String::as_str), Some("access_denied"));
-    assert_eq!(cb.get("state"), Some(req.state.secret()));
+    assert_error_to_client(&cb, "access_denied", &req.state);
     assert_eq!(cb.get("iss"), Some(&base));
     assert!(!cb.contains_key("code"));
 
@@ -1177,7 +981,7 @@ async fn scenario(label: &str) {
             ("client_assertion", key_a.assertion(&a_id, &base)),
         ];
         pairs.extend(extra);
-        let body = form(
+        let body = form_encode(
             &pairs
                 .iter()
                 .map(|(k, v)| (*k, v.as_str()))
@@ -1235,7 +1039,7 @@ async fn scenario(label: &str) {
     );
     // Pushing without client authentication is refused.
     let (status, refused) = {
-        let body = form(&[
+        let body = form_encode(&[
             ("response_type", "code"),
             ("client_id", &a_id),
             ("redirect_uri", &pool.redirect_uri),
@@ -1379,7 +1183,7 @@ async fn scenario(label: &str) {
     assert!(ended.consent_shown, "a revoked consent is asked again");
 
     // ---- 11. a provisional ID logs in but gets no identity claims
-    let mut taro_browser = Browser::new(&base);
+    let mut taro_browser = Browser::new(&base, "ja");
     let req = pool.request(&scopes_all, &[]);
     let ended = taro_browser
         .authorize(req.url.as_str(), &taro, Decide::Approve)

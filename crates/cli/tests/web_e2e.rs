@@ -11,157 +11,6 @@ use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn nonce() -> String {
-    B64URL.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("{:?}{}", std::time::Instant::now(), now()).as_bytes(),
-    ))[..22]
-        .to_owned()
-}
-
-fn jwk_toml(jwk: &Value) -> String {
-    format!(
-        "{{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }}",
-        jwk["x"].as_str().unwrap(),
-        jwk["y"].as_str().unwrap()
-    )
-}
-
-/// `application/x-www-form-urlencoded` of `pairs`.
-fn form(pairs: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                b' ' => "+".into(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The value of attribute `attr` on the first element after `anchor` that has it.
-fn attr_after(html: &str, anchor: &str, attr: &str) -> String {
-    let start = html
-        .find(anchor)
-        .unwrap_or_else(|| panic!("{anchor} not in the page:\n{html}"));
-    let rest = &html[start..];
-    let key = format!("{attr}=\"");
-    let at = rest
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {attr} after {anchor}"));
-    let value = &rest[at + key.len()..];
-    unescape(&value[..value.find('"').unwrap()])
-}
-
-/// The value of the (first) hidden input named `name`.
-fn hidden(html: &str, name: &str) -> String {
-    attr_after(html, &format!("name=\"{name}\""), "value")
-}
-
-/// What a page request answered.
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-/// A browser without JavaScript: keeps the session cookie, follows nothing by itself.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    session: Option<String>,
-}
-
-impl Browser {
-    fn new(base: &str) -> Browser {
-        Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_owned(),
-            session: None,
-        }
-    }
-
-    async fn send(&mut self, mut req: reqwest::RequestBuilder) -> Answer {
-        req = req.header("accept-language", "ja,en;q=0.5");
-        if let Some(s) = &self.session {
-            req = req.header("cookie", format!("tsunagu_session={s}"));
-        }
-        let resp = req.send().await.unwrap();
-        for v in resp.headers().get_all("set-cookie") {
-            let v = v.to_str().unwrap();
-            if let Some(rest) = v.strip_prefix("tsunagu_session=") {
-                let value = rest.split(';').next().unwrap();
-                self.session = (!value.is_empty()).then(|| value.to_owned());
-            }
-        }
-        Answer {
-            status: resp.status().as_u16(),
-            location: resp
-                .headers()
-                .get("location")
-                .map(|v| v.to_str().unwrap().to_owned()),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Answer {
-        let req = self.client.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    /// A form POST from this origin (as a browser sends it).
-    async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Answer {
-        let origin = self.base.clone();
-        self.post_from(path, pairs, Some(&origin)).await
-    }
-
-    async fn post_from(
-        &mut self,
-        path: &str,
-        pairs: &[(&str, &str)],
-        origin: Option<&str>,
-    ) -> Answer {
-        let mut req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(pairs));
-        if let Some(o) = origin {
-            req = req.header("origin", o);
-        }
-        self.send(req).await
-    }
-}
-
 fn assert_see_other(a: &Answer, to: &str) {
     assert_eq!(a.status, 303, "{}", a.body);
     assert_eq!(a.location.as_deref(), Some(to));
@@ -178,41 +27,23 @@ fn assert_refused(a: &Answer, status: u16, code: &str) {
     );
 }
 
-struct Member {
-    id: String,
-    key: Device,
-}
-
-impl Member {
-    async fn approve(&self, http: &Http, service: &str) {
-        let payload = json!({"service_id": service, "decision": "approve", "comment": "web e2e", "issued_at": now(), "nonce": nonce()});
-        let (status, answer) = http
-            .post(
-                &format!("/v1/governance/services/{service}/votes"),
-                &json!({"vote_jws": self.key.jws(json!({"kid": self.id}), &payload)}),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{answer}");
-        assert_eq!(answer["status"], "approved", "{answer}");
-    }
-}
-
-fn config(port: u16, member: &Member, extra: &str) -> String {
+fn config(port: u16, committee: &Committee, extra: &str) -> String {
     format!(
-        "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = \"./data\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n[ledger]\nsth_interval_seconds = 1\n[governance]\nquorum = 1\nmembers = [{{ id = \"{}\", jwk = {} }}]\n{extra}",
-        member.id,
-        jwk_toml(&member.key.jwk())
+        "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = \"./data\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n[ledger]\nsth_interval_seconds = 1\n[governance]\nquorum = 1\nmembers = [{}]\n{extra}",
+        committee.members_toml()
     )
 }
 
 /// A school (provider), a day-care centre asking for its allergy records with consent, and
 /// the fire brigade reading them under a vital-interest rule; all approved.
-async fn services(http: &Http, member: &Member) -> (String, String, String) {
+async fn services(http: &Http, member: &Committee) -> (String, String, String) {
     let keys = |d: &Device| json!({"keys": [d.jwk()]});
     let security =
         json!({"iso27001": true, "incident_contact": "soc@example.jp", "subcontractors": []});
-    let (status, school) = http.post("/v1/services", &json!({
+    let school = member
+        .admit(
+            http,
+            &json!({
         "name": "前橋市立中央小学校", "organization": "前橋市教育委員会", "contact": "school@example.jp", "kind": "provider",
         "jwks": keys(&Device::new()), "endpoint": "https://school.example.jp/tsunagu/redeem", "redirect_uris": [],
         "offers": [
@@ -220,11 +51,13 @@ async fn services(http: &Http, member: &Member) -> (String, String, String) {
             {"item": "class", "title_ja": "学級", "title_en": "Class", "data_class": "limited", "sensitive": false}
         ],
         "purposes": [], "security": security,
-    }), None).await;
-    assert_eq!(status, 201, "{school}");
-    let school = school["service_id"].as_str().unwrap().to_owned();
-    member.approve(http, &school).await;
-    let (status, daycare) = http.post("/v1/services", &json!({
+            }),
+        )
+        .await;
+    let daycare = member
+        .admit(
+            http,
+            &json!({
         "name": "すくすく保育園", "organization": "社会福祉法人すくすく", "contact": "daycare@example.jp", "kind": "consumer",
         "jwks": keys(&Device::new()), "redirect_uris": [], "offers": [],
         "purposes": [{
@@ -236,11 +69,13 @@ async fn services(http: &Http, member: &Member) -> (String, String, String) {
             "retention_days": 365, "legal_basis": "consent"
         }],
         "security": security,
-    }), None).await;
-    assert_eq!(status, 201, "{daycare}");
-    let daycare = daycare["service_id"].as_str().unwrap().to_owned();
-    member.approve(http, &daycare).await;
-    let (status, fire) = http.post("/v1/services", &json!({
+            }),
+        )
+        .await;
+    let fire = member
+        .admit(
+            http,
+            &json!({
         "name": "前橋市消防局", "organization": "前橋市", "contact": "fire@example.jp", "kind": "consumer",
         "jwks": keys(&Device::new()), "redirect_uris": [], "offers": [],
         "purposes": [{
@@ -252,25 +87,10 @@ async fn services(http: &Http, member: &Member) -> (String, String, String) {
             "citation": "市の救急連携規程 第3条(生命・身体の保護)"
         }],
         "security": security,
-    }), None).await;
-    assert_eq!(status, 201, "{fire}");
-    let fire = fire["service_id"].as_str().unwrap().to_owned();
-    member.approve(http, &fire).await;
+            }),
+        )
+        .await;
     (school, daycare, fire)
-}
-
-/// Enrolls `device` over the API (with a card proof when given) and returns the credential.
-async fn enroll(http: &Http, device: &Device, card: Option<&Issued>) -> Value {
-    let nonce = http.nonce("/v1/enrollment/challenge").await;
-    let mut body = json!({"device_jwk": device.jwk(), "nonce": nonce});
-    if let Some(card) = card {
-        let signed = proof_bytes(&device.thumbprint(), &nonce);
-        body["proof"] = json!({"type": "jpki", "certificate_chain": [B64.encode(&card.der)],
-            "signed_data": B64.encode(&signed), "signature": B64.encode(card_sign(&card.key, &signed))});
-    }
-    let (status, enrolled) = http.post("/v1/enrollment", &body, None).await;
-    assert_eq!(status, 201, "{enrolled}");
-    enrolled
 }
 
 /// Logs in through the web login page: the hidden nonce, signed, posted with the credential.
@@ -292,27 +112,20 @@ async fn web_login(browser: &mut Browser, device: &Device, credential: &str) {
         .await;
     assert_see_other(&done, "/app");
     assert!(
-        browser.session.is_some(),
+        browser.session().is_some(),
         "the login sets the session cookie"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resident_uses_the_web_app_without_javascript() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let mut ca = OpenSslCa::new(&root.join("ca"), "Test JPKI");
-    let card = ca.issue(
-        "hanako",
-        &jpki_items("前橋　花子", "群馬県前橋市大手町二丁目12番1号"),
-        "20240101000000Z",
-        "20350101000000Z",
-    );
-    ca.publish_crl();
-    let member = Member {
-        id: "m1".into(),
-        key: Device::new(),
-    };
+    let Scenario {
+        root,
+        card,
+        dir: _dir,
+        ..
+    } = Scenario::new();
+    let member = Committee::new(&["m1"]);
     let port = free_port();
     let server = Server::start(&root, &config(port, &member, ""), port);
     let http = Http::new(&server.url);
@@ -327,7 +140,7 @@ async fn a_resident_uses_the_web_app_without_javascript() {
         )
         .await;
     assert_eq!((status, answer["code"].as_str()), (404, Some("not_found")));
-    let mut browser = Browser::new(&server.url);
+    let mut browser = Browser::new(&server.url, "ja,en;q=0.5");
     let enroll_page = browser.get("/enroll").await;
     assert_eq!(enroll_page.status, 200);
     assert!(enroll_page.body.contains("id=\"enroll-button\""));
@@ -342,7 +155,7 @@ async fn a_resident_uses_the_web_app_without_javascript() {
 
     // ---- a verified resident enrolls (over the API) and logs in on the web
     let device = Device::new();
-    let enrolled = enroll(&http, &device, Some(&card)).await;
+    let enrolled = enroll_device(&http, &device, Some(&card)).await;
     assert_eq!(enrolled["level"], "verified");
     let credential = enrolled["credential"].as_str().unwrap().to_owned();
     let device_id = enrolled["device_id"].as_str().unwrap().to_owned();
@@ -357,7 +170,7 @@ async fn a_resident_uses_the_web_app_without_javascript() {
     assert!(home.body.contains("前橋　花子"));
     assert!(home.body.contains("href=\"/app/consents\""));
     // The session cookie is an access token of this resident.
-    let token = browser.session.clone().unwrap();
+    let token = browser.session().unwrap();
 
     // ---- 情報提供の管理: every offer, with recipient, source, items, purpose, retention, basis
     let page = browser.get("/app/consents").await;
@@ -647,7 +460,7 @@ async fn a_resident_uses_the_web_app_without_javascript() {
 
     // ---- devices: a second device of the same account, revoked from the web
     let phone = Device::new();
-    let second = enroll(&http, &phone, Some(&card)).await;
+    let second = enroll_device(&http, &phone, Some(&card)).await;
     let phone_id = second["device_id"].as_str().unwrap().to_owned();
     assert_eq!(second["account_id"], enrolled["account_id"]);
     let devices = browser.get("/app/devices").await;
@@ -705,8 +518,10 @@ async fn a_resident_uses_the_web_app_without_javascript() {
         )
         .await;
     assert_see_other(&done, "/");
-    assert!(browser.session.is_none(), "the session cookie is cleared");
-    browser.session = Some(token.clone());
+    assert!(browser.session().is_none(), "the session cookie is cleared");
+    browser
+        .cookies
+        .insert("tsunagu_session".into(), token.clone());
     assert_see_other(&browser.get("/app").await, "/login");
     let (status, _) = http.get("/v1/me", Some(&token)).await;
     assert_eq!(status, 401);
@@ -717,10 +532,7 @@ async fn the_simulated_card_proofs_a_resident_in_development_mode() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
     tsunagu(&root, &["dev", "jpki", "init", "--dir", "ca"]);
-    let member = Member {
-        id: "m1".into(),
-        key: Device::new(),
-    };
+    let member = Committee::new(&["m1"]);
     let port = free_port();
     let server = Server::start(
         &root,
@@ -728,7 +540,7 @@ async fn the_simulated_card_proofs_a_resident_in_development_mode() {
         port,
     );
     let http = Http::new(&server.url);
-    let mut browser = Browser::new(&server.url);
+    let mut browser = Browser::new(&server.url, "ja,en;q=0.5");
 
     let page = browser.get("/enroll").await;
     assert_eq!(page.status, 200);
@@ -748,7 +560,7 @@ async fn the_simulated_card_proofs_a_resident_in_development_mode() {
 
     // ---- a provisional device, logged in on the web
     let device = Device::new();
-    let enrolled = enroll(&http, &device, None).await;
+    let enrolled = enroll_device(&http, &device, None).await;
     assert_eq!(enrolled["level"], "provisional");
     web_login(
         &mut browser,

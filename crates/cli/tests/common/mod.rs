@@ -481,3 +481,355 @@ impl Http {
         v["nonce"].as_str().unwrap().to_owned()
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Shared by the scenario tests (web app, consoles, OpenID Connect, exchange)
+// ---------------------------------------------------------------------------------------
+
+/// The current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A fresh random nonce (22 base64url characters).
+pub fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    B64URL.encode(bytes)
+}
+
+/// A public EC key as an inline TOML table of the configuration.
+pub fn jwk_toml(jwk: &Value) -> String {
+    format!(
+        "{{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }}",
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    )
+}
+
+/// The `[governance] members` entries of committee members `(id, key)`.
+pub fn members_toml<S: AsRef<str>>(members: &[(S, Device)]) -> String {
+    members
+        .iter()
+        .map(|(id, k)| {
+            format!(
+                "{{ id = \"{}\", jwk = {} }}",
+                id.as_ref(),
+                jwk_toml(&k.jwk())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A temporary directory for a scenario (kept, and named, when `TSUNAGU_TEST_KEEP` is set)
+/// with a test JPKI CA that has issued Hanako's card and published its CRL.
+pub struct Scenario {
+    pub root: PathBuf,
+    pub ca: OpenSslCa,
+    pub card: Issued,
+    /// Removes the directory when dropped (`None` when kept).
+    pub dir: Option<tempfile::TempDir>,
+}
+
+impl Scenario {
+    pub fn new() -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let dir = if std::env::var("TSUNAGU_TEST_KEEP").is_ok() {
+            println!("keeping {}", dir.keep().display());
+            None
+        } else {
+            Some(dir)
+        };
+        let mut ca = OpenSslCa::new(&root.join("ca"), "Test JPKI");
+        let card = ca.issue(
+            "hanako",
+            &jpki_items("前橋　花子", "群馬県前橋市大手町二丁目12番1号"),
+            "20240101000000Z",
+            "20350101000000Z",
+        );
+        ca.publish_crl();
+        Scenario {
+            root,
+            ca,
+            card,
+            dir,
+        }
+    }
+}
+
+/// A PostgreSQL database URL whose search path is a fresh schema `<prefix>_<label>_<pid>`,
+/// and the schema; `None` unless `TSUNAGU_TEST_DATABASE_URL` is set.
+pub async fn postgres_url(prefix: &str, label: &str) -> Option<(String, String)> {
+    let url = std::env::var("TSUNAGU_TEST_DATABASE_URL").ok()?;
+    let schema = format!("{prefix}_{label}_{}", std::process::id());
+    tsunagu_store::PgStore::drop_schema(&url, &schema)
+        .await
+        .unwrap();
+    tsunagu_store::open_postgres(&url, Some(&schema))
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some((
+        format!("{url}{sep}options=-c%20search_path%3D{schema}"),
+        schema,
+    ))
+}
+
+/// A committee member's vote on a service, signed with the member's key (`kid` = the id).
+pub fn vote_jws(key: &Device, member: &str, service: &str, decision: &str) -> String {
+    key.jws(
+        json!({"kid": member}),
+        &json!({"service_id": service, "decision": decision, "comment": "e2e", "issued_at": now(), "nonce": nonce()}),
+    )
+}
+
+/// The review committee of a scenario: members with their keys.
+pub struct Committee {
+    pub members: Vec<(String, Device)>,
+}
+
+impl Committee {
+    /// Members with these ids and fresh keys.
+    pub fn new(ids: &[&str]) -> Committee {
+        Committee {
+            members: ids
+                .iter()
+                .map(|id| (id.to_string(), Device::new()))
+                .collect(),
+        }
+    }
+
+    /// The `[governance] members` entries.
+    pub fn members_toml(&self) -> String {
+        members_toml(&self.members)
+    }
+
+    /// The first `voters` members vote `decision` through the API; the last answer.
+    pub async fn vote(&self, http: &Http, service: &str, decision: &str, voters: usize) -> Value {
+        let mut last = Value::Null;
+        for (id, key) in self.members.iter().take(voters) {
+            let (status, answer) = http
+                .post(
+                    &format!("/v1/governance/services/{service}/votes"),
+                    &json!({"vote_jws": vote_jws(key, id, service, decision)}),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            last = answer;
+        }
+        last
+    }
+
+    /// A service applies through the API and every member approves it; its id.
+    pub async fn admit(&self, http: &Http, application: &Value) -> String {
+        let (service, _) = apply(http, application).await;
+        self.approve(http, &service).await;
+        service
+    }
+
+    /// Every member approves; the service is then approved.
+    pub async fn approve(&self, http: &Http, service: &str) {
+        let last = self
+            .vote(http, service, "approve", self.members.len())
+            .await;
+        assert_eq!(last["status"], "approved", "{last}");
+    }
+}
+
+/// Applies for a service through the API: its id, and the answer.
+pub async fn apply(http: &Http, application: &Value) -> (String, Value) {
+    let (status, answer) = http.post("/v1/services", application, None).await;
+    assert_eq!(status, 201, "{answer}");
+    (answer["service_id"].as_str().unwrap().to_owned(), answer)
+}
+
+/// Enrolls `device` over the API (with a card proof when given); the enrollment's answer.
+pub async fn enroll_device(http: &Http, device: &Device, card: Option<&Issued>) -> Value {
+    let nonce = http.nonce("/v1/enrollment/challenge").await;
+    let mut body = json!({"device_jwk": device.jwk(), "nonce": nonce});
+    if let Some(card) = card {
+        let signed = proof_bytes(&device.thumbprint(), &nonce);
+        body["proof"] = json!({"type": "jpki", "certificate_chain": [B64.encode(&card.der)],
+            "signed_data": B64.encode(&signed), "signature": B64.encode(card_sign(&card.key, &signed))});
+    }
+    let (status, enrolled) = http.post("/v1/enrollment", &body, None).await;
+    assert_eq!(status, 201, "{enrolled}");
+    enrolled
+}
+
+// ---------------------------------------------------------------------------------------
+// Pages, read and posted as a browser without JavaScript would
+// ---------------------------------------------------------------------------------------
+
+/// `application/x-www-form-urlencoded` of `pairs`.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// An attribute value as askama escapes it, unescaped.
+pub fn unescape_html(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The value of attribute `attr` on the first element after `anchor` that has it.
+pub fn attr_after(html: &str, anchor: &str, attr: &str) -> String {
+    let start = html
+        .find(anchor)
+        .unwrap_or_else(|| panic!("{anchor} not in the page:\n{html}"));
+    let rest = &html[start..];
+    let key = format!("{attr}=\"");
+    let at = rest
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {attr} after {anchor}"));
+    let value = &rest[at + key.len()..];
+    unescape_html(&value[..value.find('"').unwrap()])
+}
+
+/// The value of the (first) input named `name`.
+pub fn hidden(html: &str, name: &str) -> String {
+    attr_after(html, &format!("name=\"{name}\""), "value")
+}
+
+/// A client that follows no redirect, as a test of redirects needs.
+pub fn no_redirect_client() -> ::reqwest::Client {
+    ::reqwest::Client::builder()
+        .redirect(::reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// What a page request answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub location: Option<String>,
+    pub content_type: String,
+    pub headers: ::reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// A browser without JavaScript: keeps its cookies in a jar, follows no redirect by itself,
+/// and posts forms from its own origin.
+pub struct Browser {
+    pub client: ::reqwest::Client,
+    pub base: String,
+    pub cookies: std::collections::BTreeMap<String, String>,
+    /// The `Accept-Language` it sends.
+    pub accept_language: &'static str,
+}
+
+impl Browser {
+    pub fn new(base: &str, accept_language: &'static str) -> Browser {
+        Browser {
+            client: no_redirect_client(),
+            base: base.to_owned(),
+            cookies: std::collections::BTreeMap::new(),
+            accept_language,
+        }
+    }
+
+    /// The resident session cookie, if it has one.
+    pub fn session(&self) -> Option<String> {
+        self.cookies.get("tsunagu_session").cloned()
+    }
+
+    /// `url`, made absolute on this origin when it is a path.
+    pub fn absolute(&self, url: &str) -> String {
+        if url.starts_with('/') {
+            format!("{}{url}", self.base)
+        } else {
+            url.to_owned()
+        }
+    }
+
+    pub async fn send(&mut self, req: ::reqwest::RequestBuilder) -> Answer {
+        let mut req = req.header("accept-language", self.accept_language);
+        if !self.cookies.is_empty() {
+            let jar: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            req = req.header("cookie", jar.join("; "));
+        }
+        let resp = req.send().await.unwrap();
+        for value in resp.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let header = |n: &str| {
+            resp.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        Answer {
+            status: resp.status().as_u16(),
+            location: header("location"),
+            content_type: header("content-type").unwrap_or_default(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Answer {
+        let req = self.client.get(self.absolute(url));
+        self.send(req).await
+    }
+
+    /// A form POST from this origin (as a browser sends it).
+    pub async fn post(&mut self, path: &str, pairs: &[(&str, &str)]) -> Answer {
+        let origin = self.base.clone();
+        self.post_from(path, pairs, Some(&origin)).await
+    }
+
+    /// A form POST with `origin` as its `Origin` (none: no such header).
+    pub async fn post_from(
+        &mut self,
+        path: &str,
+        pairs: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .post(self.absolute(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_encode(pairs));
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        self.send(req).await
+    }
+}

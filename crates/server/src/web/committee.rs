@@ -10,26 +10,21 @@
 //! `committee+jwt`). Each vote is a JWS the browser signs with the same key, posted as
 //! `vote_jws` — exactly what `POST /v1/governance/services/{id}/votes` takes.
 
-use super::console::{
-    FindingView, SESSION_SECONDS, check_form, findings_of, newest, sign_session, signed_out,
-    verify_session,
-};
+use super::console::{FindingView, findings_of, newest};
 use super::pages::{LangQuery, page_lang, remember_lang};
-use super::{
-    Lang, Page, api_error_page, cookie, csrf_token, error_page, html, lang_of, same_origin,
-    see_other, set_cookie,
-};
-use crate::app::{App, now};
+use super::signed_session::{SessionKind, SignedIn, require_form, session_page};
+use super::{Lang, Page, api_error_page, html, lang_of, see_other};
+use crate::app::App;
 use crate::error::ApiError;
 use crate::http::AppState;
 use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use tsunagu_core::Code;
 use tsunagu_core::governance::{Decision, allowed};
@@ -37,10 +32,15 @@ use tsunagu_core::service::{PLATFORM_PROVIDER, ServiceStatus};
 use tsunagu_crypto::jws;
 use tsunagu_store::AlertRow;
 
-/// The committee console's session cookie.
-pub const COMMITTEE_COOKIE: &str = "tsunagu_committee";
-/// The `typ` of the committee console's session token.
-const COMMITTEE_TYP: &str = "committee+jwt";
+/// The committee console's session: cookie `tsunagu_committee`, `typ` `committee+jwt`,
+/// claim `member_id`.
+const COMMITTEE: SessionKind = SessionKind {
+    typ: "committee+jwt",
+    cookie: "tsunagu_committee",
+    claim: "member_id",
+    home: "/committee",
+    login: "/committee/login",
+};
 /// Alerts shown, newest first, and how they are read.
 const ALERTS_SHOWN: usize = 100;
 const ALERT_PAGE: u32 = 500;
@@ -65,33 +65,22 @@ pub fn routes() -> Router<AppState> {
 
 /// The audience of committee sign-in assertions.
 pub fn committee_audience(app: &App) -> String {
-    format!("{}/committee", app.public_url.trim_end_matches('/'))
+    COMMITTEE.audience(app)
 }
 
-/// The member signed in to the committee console, with the cookie's token.
-struct MemberSession {
-    member_id: String,
-    token: String,
-}
+/// The member signed in to the committee console (`party` = the member id), with the
+/// cookie's token.
+type MemberSession = SignedIn;
 
 fn member_session(app: &App, headers: &HeaderMap) -> Option<MemberSession> {
-    let token = cookie(headers, COMMITTEE_COOKIE)?;
-    let claims = verify_session(&app.keys.jwks, &app.public_url, COMMITTEE_TYP, token, now())?;
-    let member_id = claims.get("member_id")?.as_str()?.to_owned();
+    let session = COMMITTEE.session(app, headers)?;
     // A member removed from the configuration is signed out at once.
-    crate::governance::member_key(app, &member_id)?;
-    Some(MemberSession {
-        member_id,
-        token: token.to_owned(),
-    })
+    crate::governance::member_key(app, &session.party)?;
+    Some(session)
 }
 
 fn committee_page(app: &App, lang: Lang, title_key: &str, session: Option<&MemberSession>) -> Page {
-    let mut page = Page::new(app, lang, title_key, "committee");
-    if let Some(s) = session {
-        page.csrf = csrf_token(&s.token);
-    }
-    page
+    session_page(app, lang, title_key, "committee", session)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -107,6 +96,25 @@ struct LoginPage {
     error: Option<String>,
 }
 
+/// The sign-in page as `status`, with the member id filled in and why it was refused.
+fn login_form(
+    app: &App,
+    lang: Lang,
+    status: StatusCode,
+    member_id: &str,
+    error: Option<String>,
+) -> Response {
+    html(
+        status,
+        &LoginPage {
+            page: committee_page(app, lang, "committee.login.title", None),
+            audience: committee_audience(app),
+            member_id: member_id.to_owned(),
+            error,
+        },
+    )
+}
+
 /// `GET /committee/login`.
 async fn login_page(
     State(app): State<AppState>,
@@ -114,15 +122,7 @@ async fn login_page(
     Query(q): Query<LangQuery>,
 ) -> Response {
     let lang = page_lang(&headers, &q);
-    let mut r = html(
-        StatusCode::OK,
-        &LoginPage {
-            page: committee_page(&app, lang, "committee.login.title", None),
-            audience: committee_audience(&app),
-            member_id: String::new(),
-            error: None,
-        },
-    );
+    let mut r = login_form(&app, lang, StatusCode::OK, "", None);
     remember_lang(&app, &mut r, &q);
     r
 }
@@ -160,64 +160,20 @@ async fn login(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let member_id = form
-        .get("member_id")
-        .map(|s| s.trim())
-        .unwrap_or("")
-        .to_owned();
-    let assertion = form.get("assertion").map(|s| s.trim()).unwrap_or("");
+    let (member_id, assertion) = COMMITTEE.login_fields(&form);
     let refused = |status: StatusCode, message: String| {
-        html(
-            status,
-            &LoginPage {
-                page: committee_page(&app, lang, "committee.login.title", None),
-                audience: committee_audience(&app),
-                member_id: member_id.clone(),
-                error: Some(message),
-            },
-        )
+        login_form(&app, lang, status, &member_id, Some(message))
     };
-    if !same_origin(&app, &headers) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this form was sent from another site (forbidden)".into(),
-        );
-    }
-    let member = match check_login(&app, &member_id, assertion).await {
-        Ok(m) => m,
-        Err(e) => return refused(e.status, format!("{} ({})", e.detail, e.code.as_str())),
-    };
-    let mut claims = Map::new();
-    claims.insert("member_id".into(), Value::String(member));
-    let token = match sign_session(&app, COMMITTEE_TYP, claims, now()) {
-        Ok(t) => t,
-        Err(e) => return api_error_page(&app, lang, &e),
-    };
-    let mut r = see_other("/committee");
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(&app, COMMITTEE_COOKIE, &token, SESSION_SECONDS),
-    );
-    r
+    COMMITTEE
+        .login(&app, &headers, refused, || {
+            check_login(&app, &member_id, assertion)
+        })
+        .await
 }
 
 /// `POST /committee/logout`: forgets the cookie (the page's script forgets the key).
 async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if !same_origin(&app, &headers) {
-        return error_page(
-            &app,
-            lang_of(&headers, None),
-            StatusCode::FORBIDDEN,
-            Code::Forbidden.as_str(),
-            "this form was sent from another site",
-        );
-    }
-    let mut r = see_other("/committee/login");
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(&app, COMMITTEE_COOKIE, "", 0),
-    );
-    r
+    COMMITTEE.logout(&app, &headers)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -533,7 +489,7 @@ async fn render_home(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let member = session.member_id.as_str();
+    let member = session.party.as_str();
     let (rule_uses, alerts) = alerts(app).await?;
     let view = HomePage {
         page: committee_page(app, lang, "committee.title", Some(session)),
@@ -623,12 +579,10 @@ async fn vote(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let Some(session) = member_session(&app, &headers) else {
-        return signed_out(&app, lang);
+    let session = match require_form(&app, lang, &headers, &form, member_session(&app, &headers)) {
+        Ok(s) => s,
+        Err(r) => return *r,
     };
-    if let Err(r) = check_form(&app, lang, &headers, &form, &session.token) {
-        return *r;
-    }
     let field = |k: &str| form.get(k).map(|s| s.trim()).unwrap_or("");
     let service_id = field("service_id");
     let vote_jws = field("vote_jws");
@@ -648,7 +602,7 @@ async fn vote(
         Ok(c) => c,
         Err(e) => return refused(&app, lang, &session, e).await,
     };
-    if kid != session.member_id {
+    if kid != session.party {
         return refused(
             &app,
             lang,
@@ -892,6 +846,7 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Map;
 
     #[test]
     fn the_ticket_of_an_exchange_alert_is_read_from_its_detail() {

@@ -13,11 +13,9 @@
 //! this origin.
 
 use super::pages::{LangQuery, page_lang, remember_lang};
-use super::{
-    Lang, Page, api_error_page, cookie, csrf_token, error_page, html, lang_of, same_origin,
-    see_other, set_cookie,
-};
-use crate::app::{App, now};
+use super::signed_session::{self, SessionKind, SignedIn, session_page};
+use super::{Lang, Page, api_error_page, html, lang_of, same_origin, see_other};
+use crate::app::App;
 use crate::error::ApiError;
 use crate::http::AppState;
 use crate::services::{self, RegistrationUpdate, ServiceEntry};
@@ -25,25 +23,25 @@ use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use tsunagu_core::Code;
 use tsunagu_core::service::TOKEN_AUTH_CLIENT_SECRET_BASIC;
-use tsunagu_crypto::jwk::JwkSet;
-use tsunagu_crypto::jws;
 use tsunagu_store::ConsentEventRow;
 
-/// The service console's session cookie.
-pub const CONSOLE_COOKIE: &str = "tsunagu_console";
 /// The `typ` of the console's session token.
 const CONSOLE_TYP: &str = "console+jwt";
-/// How long a console session lasts.
-pub(super) const SESSION_SECONDS: i64 = 8 * 3600;
-/// Clock skew tolerated on a session token's `iat`.
-const SKEW: i64 = 60;
+/// The service console's session: cookie `tsunagu_console`, claim `service_id`.
+const CONSOLE: SessionKind = SessionKind {
+    typ: CONSOLE_TYP,
+    cookie: "tsunagu_console",
+    claim: "service_id",
+    home: "/console",
+    login: "/console/login",
+};
 /// Consent feed events shown on the console.
 const FEED_SHOWN: usize = 50;
 /// The feed is read in pages of this size, at most `FEED_PAGES` pages.
@@ -73,90 +71,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Platform-signed session tokens (shared with the committee console)
+// Shared with the committee console
 // ---------------------------------------------------------------------------------------
-
-/// A session token: a compact JWS by the platform's signing key over `claims` plus `iss`,
-/// `iat` and `exp`.
-pub(super) fn sign_session(
-    app: &App,
-    typ: &str,
-    mut claims: Map<String, Value>,
-    t: i64,
-) -> Result<String, ApiError> {
-    claims.insert("iss".into(), Value::String(app.public_url.clone()));
-    claims.insert("iat".into(), json!(t));
-    claims.insert("exp".into(), json!(t + SESSION_SECONDS));
-    jws::sign_json(&app.keys.signing, Some(typ), &Value::Object(claims))
-        .map_err(|e| ApiError::internal("signing a console session", e))
-}
-
-/// The claims of a session token, if the platform signed it (a key of its JWKS), it has type
-/// `typ`, names this platform as issuer and has not expired at `t`.
-pub(super) fn verify_session(
-    jwks: &JwkSet,
-    issuer: &str,
-    typ: &str,
-    token: &str,
-    t: i64,
-) -> Option<Map<String, Value>> {
-    let parsed = jws::parse(token).ok()?;
-    if parsed.typ.as_deref() != Some(typ) {
-        return None;
-    }
-    let key = jwks.find(parsed.kid.as_deref()?)?;
-    parsed.verify(key).ok()?;
-    let claims = parsed.json_payload().ok()?;
-    let exp = claims.get("exp")?.as_i64()?;
-    let iat = claims.get("iat")?.as_i64()?;
-    let ok = claims.get("iss")?.as_str()? == issuer
-        && exp > t
-        && iat <= t + SKEW
-        && exp - iat <= SESSION_SECONDS;
-    ok.then_some(claims)
-}
-
-/// Whether a cookie-authenticated form may proceed: from this origin, with the CSRF token
-/// of the session `token`.
-pub(super) fn check_form(
-    app: &App,
-    lang: Lang,
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-    token: &str,
-) -> Result<(), Box<Response>> {
-    if !same_origin(app, headers) {
-        return Err(Box::new(error_page(
-            app,
-            lang,
-            StatusCode::FORBIDDEN,
-            Code::Forbidden.as_str(),
-            "this form was sent from another site",
-        )));
-    }
-    let sent = form.get("csrf").map(String::as_str).unwrap_or("");
-    if sent.is_empty() || sent != csrf_token(token) {
-        return Err(Box::new(error_page(
-            app,
-            lang,
-            StatusCode::FORBIDDEN,
-            Code::Forbidden.as_str(),
-            "the form's csrf token is missing or wrong: reload the page and try again",
-        )));
-    }
-    Ok(())
-}
-
-/// The page an expired or missing session leads to on a POST.
-pub(super) fn signed_out(app: &App, lang: Lang) -> Response {
-    error_page(
-        app,
-        lang,
-        StatusCode::UNAUTHORIZED,
-        Code::Unauthorized.as_str(),
-        "not signed in, or the session has expired: sign in again",
-    )
-}
 
 /// The newest `keep` rows of an ascending, cursor-paged list, reading at most `pages`
 /// pages; `false` when the pages ran out before the end.
@@ -194,24 +110,16 @@ where
 // Sign-in
 // ---------------------------------------------------------------------------------------
 
-/// The service signed in to the console, with the cookie's token.
-struct ConsoleSession {
-    service_id: String,
-    token: String,
-}
+/// The service signed in to the console (`party` = the service id), with the cookie's token.
+type ConsoleSession = SignedIn;
 
 fn console_session(app: &App, headers: &HeaderMap) -> Option<ConsoleSession> {
-    let token = cookie(headers, CONSOLE_COOKIE)?;
-    let claims = verify_session(&app.keys.jwks, &app.public_url, CONSOLE_TYP, token, now())?;
-    Some(ConsoleSession {
-        service_id: claims.get("service_id")?.as_str()?.to_owned(),
-        token: token.to_owned(),
-    })
+    CONSOLE.session(app, headers)
 }
 
 /// The audience of console sign-in assertions.
 pub fn console_audience(app: &App) -> String {
-    format!("{}/console", app.public_url.trim_end_matches('/'))
+    CONSOLE.audience(app)
 }
 
 fn console_page(
@@ -221,11 +129,7 @@ fn console_page(
     section: &'static str,
     session: Option<&ConsoleSession>,
 ) -> Page {
-    let mut page = Page::new(app, lang, title_key, section);
-    if let Some(s) = session {
-        page.csrf = csrf_token(&s.token);
-    }
-    page
+    session_page(app, lang, title_key, section, session)
 }
 
 #[derive(Template)]
@@ -235,6 +139,25 @@ struct LoginPage {
     audience: String,
     service_id: String,
     error: Option<String>,
+}
+
+/// The sign-in page as `status`, with the service id filled in and why it was refused.
+fn login_form(
+    app: &App,
+    lang: Lang,
+    status: StatusCode,
+    service_id: &str,
+    error: Option<String>,
+) -> Response {
+    html(
+        status,
+        &LoginPage {
+            page: console_page(app, lang, "console.login.title", "console-login", None),
+            audience: console_audience(app),
+            service_id: service_id.to_owned(),
+            error,
+        },
+    )
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -250,15 +173,8 @@ async fn login_page(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let lang = page_lang(&headers, &lq);
-    let mut r = html(
-        StatusCode::OK,
-        &LoginPage {
-            page: console_page(&app, lang, "console.login.title", "console-login", None),
-            audience: console_audience(&app),
-            service_id: q.service_id.unwrap_or_default(),
-            error: None,
-        },
-    );
+    let service_id = q.service_id.unwrap_or_default();
+    let mut r = login_form(&app, lang, StatusCode::OK, &service_id, None);
     remember_lang(&app, &mut r, &lq);
     r
 }
@@ -291,62 +207,20 @@ async fn login(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let service_id = form
-        .get("service_id")
-        .map(|s| s.trim())
-        .unwrap_or("")
-        .to_owned();
-    let assertion = form.get("assertion").map(|s| s.trim()).unwrap_or("");
+    let (service_id, assertion) = CONSOLE.login_fields(&form);
     let refused = |status: StatusCode, message: String| {
-        html(
-            status,
-            &LoginPage {
-                page: console_page(&app, lang, "console.login.title", "console-login", None),
-                audience: console_audience(&app),
-                service_id: service_id.clone(),
-                error: Some(message),
-            },
-        )
+        login_form(&app, lang, status, &service_id, Some(message))
     };
-    if !same_origin(&app, &headers) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "this form was sent from another site (forbidden)".into(),
-        );
-    }
-    let party = match check_login(&app, &service_id, assertion).await {
-        Ok(party) => party,
-        Err(e) => return refused(e.status, format!("{} ({})", e.detail, e.code.as_str())),
-    };
-    let mut claims = Map::new();
-    claims.insert("service_id".into(), Value::String(party));
-    let token = match sign_session(&app, CONSOLE_TYP, claims, now()) {
-        Ok(t) => t,
-        Err(e) => return api_error_page(&app, lang, &e),
-    };
-    let mut r = see_other("/console");
-    r.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(&app, CONSOLE_COOKIE, &token, SESSION_SECONDS),
-    );
-    r
+    CONSOLE
+        .login(&app, &headers, refused, || {
+            check_login(&app, &service_id, assertion)
+        })
+        .await
 }
 
 /// `POST /console/logout`: forgets the cookie.
 async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if !same_origin(&app, &headers) {
-        return error_page(
-            &app,
-            lang_of(&headers, None),
-            StatusCode::FORBIDDEN,
-            Code::Forbidden.as_str(),
-            "this form was sent from another site",
-        );
-    }
-    let mut r = see_other("/console/login");
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&app, CONSOLE_COOKIE, "", 0));
-    r
+    CONSOLE.logout(&app, &headers)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -538,6 +412,27 @@ struct AppliedPage {
     client_secret: Option<String>,
 }
 
+/// The apply page as `status`, with the form's values and why they were refused.
+fn apply_form(
+    app: &App,
+    lang: Lang,
+    session: Option<&ConsoleSession>,
+    status: StatusCode,
+    form: ApplyForm,
+    error: Option<String>,
+) -> Response {
+    html(
+        status,
+        &ApplyPage {
+            page: console_page(app, lang, "console.apply.title", "console-apply", session),
+            form,
+            error,
+            example_jwks: EXAMPLE_JWKS,
+            example_offers: EXAMPLE_OFFERS,
+        },
+    )
+}
+
 /// `GET /console/apply`.
 async fn apply_page(
     State(app): State<AppState>,
@@ -546,21 +441,13 @@ async fn apply_page(
 ) -> Response {
     let lang = page_lang(&headers, &q);
     let session = console_session(&app, &headers);
-    let mut r = html(
+    let mut r = apply_form(
+        &app,
+        lang,
+        session.as_ref(),
         StatusCode::OK,
-        &ApplyPage {
-            page: console_page(
-                &app,
-                lang,
-                "console.apply.title",
-                "console-apply",
-                session.as_ref(),
-            ),
-            form: ApplyForm::default(),
-            error: None,
-            example_jwks: EXAMPLE_JWKS,
-            example_offers: EXAMPLE_OFFERS,
-        },
+        ApplyForm::default(),
+        None,
     );
     remember_lang(&app, &mut r, &q);
     r
@@ -576,21 +463,13 @@ async fn apply(
     let values = ApplyForm::from_form(&form);
     let session = console_session(&app, &headers);
     let refused = |status: StatusCode, message: String| {
-        html(
+        apply_form(
+            &app,
+            lang,
+            session.as_ref(),
             status,
-            &ApplyPage {
-                page: console_page(
-                    &app,
-                    lang,
-                    "console.apply.title",
-                    "console-apply",
-                    session.as_ref(),
-                ),
-                form: values.clone(),
-                error: Some(message),
-                example_jwks: EXAMPLE_JWKS,
-                example_offers: EXAMPLE_OFFERS,
-            },
+            values.clone(),
+            Some(message),
         )
     };
     if !same_origin(&app, &headers) {
@@ -739,7 +618,7 @@ async fn render_home(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let service_id = session.service_id.as_str();
+    let service_id = session.party.as_str();
     let entry = app
         .directory
         .get(app.store.as_ref(), service_id)
@@ -838,6 +717,19 @@ async fn render_home(
     Ok(html(status, &view))
 }
 
+/// The console again, with why a form was refused.
+async fn refused(
+    app: &App,
+    lang: Lang,
+    session: &ConsoleSession,
+    message: String,
+    status: StatusCode,
+) -> Response {
+    render_home(app, lang, session, None, Some(message), status)
+        .await
+        .unwrap_or_else(|e| api_error_page(app, lang, &e))
+}
+
 /// The signed-in service of a POST and its checked form, or the response that refuses it.
 fn require_form(
     app: &App,
@@ -845,9 +737,7 @@ fn require_form(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<ConsoleSession, Box<Response>> {
-    let session = console_session(app, headers).ok_or_else(|| Box::new(signed_out(app, lang)))?;
-    check_form(app, lang, headers, form, &session.token)?;
-    Ok(session)
+    signed_session::require_form(app, lang, headers, form, console_session(app, headers))
 }
 
 /// `POST /console/registration` (`jwks`, `redirect_uris`, `post_logout_redirect_uris`,
@@ -871,16 +761,7 @@ async fn update_registration(
                     "jwks: not valid JSON ({e}) ({})",
                     Code::ApplicationInvalid.as_str()
                 );
-                return render_home(
-                    &app,
-                    lang,
-                    &session,
-                    None,
-                    Some(message),
-                    StatusCode::BAD_REQUEST,
-                )
-                .await
-                .unwrap_or_else(|e| api_error_page(&app, lang, &e));
+                return refused(&app, lang, &session, message, StatusCode::BAD_REQUEST).await;
             }
         },
     };
@@ -890,7 +771,7 @@ async fn update_registration(
         post_logout_redirect_uris: form.get("post_logout_redirect_uris").map(|t| lines(t)),
         endpoint: form.get("endpoint").cloned(),
     };
-    match services::update_registration(&app, &session.service_id, &update).await {
+    match services::update_registration(&app, &session.party, &update).await {
         Ok(answer) => {
             let changed = answer["changed"].as_array().is_some_and(|c| !c.is_empty());
             see_other(if changed {
@@ -899,16 +780,10 @@ async fn update_registration(
                 "/console?done=unchanged"
             })
         }
-        Err(e) => render_home(
-            &app,
-            lang,
-            &session,
-            None,
-            Some(format!("{} ({})", e.detail, e.code.as_str())),
-            e.status,
-        )
-        .await
-        .unwrap_or_else(|e| api_error_page(&app, lang, &e)),
+        Err(e) => {
+            let message = format!("{} ({})", e.detail, e.code.as_str());
+            refused(&app, lang, &session, message, e.status).await
+        }
     }
 }
 
@@ -931,7 +806,7 @@ async fn rotate_secret(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    match services::rotate_client_secret(&app, &session.service_id).await {
+    match services::rotate_client_secret(&app, &session.party).await {
         Ok(answer) => html(
             StatusCode::OK,
             &SecretPage {
@@ -942,7 +817,7 @@ async fn rotate_secret(
                     "console",
                     Some(&session),
                 ),
-                service_id: session.service_id.clone(),
+                service_id: session.party.clone(),
                 client_secret: answer["client_secret"].as_str().unwrap_or("").to_owned(),
             },
         ),
@@ -1358,6 +1233,10 @@ pub static TEXTS: &[(&str, &str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::signed_session::{SESSION_SECONDS, verify_session};
+    use serde_json::Map;
+    use tsunagu_crypto::jwk::JwkSet;
+    use tsunagu_crypto::jws;
     use tsunagu_crypto::keys::{Alg, SigningKey};
 
     fn claims(service: &str) -> Map<String, Value> {

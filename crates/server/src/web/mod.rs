@@ -19,6 +19,7 @@ pub mod i18n;
 mod oauth;
 mod pages;
 mod resident;
+mod signed_session;
 
 use crate::app::App;
 use crate::error::ApiError;

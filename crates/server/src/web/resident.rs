@@ -141,9 +141,7 @@ pub struct Problem {
 fn problem(lang: Lang, e: &ApiError) -> Problem {
     let key = format!("res.err.{}", e.code.as_str());
     Problem {
-        message: lookup(lang, &key)
-            .map(str::to_owned)
-            .unwrap_or_else(|| e.detail.clone()),
+        message: text_or(lang, &key, &e.detail),
         code: e.code.as_str().to_owned(),
     }
 }
@@ -158,6 +156,107 @@ fn done_message(lang: Lang, done: Option<&str>) -> Option<&'static str> {
         _ => return None,
     };
     lookup(lang, key)
+}
+
+/// A signed-in page of this module with a `?done=` message and a refusal to show.
+#[derive(Clone, Copy)]
+enum View {
+    Consents,
+    Devices,
+}
+
+impl View {
+    /// The page as `status`, for the signed-in `(session, token)`.
+    async fn render(
+        self,
+        app: &App,
+        lang: Lang,
+        (sess, token): (&Session, &str),
+        status: StatusCode,
+        done: Option<&'static str>,
+        error: Option<Problem>,
+    ) -> Response {
+        match self {
+            View::Consents => render_consents(app, lang, sess, token, status, done, error).await,
+            View::Devices => render_devices(app, lang, sess, token, status, done, error).await,
+        }
+    }
+
+    /// `GET`: the page with the message of `?done=`.
+    async fn get(
+        self,
+        app: &AppState,
+        headers: &HeaderMap,
+        q: &LangQuery,
+        d: &DoneQuery,
+    ) -> Response {
+        let lang = page_lang(headers, q);
+        let (sess, token) = match require_session(app, headers).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let done = done_message(lang, d.done.as_deref());
+        let mut r = self
+            .render(app, lang, (&sess, &token), StatusCode::OK, done, None)
+            .await;
+        remember_lang(app, &mut r, q);
+        r
+    }
+
+    /// The page again, with why a form was refused.
+    async fn refused(
+        self,
+        app: &App,
+        lang: Lang,
+        sess: &Session,
+        token: &str,
+        e: &ApiError,
+    ) -> Response {
+        self.render(
+            app,
+            lang,
+            (sess, token),
+            e.status,
+            None,
+            Some(problem(lang, e)),
+        )
+        .await
+    }
+
+    /// A cookie-authenticated form POST to this page once it passes its checks (signed in,
+    /// a form, from this origin, the session's CSRF token), or the response that refuses it.
+    async fn checked_form(
+        self,
+        app: &AppState,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(Lang, Session, String, FormFields), Response> {
+        let lang = lang_of(headers, None);
+        let (sess, token) = require_session(app, headers).await?;
+        let checked = FormFields::parse(body).and_then(|form| {
+            check_form(app, headers, &token, &form)?;
+            Ok(form)
+        });
+        match checked {
+            Ok(form) => Ok((lang, sess, token, form)),
+            Err(e) => Err(self.refused(app, lang, &sess, &token, &e).await),
+        }
+    }
+}
+
+/// A text of this module's table named `key`, else `fallback`.
+fn text_or(lang: Lang, key: &str, fallback: &str) -> String {
+    lookup(lang, key)
+        .map(str::to_owned)
+        .unwrap_or_else(|| fallback.to_owned())
+}
+
+/// A JSON answer that is not to be cached, or the refusal.
+fn json_no_store(outcome: Result<Value, ApiError>) -> Response {
+    match outcome {
+        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn str_of(v: &Value) -> String {
@@ -184,16 +283,12 @@ fn dom_id(s: &str) -> String {
 
 /// The label of a legal basis.
 fn basis_label(lang: Lang, basis: &str) -> String {
-    lookup(lang, &format!("res.basis.{basis}"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| basis.to_owned())
+    text_or(lang, &format!("res.basis.{basis}"), basis)
 }
 
 /// The label of a consent status.
 fn status_label(lang: Lang, status: &str) -> String {
-    lookup(lang, &format!("res.cstatus.{status}"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| status.to_owned())
+    text_or(lang, &format!("res.cstatus.{status}"), status)
 }
 
 /// The title of an item: the platform's identity claims have texts here; a provider's
@@ -303,10 +398,7 @@ fn enrollment_signed_data(bytes: &[u8]) -> Result<(), ApiError> {
 /// it, answering what an enrollment `proof` needs. Not found unless `[dev]
 /// simulated_jpki` is set.
 async fn simulated_card(State(app): State<AppState>, body: Bytes) -> Response {
-    match simulated_card_inner(&app, &body).await {
-        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(v)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    json_no_store(simulated_card_inner(&app, &body).await)
 }
 
 async fn simulated_card_inner(app: &App, body: &[u8]) -> Result<Value, ApiError> {
@@ -468,15 +560,7 @@ async fn consents_page(
     Query(q): Query<LangQuery>,
     Query(d): Query<DoneQuery>,
 ) -> Response {
-    let lang = page_lang(&headers, &q);
-    let (sess, token) = match require_session(&app, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let done = done_message(lang, d.done.as_deref());
-    let mut r = render_consents(&app, lang, &sess, &token, StatusCode::OK, done, None).await;
-    remember_lang(&app, &mut r, &q);
-    r
+    View::Consents.get(&app, &headers, &q, &d).await
 }
 
 async fn render_consents(
@@ -663,14 +747,11 @@ async fn consent_post(
     body: &[u8],
     action: ConsentAction,
 ) -> Response {
-    let lang = lang_of(headers, None);
-    let (sess, token) = match require_session(app, headers).await {
-        Ok(s) => s,
+    let (lang, sess, token, form) = match View::Consents.checked_form(app, headers, body).await {
+        Ok(f) => f,
         Err(r) => return r,
     };
     let outcome = async {
-        let form = FormFields::parse(body)?;
-        check_form(app, headers, &token, &form)?;
         match &action {
             ConsentAction::Grant => {
                 let jws = form.get("consent_jws").trim();
@@ -702,18 +783,7 @@ async fn consent_post(
     .await;
     match outcome {
         Ok(done) => see_other(&format!("/app/consents?done={done}")),
-        Err(e) => {
-            render_consents(
-                app,
-                lang,
-                &sess,
-                &token,
-                e.status,
-                None,
-                Some(problem(lang, &e)),
-            )
-            .await
-        }
+        Err(e) => View::Consents.refused(app, lang, &sess, &token, &e).await,
     }
 }
 
@@ -908,9 +978,7 @@ fn history_row(lang: Lang, item: &Value) -> HistoryRow {
                 }
             }),
         kind,
-        outcome_label: lookup(lang, &format!("history.outcome.{outcome}"))
-            .map(str::to_owned)
-            .unwrap_or_else(|| outcome.clone()),
+        outcome_label: text_or(lang, &format!("history.outcome.{outcome}"), &outcome),
         outcome,
         consumer: service_name(lang, &d["consumer"]).or_else(|| service_name(lang, &d["service"])),
         provider: if provider_id == PLATFORM_PROVIDER {
@@ -985,10 +1053,7 @@ async fn history_json(
         crate::history::history(&app, &sess, before, limit).await
     }
     .await;
-    match outcome {
-        Ok(v) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(v)).into_response(),
-        Err(e) => e.into_response(),
-    }
+    json_no_store(outcome)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1023,15 +1088,7 @@ async fn devices_page(
     Query(q): Query<LangQuery>,
     Query(d): Query<DoneQuery>,
 ) -> Response {
-    let lang = page_lang(&headers, &q);
-    let (sess, token) = match require_session(&app, &headers).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let done = done_message(lang, d.done.as_deref());
-    let mut r = render_devices(&app, lang, &sess, &token, StatusCode::OK, done, None).await;
-    remember_lang(&app, &mut r, &q);
-    r
+    View::Devices.get(&app, &headers, &q, &d).await
 }
 
 async fn render_devices(
@@ -1065,9 +1122,7 @@ async fn render_devices(
                         };
                     DeviceView {
                         id: str_of(&d["id"]),
-                        status_label: lookup(lang, &format!("devices.status.{shown}"))
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| shown.clone()),
+                        status_label: text_or(lang, &format!("devices.status.{shown}"), &shown),
                         revoked: status == "revoked",
                         status: shown,
                         current: d["current"].as_bool().unwrap_or(false),
@@ -1100,18 +1155,11 @@ async fn revoke_device(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let lang = lang_of(&headers, None);
-    let (sess, token) = match require_session(&app, &headers).await {
-        Ok(s) => s,
+    let (lang, sess, token, _) = match View::Devices.checked_form(&app, &headers, &body).await {
+        Ok(f) => f,
         Err(r) => return r,
     };
-    let outcome = async {
-        let form = FormFields::parse(&body)?;
-        check_form(&app, &headers, &token, &form)?;
-        crate::identity::revoke_device(&app, &sess, &id).await
-    }
-    .await;
-    match outcome {
+    match crate::identity::revoke_device(&app, &sess, &id).await {
         Ok(_) if id == sess.device_id => {
             let mut r = see_other("/");
             r.headers_mut()
@@ -1119,18 +1167,7 @@ async fn revoke_device(
             r
         }
         Ok(_) => see_other("/app/devices?done=device_revoked"),
-        Err(e) => {
-            render_devices(
-                &app,
-                lang,
-                &sess,
-                &token,
-                e.status,
-                None,
-                Some(problem(lang, &e)),
-            )
-            .await
-        }
+        Err(e) => View::Devices.refused(&app, lang, &sess, &token, &e).await,
     }
 }
 
