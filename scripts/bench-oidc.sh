@@ -15,13 +15,18 @@
 #
 # Sizes: BENCH_N, BENCH_M, BENCH_C, BENCH_CHUNK, BENCH_THREADS (bench/oidc/README.md).
 # SKIP_REFERENCE=1 leaves out the reference OP. KEEP=1 keeps the working directory.
+# TSUNAGU_BIN=path measures that binary instead of building target/release/tsunagu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 [ $# -gt 0 ] || set -- sqlite
-bin=$root/target/release/tsunagu
-echo "== cargo build --release -p tsunagu" >&2
-cargo build --release --quiet -p tsunagu
+if [ -n "${TSUNAGU_BIN:-}" ]; then
+  bin=$(cd "$(dirname "$TSUNAGU_BIN")" && pwd)/$(basename "$TSUNAGU_BIN")
+else
+  bin=$root/target/release/tsunagu
+  echo "== cargo build --release -p tsunagu" >&2
+  cargo build --release --quiet -p tsunagu
+fi
 command -v node >/dev/null || { echo "node (>= 20.19) is needed for bench/oidc" >&2; exit 2; }
 
 work=$(mktemp -d -t tsunagu-bench-oidc-XXXXXX)
@@ -52,6 +57,18 @@ free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1
 summary() {
   sed -n '/^== summary/,$p' "$1" | grep '^{' | sed "s/^/$2\t/" >>"$results" || true
 }
+
+for spec in "$@"; do
+  case "$spec" in
+    sqlite) ;;
+    postgres | postgres=*)
+      url=${spec#postgres}; url=${url#=}
+      [ -n "${url:-${TSUNAGU_TEST_DATABASE_URL:-}}" ] \
+        || { echo "postgres: give postgres=URL or set TSUNAGU_TEST_DATABASE_URL" >&2; exit 2; }
+      ;;
+    *) echo "unknown backend: $spec (sqlite, postgres, postgres=URL)" >&2; exit 2 ;;
+  esac
+done
 
 status=0
 for spec in "$@"; do
@@ -103,10 +120,15 @@ TOML
   echo "== $label on http://127.0.0.1:$port: dev oidc-seed"
   "$bin" dev oidc-seed --url "http://127.0.0.1:$port" --config "$dir/config.toml" \
     --out "$dir/setup" --member "chair=$work/chair.pem"
+  # The OP's CPU is read from /proc: tsunagu's process, and for PostgreSQL every `postgres`
+  # process on the machine too (the database's work for the OP).
+  op_pids=$server
+  if [ "$backend" = postgres ]; then op_pids="$op_pids,comm:postgres"; fi
   for auth in jwt basic; do
     echo
     echo "== $label, $auth"
-    bench/oidc/run.sh setup "$dir/setup/setup-tsunagu-$auth.json" | tee "$dir/run-$auth.log" || status=1
+    BENCH_OP_PID=$op_pids bench/oidc/run.sh setup "$dir/setup/setup-tsunagu-$auth.json" \
+      | tee "$dir/run-$auth.log" || status=1
     summary "$dir/run-$auth.log" "$label"
   done
   kill "$server" 2>/dev/null || true

@@ -18,6 +18,7 @@
 // Nothing here is specific to one provider beyond what the setup file says.
 
 import * as crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -63,6 +64,46 @@ const setupPath = positionals[0];
 const setup = JSON.parse(fs.readFileSync(setupPath, 'utf8'));
 for (const f of ['name', 'issuer', 'client_id', 'redirect_uri', 'scope', 'auth']) {
   if (typeof setup[f] !== 'string' || !setup[f]) throw new Error(`setup: missing "${f}"`);
+}
+
+// The OP's processes, when known (BENCH_OP_PID, Linux): a comma-separated list of pids and of
+// `comm:NAME` entries (every process whose command name is NAME when the CPU time is read,
+// e.g. `comm:postgres` for a database server the OP uses, whose connections may come and go).
+// Their CPU time is read from /proc around the latency phase and around each exchange, so
+// that the OP's own cost per flow and per token is reported beside the rates, whatever the
+// client costs.
+const OP_SPECS = (process.env.BENCH_OP_PID ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+for (const spec of OP_SPECS) {
+  if (!(/^[1-9][0-9]*$/.test(spec) || /^comm:[^,]+$/.test(spec))) {
+    throw new Error(`bad BENCH_OP_PID entry: ${spec} (a pid or comm:NAME)`);
+  }
+}
+const OP_PID = OP_SPECS.length ? OP_SPECS.join(',') : null;
+let clockTicks = 100;
+try {
+  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+} catch { /* keep 100 */ }
+/** The OP processes' user + system CPU time in ms (a process that is gone counts 0), or null. */
+function opCpuMs() {
+  if (!OP_SPECS.length) return null;
+  const pids = new Set(OP_SPECS.filter((x) => !x.startsWith('comm:')));
+  const names = new Set(OP_SPECS.filter((x) => x.startsWith('comm:')).map((x) => x.slice(5)));
+  if (names.size) {
+    for (const pid of fs.readdirSync('/proc').filter((d) => /^[0-9]+$/.test(d))) {
+      try {
+        if (names.has(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim())) pids.add(pid);
+      } catch { /* gone */ }
+    }
+  }
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch { /* gone */ }
+  }
+  return (ticks * 1000) / clockTicks;
 }
 
 const FETCH = process.env.BENCH_FETCH ?? 'node';
@@ -408,6 +449,7 @@ async function main() {
   // latency
   const flowMs = [];
   const requestsHist = {};
+  const opLatency0 = opCpuMs();
   for (let i = 0; i < N; i += 1) {
     try {
       const { url, checks } = await newRequest();
@@ -420,6 +462,8 @@ async function main() {
       fail(`latency flow ${i + 1}/${N}`, err);
     }
   }
+  const opLatency1 = opCpuMs();
+  const opMsPerFlow = opLatency0 != null && opLatency1 != null && N > 0 ? (opLatency1 - opLatency0) / N : null;
   const fs1 = sortNum(flowMs);
   const latency = { p50: r2(pct(fs1, 50)), p90: r2(pct(fs1, 90)), p99: r2(pct(fs1, 99)), max: r2(fs1.at(-1)) };
   if (firstIdToken) out(`ID token: ${firstIdToken}`);
@@ -427,6 +471,7 @@ async function main() {
     out(`latency: ${N} sequential flows, authorize -> validated ID token: `
       + `p50 ${latency.p50} ms  p90 ${latency.p90} ms  p99 ${latency.p99} ms  max ${latency.max} ms`);
     out(`         requests from authorize to callback: ${Object.entries(requestsHist).map(([k, v]) => `${k}: ${v} flows`).join(', ')}`);
+    if (opMsPerFlow != null) out(`         OP CPU per flow (${OP_PID}): ${r2(opMsPerFlow)} ms`);
   }
 
   // throughput
@@ -439,6 +484,7 @@ async function main() {
   const tokenMs = [];
   let exchangeWallMs = 0;
   let exchangeCpuUs = 0;
+  let opExchangeMs = OP_PID ? 0 : null;
   let collectWallMs = 0;
   let ok = 0;
   let collected = 0;
@@ -460,6 +506,7 @@ async function main() {
     collected += codes.length;
 
     const cpu0 = process.cpuUsage(); // the whole process: every thread
+    const op0 = opCpuMs();
     const te0 = performance.now();
     const results = workers.length
       ? await Promise.all(workers.map((w, k) => runOnWorker(
@@ -469,6 +516,8 @@ async function main() {
       )))
       : [await exchangeBatch(codes, C)];
     exchangeWallMs += performance.now() - te0;
+    const op1 = opCpuMs();
+    opExchangeMs = op0 != null && op1 != null && opExchangeMs != null ? opExchangeMs + (op1 - op0) : null;
     const cpu = process.cpuUsage(cpu0);
     exchangeCpuUs += cpu.user + cpu.system;
     for (const r of results) {
@@ -491,6 +540,11 @@ async function main() {
     out(`            ${r2(tokenPerS)} tokens/s; token request (authorizationCodeGrant incl. client auth + ID token validation) `
       + `p50 ${tokenLatency.p50} ms  p99 ${tokenLatency.p99} ms; client CPU during exchanges `
       + `${r2((exchangeCpuUs / 1000 / exchangeWallMs) * 100)} % of one core (all threads)`);
+    out(`            client CPU per token ${r2(exchangeCpuUs / 1000 / Math.max(ok, 1))} ms`
+      + (opExchangeMs != null
+        ? `; OP CPU (${OP_PID}) during exchanges ${r2((opExchangeMs / exchangeWallMs) * 100)} % of one core, `
+          + `${r2(opExchangeMs / Math.max(ok, 1))} ms per token`
+        : ''));
   }
   if (failures) {
     out(`FAILURES: ${failures} — ${Object.entries(errors).map(([k, v]) => `${k}: ${v}`).join(', ')}`);
@@ -510,6 +564,10 @@ async function main() {
     m: M,
     c: C,
     threads: THREADS,
+    op_cpu_ms_per_flow: r2(opMsPerFlow),
+    op_cpu_ms_per_token: opExchangeMs != null ? r2(opExchangeMs / Math.max(ok, 1)) : null,
+    op_cpu_pct: opExchangeMs != null ? r2((opExchangeMs / exchangeWallMs) * 100) : null,
+    client_cpu_ms_per_token: r2(exchangeCpuUs / 1000 / Math.max(ok, 1)),
     client_cpu_pct: r2((exchangeCpuUs / 1000 / exchangeWallMs) * 100),
   }));
   process.exit(failures ? 1 : 0);

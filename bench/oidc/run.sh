@@ -9,7 +9,10 @@
 #
 # Sizes: BENCH_N (latency flows, default 300), BENCH_M (codes exchanged for throughput,
 # default 4000), BENCH_C (concurrency, default 16), BENCH_CHUNK (codes collected then
-# exchanged per chunk, default 1000). PORT fixes the reference OP's port (default: any free).
+# exchanged per chunk, default 1000), BENCH_THREADS (threads doing the exchanges, default 2).
+# PORT fixes the reference OP's port (default: any free).
+# BENCH_OP_PID (setup mode): the OP's processes (pids, comm:NAME), whose CPU is reported;
+# the oidc-provider mode sets it itself.
 # Exit status is non-zero if any client run failed or counted failures.
 set -euo pipefail
 
@@ -18,7 +21,7 @@ orig_pwd="$PWD"
 cd "$here"
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$here/$(basename "$0")" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -78,7 +81,7 @@ case "$cmd" in
     for s in setup-basic.json setup-jwt.json; do
       echo
       echo "== client.mjs $s"
-      run_client "$work/$s" "$summary" || status=1
+      BENCH_OP_PID=$op_pid run_client "$work/$s" "$summary" || status=1
     done
 
     if grep -v -e 'Unsupported runtime' -e '^\[provider\] .* listening' "$work/provider.err" | grep -q .; then
