@@ -4,6 +4,7 @@
 #
 #   scripts/bench-tickets.sh sqlite 10000 30          # backend, residents, seconds
 #   scripts/bench-tickets.sh postgres 100000 30       # needs TSUNAGU_TEST_DATABASE_URL
+#   TSUNAGU_BIN=/path/to/tsunagu scripts/bench-tickets.sh sqlite 10000 30
 #
 # Each ticket is a full decision: client assertion verified and its jti consumed, consent
 # looked up, ticket signed, ticket row + jti + ledger leaf committed durably before the answer.
@@ -13,8 +14,13 @@ backend=${1:-sqlite}
 residents=${2:-10000}
 seconds=${3:-30}
 connections=${CONNECTIONS:-64}
-bin=target/release/tsunagu
-cargo build --release --quiet
+# TSUNAGU_BIN=path measures that binary (e.g. an earlier commit's, for a before/after).
+if [ -n "${TSUNAGU_BIN:-}" ]; then
+  bin=$TSUNAGU_BIN
+else
+  bin=target/release/tsunagu
+  cargo build --release --quiet -p tsunagu
+fi
 work=$(mktemp -d)
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))

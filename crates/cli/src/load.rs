@@ -24,7 +24,8 @@ use tsunagu_core::service::{
 use tsunagu_crypto::keys::{Alg, SigningKey};
 use tsunagu_crypto::{jws, random};
 use tsunagu_store::{
-    AccountRow, Change, Commit, ConsentEventRow, ConsentRow, DeviceRow, PurposeRow, ServiceRow,
+    AccountRow, Commit, ConsentChange, ConsentEventRow, ConsentRow, DeviceRow, ExchangeChange,
+    IdentityChange, PurposeRow, ServiceChange, ServiceRow,
 };
 
 const PURPOSE: &str = "allergy-to-daycare";
@@ -118,10 +119,10 @@ pub async fn seed(config_path: &Path, residents: u64, out: &Path) -> anyhow::Res
     });
     app.committer
         .commit(Commit {
-            changes: vec![
-                Change::InsertService(service_row(&provider_id, &provider_app, t)?),
-                Change::InsertService(service_row(&consumer_id, &consumer_app, t)?),
-                Change::InsertPurpose(PurposeRow {
+            changes: tsunagu_store::changes![
+                ServiceChange::InsertService(service_row(&provider_id, &provider_app, t)?),
+                ServiceChange::InsertService(service_row(&consumer_id, &consumer_app, t)?),
+                ServiceChange::InsertPurpose(PurposeRow {
                     consumer_id: consumer_id.clone(),
                     purpose_id: PURPOSE.into(),
                     provider_id: provider_id.clone(),
@@ -175,8 +176,8 @@ pub async fn seed(config_path: &Path, residents: u64, out: &Path) -> anyhow::Res
                 created_at: t,
                 updated_at: t,
             };
-            let changes = vec![
-                Change::InsertAccount(AccountRow {
+            let changes = tsunagu_store::changes![
+                IdentityChange::InsertAccount(AccountRow {
                     id: account.clone(),
                     level: Level::Verified,
                     status: AccountStatus::Active,
@@ -186,7 +187,7 @@ pub async fn seed(config_path: &Path, residents: u64, out: &Path) -> anyhow::Res
                     created_at: t,
                     updated_at: t,
                 }),
-                Change::InsertDevice(DeviceRow {
+                IdentityChange::InsertDevice(DeviceRow {
                     id: device_id.clone(),
                     account_id: account.clone(),
                     jkt: device.kid().to_owned(),
@@ -198,7 +199,7 @@ pub async fn seed(config_path: &Path, residents: u64, out: &Path) -> anyhow::Res
                     created_at: t,
                     revoked_at: None,
                 }),
-                Change::InsertConsentEvent(ConsentEventRow {
+                ConsentChange::InsertConsentEvent(ConsentEventRow {
                     seq: 0,
                     consent_id: consent_id.clone(),
                     account_id: account.clone(),
@@ -210,8 +211,8 @@ pub async fn seed(config_path: &Path, residents: u64, out: &Path) -> anyhow::Res
                     expires_at,
                     created_at: t,
                 }),
-                Change::InsertConsent(consent),
-                Change::LinkSubject {
+                ConsentChange::InsertConsent(consent),
+                ExchangeChange::LinkSubject {
                     sector: consumer_id.clone(),
                     subject: consumer_subject,
                     account_id: account.clone(),

@@ -85,7 +85,7 @@ fn city() -> City {
 async fn database_url(label: &str) -> Option<String> {
     let url = std::env::var("TSUNAGU_TEST_DATABASE_URL").ok()?;
     let schema = format!("e2e_{label}_{}", std::process::id());
-    tsunagu_store::PgStore::drop_schema(&url, &schema)
+    tsunagu_store::SqlStore::drop_schema(&url, &schema)
         .await
         .unwrap();
     tsunagu_store::open_postgres(&url, Some(&schema))

@@ -29,6 +29,15 @@ impl ServiceKind {
             ServiceKind::Both => "both",
         }
     }
+
+    pub fn parse(s: &str) -> Option<ServiceKind> {
+        match s {
+            "consumer" => Some(ServiceKind::Consumer),
+            "provider" => Some(ServiceKind::Provider),
+            "both" => Some(ServiceKind::Both),
+            _ => None,
+        }
+    }
 }
 
 /// The review state of a service (審査).

@@ -45,7 +45,7 @@ fn unauthorized(why: &str) -> ApiError {
 
 /// Checks signature and claims of `token`. `key_of` maps a party id and the header's `kid`
 /// to the key that may sign for it. The `jti` is not consumed: see [`consume`], or put
-/// `Change::UseJti` in the caller's commit.
+/// `IdentityChange::UseJti` in the caller's commit.
 pub fn check(
     app: &App,
     token: &str,

@@ -18,7 +18,9 @@ use tsunagu_core::identity::DeviceStatus;
 use tsunagu_core::service::{LegalBasis, PLATFORM_PROVIDER, ServiceStatus};
 use tsunagu_crypto::jwk::PublicJwk;
 use tsunagu_crypto::{jws, random, sha256};
-use tsunagu_store::{Change, Commit, ConsentEventRow, ConsentRow, DeviceRow, StoreError};
+use tsunagu_store::{
+    Commit, ConsentChange, ConsentEventRow, ConsentRow, DeviceRow, ExchangeChange, StoreError,
+};
 
 /// The pairwise id of an account at a service (its sector is the service id).
 pub fn pairwise(app: &App, service_id: &str, account_id: &str) -> String {
@@ -92,7 +94,7 @@ async fn refuse(
     err: ApiError,
 ) -> ApiError {
     let commit = Commit {
-        changes: vec![],
+        changes: tsunagu_store::changes![],
         leaves: vec![leaf(
             Event::ConsentRefused {
                 subject: ledger_subject(app, &session.account_id),
@@ -239,29 +241,37 @@ pub async fn grant(app: &App, session: &Session, consent_jws: &str) -> Result<Va
             created_at: t,
             updated_at: t,
         };
-        let mut changes = vec![Change::UseResidentNonce {
+        let mut changes = tsunagu_store::changes![ConsentChange::UseResidentNonce {
             account_id: session.account_id.clone(),
             nonce: payload.nonce.clone(),
             expires_at: t + 2 * consent::ISSUED_AT_WINDOW,
         }];
         if let Some(old) = &existing {
-            changes.push(Change::SetConsentStatus {
-                id: old.id.clone(),
-                from: ConsentStatus::Active,
-                to: ConsentStatus::Superseded,
-                updated_at: t,
-            });
+            changes.push(tsunagu_store::AnyChange::from(
+                ConsentChange::SetConsentStatus {
+                    id: old.id.clone(),
+                    from: ConsentStatus::Active,
+                    to: ConsentStatus::Superseded,
+                    updated_at: t,
+                },
+            ));
         }
-        changes.push(Change::InsertConsent(row.clone()));
-        changes.push(Change::InsertConsentEvent(event_of(&row, "granted", t)));
+        changes.push(tsunagu_store::AnyChange::from(
+            ConsentChange::InsertConsent(row.clone()),
+        ));
+        changes.push(tsunagu_store::AnyChange::from(
+            ConsentChange::InsertConsentEvent(event_of(&row, "granted", t)),
+        ));
         for sector in [&payload.consumer, &payload.provider] {
             if sector != PLATFORM_PROVIDER {
-                changes.push(Change::LinkSubject {
-                    sector: sector.clone(),
-                    subject: pairwise(app, sector, &session.account_id),
-                    account_id: session.account_id.clone(),
-                    created_at: t,
-                });
+                changes.push(tsunagu_store::AnyChange::from(
+                    ExchangeChange::LinkSubject {
+                        sector: sector.clone(),
+                        subject: pairwise(app, sector, &session.account_id),
+                        account_id: session.account_id.clone(),
+                        created_at: t,
+                    },
+                ));
             }
         }
         let commit = Commit {
@@ -390,7 +400,7 @@ pub async fn change(
         ChangeAction::Revoke => {
             updated.status = ConsentStatus::Revoked;
             (
-                Change::SetConsentStatus {
+                ConsentChange::SetConsentStatus {
                     id: consent.id.clone(),
                     from: ConsentStatus::Active,
                     to: ConsentStatus::Revoked,
@@ -408,7 +418,7 @@ pub async fn change(
             let expires_at = payload.expires_at.unwrap_or(consent.expires_at);
             updated.expires_at = expires_at;
             (
-                Change::SetConsentExpiry {
+                ConsentChange::SetConsentExpiry {
                     id: consent.id.clone(),
                     expected_version: consent.version,
                     expires_at,
@@ -425,21 +435,21 @@ pub async fn change(
         }
     };
     let commit = Commit {
-        changes: vec![
-            Change::UseResidentNonce {
+        changes: tsunagu_store::changes![
+            ConsentChange::UseResidentNonce {
                 account_id: session.account_id.clone(),
                 nonce: payload.nonce.clone(),
                 expires_at: t + 2 * consent::ISSUED_AT_WINDOW,
             },
             status_change,
-            Change::InsertConsentChange {
+            ConsentChange::InsertConsentChange {
                 consent_id: consent.id.clone(),
                 action: event_status.to_owned(),
                 expires_at: payload.expires_at,
                 jws: change_jws.to_owned(),
                 created_at: t,
             },
-            Change::InsertConsentEvent(event_of(&updated, event_status, t)),
+            ConsentChange::InsertConsentEvent(event_of(&updated, event_status, t)),
         ],
         leaves: vec![leaf(event, &[&session.account_id], t)],
     };
@@ -741,7 +751,7 @@ pub async fn show_pairwise(
     let t = now();
     app.committer
         .commit(Commit {
-            changes: vec![Change::LinkSubject {
+            changes: tsunagu_store::changes![ExchangeChange::LinkSubject {
                 sector: service_id.to_owned(),
                 subject: subject.clone(),
                 account_id: session.account_id.clone(),
@@ -768,14 +778,14 @@ pub async fn sweep_expirations(app: &App) -> Result<usize, StoreError> {
     let mut done = 0;
     for row in due {
         let commit = Commit {
-            changes: vec![
-                Change::SetConsentStatus {
+            changes: tsunagu_store::changes![
+                ConsentChange::SetConsentStatus {
                     id: row.id.clone(),
                     from: ConsentStatus::Active,
                     to: ConsentStatus::Expired,
                     updated_at: t,
                 },
-                Change::InsertConsentEvent(event_of(&row, "expired", t)),
+                ConsentChange::InsertConsentEvent(event_of(&row, "expired", t)),
             ],
             leaves: vec![leaf(
                 Event::ConsentExpired {

@@ -27,7 +27,9 @@ use tsunagu_core::service::PLATFORM_PROVIDER;
 use tsunagu_core::ticket::{self, Basis, ConsentFacts, TicketFacts, TicketPurpose};
 use tsunagu_crypto::jwk::{KeyMaterial, PublicJwk};
 use tsunagu_crypto::{jcs, jws, random, sha256};
-use tsunagu_store::{AlertRow, Change, Commit, ReceiptSide, StoreError, TicketRow};
+use tsunagu_store::{
+    AlertRow, AnyChange, Commit, ExchangeChange, IdentityChange, ReceiptSide, StoreError, TicketRow,
+};
 
 const TICKET_TYP: &str = "tsunagu-ticket+jwt";
 
@@ -88,11 +90,12 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<ServiceAuth,
     })
 }
 
-fn jti_change(auth: &ServiceAuth) -> Change {
-    Change::UseJti {
+fn jti_change(auth: &ServiceAuth) -> AnyChange {
+    IdentityChange::UseJti {
         key: auth.assertion.jti_key.clone(),
         expires_at: auth.assertion.exp,
     }
+    .into()
 }
 
 fn replayed() -> ApiError {
@@ -253,7 +256,7 @@ pub async fn ticket(app: &App, auth: &ServiceAuth, req: TicketRequest) -> Result
         Ok(basis) => basis,
         Err(code) => {
             let commit = Commit {
-                changes: vec![jti_change(auth)],
+                changes: tsunagu_store::changes![jti_change(auth)],
                 leaves: vec![leaf(
                     Event::TicketRefused {
                         subject: account.as_deref().map(|a| ledger_subject(app, a)),
@@ -319,9 +322,9 @@ pub async fn ticket(app: &App, auth: &ServiceAuth, req: TicketRequest) -> Result
         }
         Basis::Consent(_) => (None, None, None),
     };
-    let mut changes = vec![
+    let mut changes = tsunagu_store::changes![
         jti_change(auth),
-        Change::InsertTicket(TicketRow {
+        ExchangeChange::InsertTicket(Box::new(TicketRow {
             id: ticket_id.clone(),
             consumer_id: consumer_id.clone(),
             provider_id: provider_id.clone(),
@@ -337,8 +340,8 @@ pub async fn ticket(app: &App, auth: &ServiceAuth, req: TicketRequest) -> Result
             provider_receipt: None,
             state: "open".into(),
             updated_at: t,
-        }),
-        Change::LinkSubject {
+        })),
+        ExchangeChange::LinkSubject {
             sector: provider_id.clone(),
             subject: provider_subject,
             account_id: account.clone(),
@@ -346,20 +349,22 @@ pub async fn ticket(app: &App, auth: &ServiceAuth, req: TicketRequest) -> Result
         },
     ];
     if let Basis::Rule(rule) = &basis {
-        changes.push(Change::InsertAlert(AlertRow {
-            seq: 0,
-            kind: "legal_basis_use".into(),
-            service_id: Some(consumer_id.clone()),
-            // `ticket <id>: …` as the other exchange alerts say, so that the committee's
-            // console can show who asked and why (kept with the ticket).
-            detail: format!(
-                "ticket {ticket_id}: {} used the standing rule `{rule}` ({}) for items {}",
-                auth.service.row.name,
-                purpose.purpose.title_ja,
-                req.items.join(", ")
-            ),
-            created_at: t,
-        }));
+        changes.push(tsunagu_store::AnyChange::from(ExchangeChange::InsertAlert(
+            AlertRow {
+                seq: 0,
+                kind: "legal_basis_use".into(),
+                service_id: Some(consumer_id.clone()),
+                // `ticket <id>: …` as the other exchange alerts say, so that the committee's
+                // console can show who asked and why (kept with the ticket).
+                detail: format!(
+                    "ticket {ticket_id}: {} used the standing rule `{rule}` ({}) for items {}",
+                    auth.service.row.name,
+                    purpose.purpose.title_ja,
+                    req.items.join(", ")
+                ),
+                created_at: t,
+            },
+        )));
         tracing::warn!(consumer = %consumer_id, rule = %rule, "a legal-basis rule was used");
     }
     let commit = Commit {
@@ -439,9 +444,9 @@ pub async fn receipt(
     }
     let t = now();
     let commit = Commit {
-        changes: vec![
+        changes: tsunagu_store::changes![
             jti_change(auth),
-            Change::SetReceipt {
+            ExchangeChange::SetReceipt {
                 ticket_id: ticket.id.clone(),
                 side,
                 payload_sha256: hash.clone(),
@@ -503,12 +508,12 @@ pub async fn receipt(
                     }),
                 )
             };
-            let mut changes = vec![Change::CloseTicket {
+            let mut changes = tsunagu_store::changes![ExchangeChange::CloseTicket {
                 ticket_id: ticket.id.clone(),
                 state: state.into(),
                 updated_at: t,
             }];
-            changes.extend(alert.map(Change::InsertAlert));
+            changes.extend(alert.map(|a| AnyChange::from(ExchangeChange::InsertAlert(a))));
             match app
                 .committer
                 .commit(Commit {
@@ -572,13 +577,13 @@ pub async fn sweep_missing_receipts(app: &App) -> Result<usize, StoreError> {
     let mut flagged = 0;
     for ticket in overdue {
         let commit = Commit {
-            changes: vec![
-                Change::CloseTicket {
+            changes: tsunagu_store::changes![
+                ExchangeChange::CloseTicket {
                     ticket_id: ticket.id.clone(),
                     state: "missing".into(),
                     updated_at: t,
                 },
-                Change::InsertAlert(AlertRow {
+                ExchangeChange::InsertAlert(AlertRow {
                     seq: 0,
                     kind: "receipt_missing".into(),
                     service_id: Some(if ticket.consumer_receipt.is_none() {

@@ -14,7 +14,7 @@ use tsunagu_core::governance::{self, CastVote, Decision};
 use tsunagu_core::service::ServiceStatus;
 use tsunagu_crypto::jwk::PublicJwk;
 use tsunagu_crypto::{jws, sha256};
-use tsunagu_store::{AlertRow, Change, Commit, StoreError, VoteRow};
+use tsunagu_store::{AlertRow, Commit, ExchangeChange, ServiceChange, StoreError, VoteRow};
 
 /// Obligations a service accepts by contract with its approval (SPEC §4), recorded in the
 /// approval's ledger leaf.
@@ -116,7 +116,7 @@ pub async fn vote(app: &App, service_id: &str, vote_jws: &str) -> Result<Value, 
     })?;
 
     let commit = Commit {
-        changes: vec![Change::InsertVote(VoteRow {
+        changes: tsunagu_store::changes![ServiceChange::InsertVote(VoteRow {
             member_id: member.clone(),
             nonce: payload.nonce.clone(),
             service_id: service_id.to_owned(),
@@ -191,7 +191,7 @@ async fn settle(app: &App, service_id: &str) -> Result<ServiceStatus, ApiError> 
             return Ok(service.status);
         };
         let t = now();
-        let mut changes = vec![Change::SetServiceStatus {
+        let mut changes = tsunagu_store::changes![ServiceChange::SetServiceStatus {
             id: service_id.to_owned(),
             from: service.status,
             to,
@@ -199,13 +199,15 @@ async fn settle(app: &App, service_id: &str) -> Result<ServiceStatus, ApiError> 
             updated_at: t,
         }];
         if to == ServiceStatus::Suspended {
-            changes.push(Change::InsertAlert(AlertRow {
-                seq: 0,
-                kind: "service_suspended".into(),
-                service_id: Some(service_id.to_owned()),
-                detail: format!("{} was suspended by the committee", service.name),
-                created_at: t,
-            }));
+            changes.push(tsunagu_store::AnyChange::from(ExchangeChange::InsertAlert(
+                AlertRow {
+                    seq: 0,
+                    kind: "service_suspended".into(),
+                    service_id: Some(service_id.to_owned()),
+                    detail: format!("{} was suspended by the committee", service.name),
+                    created_at: t,
+                },
+            )));
         }
         let commit = Commit {
             changes,

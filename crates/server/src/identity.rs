@@ -21,7 +21,9 @@ use tsunagu_crypto::jwk::PublicJwk;
 use tsunagu_crypto::pairwise::LEDGER_SECTOR;
 use tsunagu_crypto::proofing::{self, ProofContext, ProvenIdentity};
 use tsunagu_crypto::{jws, keys, random, sha256};
-use tsunagu_store::{AccountRow, CardRef, Change, Commit, DeviceRow, SessionRow, StoreError};
+use tsunagu_store::{
+    AccountRow, CardRef, Commit, DeviceRow, IdentityChange, SessionRow, StoreError,
+};
 
 pub const NONCE_ENROLL: &str = "enroll";
 pub const NONCE_LOGIN: &str = "login";
@@ -88,7 +90,7 @@ fn card_binding(app: &App, proven: &ProvenIdentity) -> String {
 
 async fn record(app: &App, event: Event, subjects: &[&str]) {
     let commit = Commit {
-        changes: vec![],
+        changes: tsunagu_store::changes![],
         leaves: vec![leaf(event, subjects, now())],
     };
     if let Err(e) = app.committer.commit(commit).await {
@@ -356,8 +358,8 @@ async fn enroll_once(
                 created: true,
             };
             let commit = Commit {
-                changes: vec![
-                    Change::InsertAccount(AccountRow {
+                changes: tsunagu_store::changes![
+                    IdentityChange::InsertAccount(AccountRow {
                         id: account_id.clone(),
                         level,
                         status: AccountStatus::Active,
@@ -367,7 +369,7 @@ async fn enroll_once(
                         created_at: t,
                         updated_at: t,
                     }),
-                    Change::InsertDevice(device.clone()),
+                    IdentityChange::InsertDevice(device.clone()),
                 ],
                 leaves: vec![leaf(
                     Event::IdentityEnrolled {
@@ -399,7 +401,7 @@ async fn enroll_once(
                 created: true,
             };
             let commit = Commit {
-                changes: vec![Change::InsertDevice(device.clone())],
+                changes: tsunagu_store::changes![IdentityChange::InsertDevice(device.clone())],
                 leaves: vec![leaf(
                     Event::DeviceAdded {
                         subject: ledger_subject(app, &account_id),
@@ -453,7 +455,7 @@ async fn enroll_once(
                 created: false,
             };
             let commit = Commit {
-                changes: vec![Change::UpdateAccountProof {
+                changes: tsunagu_store::changes![IdentityChange::UpdateAccountProof {
                     id: account_id.clone(),
                     expected_version: account.version,
                     level: Level::Verified,
@@ -584,7 +586,7 @@ pub async fn login(
             .lock_after(u32::try_from(failures).unwrap_or(u32::MAX))
             .map(|secs| t + secs as i64);
         let commit = Commit {
-            changes: vec![Change::SetLoginState {
+            changes: tsunagu_store::changes![IdentityChange::SetLoginState {
                 device_id: device.id.clone(),
                 expected_failures: device.failed_logins,
                 failures,
@@ -610,7 +612,7 @@ pub async fn login(
 
     let token = random::token(32).map_err(|e| ApiError::internal("token", e))?;
     let ttl = app.config.identity.session_ttl_seconds;
-    let mut changes = vec![Change::InsertSession(SessionRow {
+    let mut changes = tsunagu_store::changes![IdentityChange::InsertSession(SessionRow {
         token_hash: hex::encode(sha256(token.as_bytes())),
         account_id: account_id.clone(),
         device_id: device.id.clone(),
@@ -618,12 +620,14 @@ pub async fn login(
         created_at: t,
     })];
     if device.failed_logins != 0 || device.locked_until.is_some() {
-        changes.push(Change::SetLoginState {
-            device_id: device.id.clone(),
-            expected_failures: device.failed_logins,
-            failures: 0,
-            locked_until: None,
-        });
+        changes.push(tsunagu_store::AnyChange::from(
+            IdentityChange::SetLoginState {
+                device_id: device.id.clone(),
+                expected_failures: device.failed_logins,
+                failures: 0,
+                locked_until: None,
+            },
+        ));
     }
     let commit = Commit {
         changes,
@@ -666,7 +670,7 @@ pub struct Session {
 pub async fn end_session(app: &App, token: &str) -> Result<(), ApiError> {
     app.committer
         .commit(Commit {
-            changes: vec![Change::DeleteSession {
+            changes: tsunagu_store::changes![IdentityChange::DeleteSession {
                 token_hash: hex::encode(sha256(token.as_bytes())),
             }],
             leaves: vec![],
@@ -754,12 +758,12 @@ pub async fn revoke_device(
     }
     let t = now();
     let commit = Commit {
-        changes: vec![
-            Change::RevokeDevice {
+        changes: tsunagu_store::changes![
+            IdentityChange::RevokeDevice {
                 id: device.id.clone(),
                 at: t,
             },
-            Change::DeleteDeviceSessions {
+            IdentityChange::DeleteDeviceSessions {
                 device_id: device.id.clone(),
             },
         ],
@@ -809,7 +813,7 @@ pub async fn status_check(app: &App) -> anyhow::Result<()> {
             }
             let t = now();
             let commit = Commit {
-                changes: vec![Change::SetAccountStatus {
+                changes: tsunagu_store::changes![IdentityChange::SetAccountStatus {
                     id: account.id.clone(),
                     from: AccountStatus::Active,
                     to: AccountStatus::ReproofRequired,

@@ -227,21 +227,25 @@ impl Committer {
             while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
                 let (commits, replies): (Vec<Commit>, Vec<_>) =
                     jobs.drain(..).map(|j| (j.commit, j.reply)).unzip();
-                match store.commit_batch(&commits).await {
+                let leaf_hashes: Vec<Vec<Hash>> = commits
+                    .iter()
+                    .map(|c| c.leaves.iter().map(|l| l.hash).collect())
+                    .collect();
+                let count = commits.len();
+                match store.commit_batch(commits).await {
                     Ok(outcome) => {
-                        let hashes: Vec<Hash> = commits
-                            .iter()
+                        let hashes: Vec<Hash> = leaf_hashes
+                            .into_iter()
                             .zip(&outcome.results)
                             .filter(|(_, result)| result.is_ok())
-                            .flat_map(|(commit, _)| commit.leaves.iter().map(|l| l.hash))
+                            .flat_map(|(hashes, _)| hashes)
                             .collect();
                         if let Err(e) = ledger.push_committed(outcome.size_before, &hashes).await {
                             tracing::error!(error = %e, "ledger tree out of step; it will resync");
                         }
                         metrics::counter!("tsunagu_ledger_leaves_appended_total")
                             .increment(hashes.len() as u64);
-                        metrics::histogram!("tsunagu_commit_batch_size")
-                            .record(commits.len() as f64);
+                        metrics::histogram!("tsunagu_commit_batch_size").record(count as f64);
                         for (reply, result) in replies.into_iter().zip(outcome.results) {
                             let _ = reply.send(result);
                         }

@@ -17,7 +17,7 @@ use tsunagu_core::service::{
 };
 use tsunagu_crypto::jwk::{JwkSet, KeyMaterial};
 use tsunagu_crypto::{jcs, random, sha256};
-use tsunagu_store::{Change, Commit, PurposeRow, ServiceRow, Store, StoreError};
+use tsunagu_store::{Commit, PurposeRow, ServiceChange, ServiceRow, Store, StoreError};
 
 /// How long a cached service definition is trusted before it is read again. Statuses that
 /// decide tickets are never taken from this cache.
@@ -202,7 +202,7 @@ pub async fn apply(app: &App, body: &[u8]) -> Result<Value, ApiError> {
     let t = now();
     let application_json =
         jcs::to_vec(&application).map_err(|e| ApiError::internal("application", e))?;
-    let mut changes = vec![Change::InsertService(ServiceRow {
+    let mut changes = tsunagu_store::changes![ServiceChange::InsertService(ServiceRow {
         id: service_id.clone(),
         name: application.name.clone(),
         organization: application.organization.clone(),
@@ -239,16 +239,18 @@ pub async fn apply(app: &App, body: &[u8]) -> Result<Value, ApiError> {
             provider_name,
             purpose: purpose.clone(),
         };
-        changes.push(Change::InsertPurpose(PurposeRow {
-            consumer_id: service_id.clone(),
-            purpose_id: purpose.id.clone(),
-            provider_id: purpose.provider.clone(),
-            legal_basis: purpose.legal_basis,
-            items: purpose.items.clone(),
-            definition: serde_json::to_string(purpose)
-                .map_err(|e| ApiError::internal("purpose", e))?,
-            terms_sha256: terms_sha256(&terms),
-        }));
+        changes.push(tsunagu_store::AnyChange::from(
+            ServiceChange::InsertPurpose(PurposeRow {
+                consumer_id: service_id.clone(),
+                purpose_id: purpose.id.clone(),
+                provider_id: purpose.provider.clone(),
+                legal_basis: purpose.legal_basis,
+                items: purpose.items.clone(),
+                definition: serde_json::to_string(purpose)
+                    .map_err(|e| ApiError::internal("purpose", e))?,
+                terms_sha256: terms_sha256(&terms),
+            }),
+        ));
     }
     let commit = Commit {
         changes,
@@ -445,7 +447,7 @@ pub async fn update_registration(
         let application_json =
             jcs::to_vec(&application).map_err(|e| ApiError::internal("application", e))?;
         let commit = Commit {
-            changes: vec![Change::UpdateServiceRegistration {
+            changes: tsunagu_store::changes![ServiceChange::UpdateServiceRegistration {
                 id: service_id.to_owned(),
                 application: String::from_utf8(application_json)
                     .map_err(|e| ApiError::internal("application", e))?,
@@ -507,7 +509,7 @@ pub async fn rotate_client_secret(app: &App, service_id: &str) -> Result<Value, 
     let secret = random::token(32).map_err(|e| ApiError::internal("client secret", e))?;
     let t = now();
     let commit = Commit {
-        changes: vec![Change::SetClientSecret {
+        changes: tsunagu_store::changes![ServiceChange::SetClientSecret {
             service_id: service_id.to_owned(),
             secret_hash: Some(hex::encode(sha256(secret.as_bytes()))),
             updated_at: t,

@@ -41,7 +41,7 @@ async fn run(label: &str, store: Arc<dyn Store>, total: u64, batch: u64) {
             })
             .collect();
         let n = commits.len() as u64;
-        let outcome = store.commit_batch(&commits).await.expect("batch commits");
+        let outcome = store.commit_batch(commits).await.expect("batch commits");
         assert_eq!(outcome.size_after, next + n);
         next += n;
         if next.is_multiple_of(100_000) {
@@ -86,7 +86,7 @@ async fn main() {
                 .await
                 .unwrap();
             run("PostgreSQL", Arc::new(pg), total, 1000).await;
-            tsunagu_store::PgStore::drop_schema(&url, &schema)
+            tsunagu_store::SqlStore::drop_schema(&url, &schema)
                 .await
                 .unwrap();
         }

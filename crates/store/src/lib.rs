@@ -1,28 +1,56 @@
 //! # tsunagu-store
 //!
-//! Persistence behind one trait per aggregate, with two implementations proven by one test
+//! Persistence behind one trait per aggregate, written once over a small neutral layer
+//! ([`sql`]: parameters, rows, a connection) and run on two backends proven by one test
 //! suite: SQLite (the embedded default, a file in the data directory) and PostgreSQL (for
-//! production, shared by any number of stateless server replicas).
+//! production, shared by any number of stateless server replicas). Each backend keeps only
+//! its connections, parameter binding, bulk inserts and migrations' SQL.
+//!
+//! Every database connection lives on a thread of its own ([`Database`]); a read, or a whole
+//! commit batch with all its statements, is one hand-off to such a thread.
 //!
 //! Reads go through the aggregate traits. Every write that must be recorded in the
 //! transparency ledger goes through [`Store::commit_batch`]: the changes and their ledger
 //! leaves are applied in one database transaction that also assigns the leaves their
 //! indices under the ledger head lock, so a change and its leaf are durable together or not
 //! at all, and leaf indices are dense and ordered across replicas. Several commits share one
-//! transaction (group commit); each runs inside its own savepoint so that one refused
-//! commit does not undo the others.
+//! transaction (group commit); a refused commit is undone alone.
+//!
+//! A change is any type implementing [`Change`]: each aggregate has its own change enum
+//! ([`IdentityChange`], [`ServiceChange`], [`ConsentChange`], [`ExchangeChange`],
+//! [`OidcChange`]), and a capability crate adds its own the same way, with its tables
+//! created by its own [`Migrations`].
 //!
 //! Invariant: no business rules here. Conditional writes are compare-and-set on values the
 //! caller read; the caller decides and retries.
 
-mod common;
-mod model;
+mod commit;
+mod consents;
+mod exchange;
+mod identity;
+mod ledger;
+mod migrate;
+mod oidc;
+mod pool;
 mod postgres;
+mod services;
+pub mod sql;
 mod sqlite;
 
-pub use model::*;
+pub use commit::{AnyChange, BatchOutcome, Change, Commit, Committed, NewLeaf};
+pub use consents::{ConsentChange, ConsentEventRow, ConsentRow};
+pub use exchange::{AlertRow, ExchangeChange, ReceiptSide, ResidentRow, TicketContext, TicketRow};
+pub use identity::{AccountRow, CardRef, DeviceRow, IdentityChange, SessionRow};
+pub use ledger::{KeyRow, LeafRow, SthRow};
+pub use migrate::{Migration, Migrations, PLATFORM};
+pub use oidc::{AuthzRequestRow, CodeRow, GrantRow, OauthTokenRow, OidcChange, TokenKind};
+pub use pool::Database;
+pub use services::{PurposeRow, ServiceChange, ServiceRow, VoteRow};
+pub use sql::Dialect;
 
 use async_trait::async_trait;
+use std::path::Path;
+use std::sync::Arc;
 use tsunagu_core::service::ServiceStatus;
 
 /// Errors of the store.
@@ -207,36 +235,141 @@ pub trait Store:
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
+    /// The database itself, for a capability's own tables (its statements run through the
+    /// same neutral layer, on the same threads).
+    fn database(&self) -> &Database;
+
     /// Applies commits in one transaction (see the crate documentation). The outer error
     /// means nothing was applied; an inner error means that commit alone was refused.
-    async fn commit_batch(&self, commits: &[Commit]) -> Result<BatchOutcome>;
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Result<BatchOutcome>;
+
+    /// Applies the migrations of capabilities beyond the platform's own.
+    async fn migrate(&self, sets: &[Migrations]) -> Result<()>;
 
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
 }
 
-pub use postgres::{PgStore, open_postgres};
-pub use sqlite::{SqliteStore, open_sqlite};
+/// The one implementation of every store trait, on either backend.
+pub struct SqlStore {
+    db: Database,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The platform's own tables (accounts, ledger, services, consents, exchange, OpenID
+/// Connect), created before any capability's.
+pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
+    capability: PLATFORM,
+    steps: &[
+        Migration {
+            version: 1,
+            name: "identity_ledger",
+            sqlite: include_str!("../migrations/sqlite/0001_identity_ledger.sql"),
+            postgres: include_str!("../migrations/postgres/0001_identity_ledger.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "services_consents_exchange",
+            sqlite: include_str!("../migrations/sqlite/0002_services_consents_exchange.sql"),
+            postgres: include_str!("../migrations/postgres/0002_services_consents_exchange.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "oidc",
+            sqlite: include_str!("../migrations/sqlite/0003_oidc.sql"),
+            postgres: include_str!("../migrations/postgres/0003_oidc.sql"),
+        },
+    ],
+};
+
+impl SqlStore {
+    async fn with_platform_schema(db: Database) -> Result<SqlStore> {
+        let store = SqlStore { db };
+        store.migrate(&[]).await?;
+        Ok(store)
+    }
+
+    /// Drops a PostgreSQL schema made by [`open_postgres`] (test clean-up).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
+        postgres::drop_schema(url, schema).await
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.db.dialect().name()
+    }
+
+    fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn commit_batch(&self, commits: Vec<Commit>) -> Result<BatchOutcome> {
+        self.db
+            .write(move |c| commit::commit_batch(c, &commits))
+            .await
+    }
+
+    async fn migrate(&self, sets: &[Migrations]) -> Result<()> {
+        let mut all = vec![PLATFORM_MIGRATIONS];
+        all.extend_from_slice(sets);
+        self.db
+            .write(move |c| migrate::migrate(c, &all, unix_now()))
+            .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.db
+            .read(|c| c.query_int("SELECT 1", &[]).map(|_| ()))
+            .await
+    }
+}
+
+/// Opens (creating if needed) the SQLite database at `path` and creates the platform's
+/// tables. WAL journal, `synchronous = FULL` (a commit is on disk when it returns), foreign
+/// keys on.
+pub async fn open_sqlite(path: &Path) -> Result<SqlStore> {
+    let path = path.to_owned();
+    let db = tokio::task::spawn_blocking(move || sqlite::open(&path))
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+    SqlStore::with_platform_schema(db).await
+}
+
+/// Connects to PostgreSQL (TLS when the server offers it or `sslmode=require`) and creates
+/// the platform's tables. With `schema`, everything lives in that schema (created if
+/// missing): the test suite gives every test its own.
+pub async fn open_postgres(url: &str, schema: Option<&str>) -> Result<SqlStore> {
+    SqlStore::with_platform_schema(postgres::open(url, schema).await?).await
+}
 
 /// Opens the store for a `database_url` (`postgres://…`) or, without one, the SQLite file
 /// `tsunagu.db` in `data_dir`.
-pub async fn open(
-    database_url: Option<&str>,
-    data_dir: &std::path::Path,
-) -> Result<std::sync::Arc<dyn Store>> {
+pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(std::sync::Arc::new(open_postgres(url, None).await?))
+            Ok(Arc::new(open_postgres(url, None).await?))
         }
-        Some(url) if url.starts_with("sqlite:") => Ok(std::sync::Arc::new(
-            open_sqlite(std::path::Path::new(url.trim_start_matches("sqlite:"))).await?,
+        Some(url) if url.starts_with("sqlite:") => Ok(Arc::new(
+            open_sqlite(Path::new(url.trim_start_matches("sqlite:"))).await?,
         )),
         Some(other) => Err(StoreError::Unavailable(format!(
             "database_url must start with postgres:// or sqlite: (got `{}`)",
             other.split(':').next().unwrap_or("")
         ))),
-        None => Ok(std::sync::Arc::new(
-            open_sqlite(&data_dir.join("tsunagu.db")).await?,
-        )),
+        None => Ok(Arc::new(open_sqlite(&data_dir.join("tsunagu.db")).await?)),
     }
+}
+
+/// A `Vec<AnyChange>` from changes of any aggregate.
+#[macro_export]
+macro_rules! changes {
+    ($($c:expr),* $(,)?) => { vec![$($crate::AnyChange::from($c)),*] };
 }

@@ -38,7 +38,7 @@ where
     );
     let store = open_postgres(&url, Some(&schema)).await.unwrap();
     test(Arc::new(store)).await;
-    PgStore::drop_schema(&url, &schema).await.unwrap();
+    SqlStore::drop_schema(&url, &schema).await.unwrap();
 }
 
 macro_rules! store_tests {
@@ -108,11 +108,11 @@ fn leaf(n: u8, subjects: &[&str]) -> NewLeaf {
 
 async fn commit(
     store: &Arc<dyn Store>,
-    changes: Vec<Change>,
+    changes: Vec<AnyChange>,
     leaves: Vec<NewLeaf>,
 ) -> std::result::Result<Committed, StoreError> {
     let outcome = store
-        .commit_batch(&[Commit { changes, leaves }])
+        .commit_batch(vec![Commit { changes, leaves }])
         .await
         .unwrap();
     outcome.results.into_iter().next().unwrap()
@@ -121,9 +121,9 @@ async fn commit(
 async fn enroll(store: &Arc<dyn Store>, acct: &str, dev: &str, card: Option<&str>) {
     commit(
         store,
-        vec![
-            Change::InsertAccount(account(acct, card)),
-            Change::InsertDevice(device(dev, acct)),
+        changes![
+            IdentityChange::InsertAccount(account(acct, card)),
+            IdentityChange::InsertDevice(device(dev, acct)),
         ],
         vec![leaf(1, &[acct])],
     )
@@ -266,9 +266,9 @@ async fn oidc_city(store: &Arc<dyn Store>) {
     enroll(store, "a2", "d2", Some("card-2")).await;
     commit(
         store,
-        vec![
-            Change::InsertService(service("rp", ServiceKind::Consumer)),
-            Change::InsertService(service("rp2", ServiceKind::Consumer)),
+        changes![
+            ServiceChange::InsertService(service("rp", ServiceKind::Consumer)),
+            ServiceChange::InsertService(service("rp2", ServiceKind::Consumer)),
         ],
         vec![],
     )
@@ -301,7 +301,7 @@ store_tests! {
         dup.jkt = "jkt-d1".into();
         let result = commit(
             &store,
-            vec![Change::InsertAccount(account("a2", None)), Change::InsertDevice(dup)],
+            changes![IdentityChange::InsertAccount(account("a2", None)), IdentityChange::InsertDevice(dup)],
             vec![leaf(2, &["a2"])],
         )
         .await;
@@ -315,16 +315,16 @@ store_tests! {
         let mut dup = device("d3", "a3");
         dup.jkt = "jkt-d1".into();
         let outcome = store
-            .commit_batch(&[
+            .commit_batch(vec![
                 Commit {
-                    changes: vec![Change::InsertAccount(account("a2", None)), Change::InsertDevice(device("d2", "a2"))],
+                    changes: changes![IdentityChange::InsertAccount(account("a2", None)), IdentityChange::InsertDevice(device("d2", "a2"))],
                     leaves: vec![leaf(2, &["a2"]), leaf(3, &["a2"])],
                 },
                 Commit {
-                    changes: vec![Change::InsertAccount(account("a3", None)), Change::InsertDevice(dup)],
+                    changes: changes![IdentityChange::InsertAccount(account("a3", None)), IdentityChange::InsertDevice(dup)],
                     leaves: vec![leaf(4, &["a3"])],
                 },
-                Commit { changes: vec![], leaves: vec![leaf(5, &[])] },
+                Commit { changes: changes![], leaves: vec![leaf(5, &[])] },
             ])
             .await
             .unwrap();
@@ -341,31 +341,31 @@ store_tests! {
 
     compare_and_set_changes_apply_once => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
-        let revoke = || Change::RevokeDevice { id: "d1".into(), at: 200 };
-        commit(&store, vec![revoke()], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![revoke()], vec![]).await, Err(StoreError::Conflict(_))));
+        let revoke = || IdentityChange::RevokeDevice { id: "d1".into(), at: 200 };
+        commit(&store, changes![revoke()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![revoke()], vec![]).await, Err(StoreError::Conflict(_))));
         let d = store.device("d1").await.unwrap().unwrap();
         assert_eq!(d.status, DeviceStatus::Revoked);
         assert_eq!(d.revoked_at, Some(200));
 
-        let set = |expected, failures| Change::SetLoginState {
+        let set = |expected, failures| IdentityChange::SetLoginState {
             device_id: "d1".into(), expected_failures: expected, failures, locked_until: Some(300),
         };
-        commit(&store, vec![set(0, 1)], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![set(0, 1)], vec![]).await, Err(StoreError::Conflict(_))));
+        commit(&store, changes![set(0, 1)], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![set(0, 1)], vec![]).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.device("d1").await.unwrap().unwrap().failed_logins, 1);
 
-        let status = |from, to| Change::SetAccountStatus { id: "a1".into(), from, to, updated_at: 300 };
-        commit(&store, vec![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await.unwrap();
+        let status = |from, to| IdentityChange::SetAccountStatus { id: "a1".into(), from, to, updated_at: 300 };
+        commit(&store, changes![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await.unwrap();
         assert!(matches!(
-            commit(&store, vec![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await,
+            commit(&store, changes![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await,
             Err(StoreError::Conflict(_))
         ));
         let a = store.account("a1").await.unwrap().unwrap();
         assert_eq!(a.status, AccountStatus::ReproofRequired);
         assert_eq!(a.version, 1);
 
-        let proof = |expected_version| Change::UpdateAccountProof {
+        let proof = |expected_version| IdentityChange::UpdateAccountProof {
             id: "a1".into(),
             expected_version,
             level: Level::Verified,
@@ -374,8 +374,8 @@ store_tests! {
             card: CardRef { binding: "card-2".into(), issuer: b"issuer".to_vec(), serial: b"s2".to_vec(), not_after: 9 },
             updated_at: 400,
         };
-        assert!(matches!(commit(&store, vec![proof(0)], vec![]).await, Err(StoreError::Conflict(_))));
-        commit(&store, vec![proof(1)], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![proof(0)], vec![]).await, Err(StoreError::Conflict(_))));
+        commit(&store, changes![proof(1)], vec![]).await.unwrap();
         let a = store.account("a1").await.unwrap().unwrap();
         assert_eq!(a.status, AccountStatus::Active);
         assert_eq!(a.card.unwrap().binding, "card-2");
@@ -414,12 +414,12 @@ store_tests! {
         let session = SessionRow {
             token_hash: "h".into(), account_id: "a1".into(), device_id: "d1".into(), expires_at: 500, created_at: 100,
         };
-        commit(&store, vec![Change::InsertSession(session.clone())], vec![]).await.unwrap();
+        commit(&store, changes![IdentityChange::InsertSession(session.clone())], vec![]).await.unwrap();
         assert_eq!(store.session("h").await.unwrap(), Some(session));
-        commit(&store, vec![Change::DeleteDeviceSessions { device_id: "d1".into() }], vec![]).await.unwrap();
+        commit(&store, changes![IdentityChange::DeleteDeviceSessions { device_id: "d1".into() }], vec![]).await.unwrap();
         assert_eq!(store.session("h").await.unwrap(), None);
         let s2 = SessionRow { token_hash: "h2".into(), account_id: "a1".into(), device_id: "d1".into(), expires_at: 500, created_at: 100 };
-        commit(&store, vec![Change::InsertSession(s2)], vec![]).await.unwrap();
+        commit(&store, changes![IdentityChange::InsertSession(s2)], vec![]).await.unwrap();
         assert_eq!(store.purge_sessions(600).await.unwrap(), 1);
     };
 
@@ -427,7 +427,7 @@ store_tests! {
         enroll(&store, "a1", "d1", None).await;
         enroll(&store, "a2", "d2", None).await;
         for n in 2..6 {
-            commit(&store, vec![], vec![leaf(n, if n % 2 == 0 { &["a1"] } else { &["a1", "a2"] })]).await.unwrap();
+            commit(&store, changes![], vec![leaf(n, if n % 2 == 0 { &["a1"] } else { &["a1", "a2"] })]).await.unwrap();
         }
         let all: Vec<u64> = store.subject_leaves("a1", None, 100).await.unwrap().iter().map(|l| l.index).collect();
         assert_eq!(all, vec![5, 4, 3, 2, 0]);
@@ -439,7 +439,7 @@ store_tests! {
 
     retention_removes_content_but_keeps_hashes => |store: Arc<dyn Store>| async move {
         for n in 0..4 {
-            commit(&store, vec![], vec![leaf(n, &[])]).await.unwrap();
+            commit(&store, changes![], vec![leaf(n, &[])]).await.unwrap();
         }
         assert_eq!(store.expire_leaf_inputs(102).await.unwrap(), 2);
         let leaves = store.leaves(0, 4).await.unwrap();
@@ -476,7 +476,7 @@ store_tests! {
             tasks.push(tokio::spawn(async move {
                 let mut firsts = Vec::new();
                 for i in 0..10u8 {
-                    let out = s.commit_batch(&[Commit { changes: vec![], leaves: vec![leaf(t * 10 + i, &[]), leaf(t * 10 + i, &[])] }]).await.unwrap();
+                    let out = s.commit_batch(vec![Commit { changes: changes![], leaves: vec![leaf(t * 10 + i, &[]), leaf(t * 10 + i, &[])] }]).await.unwrap();
                     firsts.push(out.results[0].clone().unwrap().first_leaf);
                 }
                 firsts
@@ -500,10 +500,10 @@ store_tests! {
             consumer_id: "daycare".into(), purpose_id: "allergy".into(), provider_id: "school".into(),
             legal_basis: LegalBasis::Consent, items: vec!["allergy".into()], definition: "{}".into(), terms_sha256: "t".into(),
         };
-        commit(&store, vec![
-            Change::InsertService(school.clone()),
-            Change::InsertService(daycare.clone()),
-            Change::InsertPurpose(purpose.clone()),
+        commit(&store, changes![
+            ServiceChange::InsertService(school.clone()),
+            ServiceChange::InsertService(daycare.clone()),
+            ServiceChange::InsertPurpose(purpose.clone()),
         ], vec![]).await.unwrap();
         assert_eq!(store.service("school").await.unwrap(), Some(school));
         assert_eq!(store.services(Some(ServiceStatus::PendingReview)).await.unwrap().len(), 2);
@@ -516,13 +516,13 @@ store_tests! {
             member_id: member.into(), nonce: nonce.into(), service_id: "daycare".into(), round: 0,
             decision: "approve".into(), comment: "".into(), issued_at: 100, jws: "j".into(), created_at: 100,
         };
-        commit(&store, vec![Change::InsertVote(vote("m1", "n1"))], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![Change::InsertVote(vote("m1", "n1"))], vec![]).await, Err(StoreError::Conflict(_))), "a vote nonce is used once");
-        commit(&store, vec![Change::InsertVote(vote("m2", "n1"))], vec![]).await.unwrap();
+        commit(&store, changes![ServiceChange::InsertVote(vote("m1", "n1"))], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![ServiceChange::InsertVote(vote("m1", "n1"))], vec![]).await, Err(StoreError::Conflict(_))), "a vote nonce is used once");
+        commit(&store, changes![ServiceChange::InsertVote(vote("m2", "n1"))], vec![]).await.unwrap();
         assert_eq!(store.votes("daycare", 0).await.unwrap().len(), 2);
-        let approve = |round| Change::SetServiceStatus { id: "daycare".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Approved, round, updated_at: 200 };
-        assert!(matches!(commit(&store, vec![approve(1)], vec![]).await, Err(StoreError::Conflict(_))), "wrong round");
-        commit(&store, vec![approve(0)], vec![]).await.unwrap();
+        let approve = |round| ServiceChange::SetServiceStatus { id: "daycare".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Approved, round, updated_at: 200 };
+        assert!(matches!(commit(&store, changes![approve(1)], vec![]).await, Err(StoreError::Conflict(_))), "wrong round");
+        commit(&store, changes![approve(0)], vec![]).await.unwrap();
         let s = store.service("daycare").await.unwrap().unwrap();
         assert_eq!((s.status, s.round), (ServiceStatus::Approved, 1));
         assert!(store.votes("daycare", 1).await.unwrap().is_empty(), "a new round starts empty");
@@ -530,43 +530,43 @@ store_tests! {
 
     a_resident_has_at_most_one_active_consent_per_purpose => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
-        commit(&store, vec![Change::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
+        commit(&store, changes![ConsentChange::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
         assert!(matches!(
-            commit(&store, vec![Change::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101))], vec![]).await,
+            commit(&store, changes![ConsentChange::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101))], vec![]).await,
             Err(StoreError::Conflict(_))
         ));
-        commit(&store, vec![
-            Change::SetConsentStatus { id: "c1".into(), from: ConsentStatus::Active, to: ConsentStatus::Superseded, updated_at: 101 },
-            Change::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101)),
+        commit(&store, changes![
+            ConsentChange::SetConsentStatus { id: "c1".into(), from: ConsentStatus::Active, to: ConsentStatus::Superseded, updated_at: 101 },
+            ConsentChange::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101)),
         ], vec![]).await.unwrap();
         assert_eq!(store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap().id, "c2");
-        commit(&store, vec![Change::SetConsentStatus { id: "c2".into(), from: ConsentStatus::Active, to: ConsentStatus::Revoked, updated_at: 102 }], vec![]).await.unwrap();
+        commit(&store, changes![ConsentChange::SetConsentStatus { id: "c2".into(), from: ConsentStatus::Active, to: ConsentStatus::Revoked, updated_at: 102 }], vec![]).await.unwrap();
         let latest = store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap();
         assert_eq!((latest.id.as_str(), latest.status), ("c2", ConsentStatus::Revoked), "the newest decides");
         let mut same_generation = consent("c9", "a1", ConsentStatus::Revoked, 101);
         same_generation.purpose_id = "allergy".into();
-        assert!(matches!(commit(&store, vec![Change::InsertConsent(same_generation)], vec![]).await, Err(StoreError::Conflict(_))), "generations are unique");
+        assert!(matches!(commit(&store, changes![ConsentChange::InsertConsent(same_generation)], vec![]).await, Err(StoreError::Conflict(_))), "generations are unique");
         assert_eq!(store.consents_of("a1").await.unwrap().len(), 2);
         assert!(store.latest_consent("a1", "daycare", "other").await.unwrap().is_none());
 
-        commit(&store, vec![Change::InsertConsent(consent("c3", "a1", ConsentStatus::Active, 103))], vec![]).await.unwrap();
-        let set = |v| Change::SetConsentExpiry { id: "c3".into(), expected_version: v, expires_at: 5_000, updated_at: 104 };
-        commit(&store, vec![set(0)], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![set(0)], vec![]).await, Err(StoreError::Conflict(_))));
+        commit(&store, changes![ConsentChange::InsertConsent(consent("c3", "a1", ConsentStatus::Active, 103))], vec![]).await.unwrap();
+        let set = |v| ConsentChange::SetConsentExpiry { id: "c3".into(), expected_version: v, expires_at: 5_000, updated_at: 104 };
+        commit(&store, changes![set(0)], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![set(0)], vec![]).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.consent("c3").await.unwrap().unwrap().expires_at, 5_000);
         assert!(store.due_expirations(4_999, 10).await.unwrap().is_empty());
         assert_eq!(store.due_expirations(5_000, 10).await.unwrap().len(), 1);
 
-        let nonce = || Change::UseResidentNonce { account_id: "a1".into(), nonce: "n".into(), expires_at: 500 };
-        commit(&store, vec![nonce()], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![nonce()], vec![]).await, Err(StoreError::Conflict(_))));
+        let nonce = || ConsentChange::UseResidentNonce { account_id: "a1".into(), nonce: "n".into(), expires_at: 500 };
+        commit(&store, changes![nonce()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![nonce()], vec![]).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.purge_resident_nonces(600).await.unwrap(), 1);
     };
 
     the_consent_feed_is_ordered_and_per_service => |store: Arc<dyn Store>| async move {
-        commit(&store, vec![Change::InsertConsentEvent(event("c1", "granted", "daycare"))], vec![]).await.unwrap();
-        commit(&store, vec![Change::InsertConsentEvent(event("c2", "granted", "clinic"))], vec![]).await.unwrap();
-        commit(&store, vec![Change::InsertConsentEvent(event("c1", "revoked", "daycare"))], vec![]).await.unwrap();
+        commit(&store, changes![ConsentChange::InsertConsentEvent(event("c1", "granted", "daycare"))], vec![]).await.unwrap();
+        commit(&store, changes![ConsentChange::InsertConsentEvent(event("c2", "granted", "clinic"))], vec![]).await.unwrap();
+        commit(&store, changes![ConsentChange::InsertConsentEvent(event("c1", "revoked", "daycare"))], vec![]).await.unwrap();
         let daycare = store.consent_events("daycare", 0, 10).await.unwrap();
         assert_eq!(daycare.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), vec!["granted", "revoked"]);
         assert!(daycare[0].seq < daycare[1].seq);
@@ -581,49 +581,49 @@ store_tests! {
     a_ticket_context_is_read_in_one_query => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
         assert_eq!(store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap(), None, "unknown consumer");
-        commit(&store, vec![
-            Change::InsertService(service("daycare", ServiceKind::Consumer)),
-            Change::InsertService(service("school", ServiceKind::Provider)),
+        commit(&store, changes![
+            ServiceChange::InsertService(service("daycare", ServiceKind::Consumer)),
+            ServiceChange::InsertService(service("school", ServiceKind::Provider)),
         ], vec![]).await.unwrap();
         let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
         assert_eq!((ctx.consumer_status, ctx.provider_status, ctx.resident.clone()), (ServiceStatus::PendingReview, Some(ServiceStatus::PendingReview), None));
         assert_eq!(store.ticket_context("daycare", "nowhere", "allergy", "sub-1").await.unwrap().unwrap().provider_status, None);
-        let link = Change::LinkSubject { sector: "daycare".into(), subject: "sub-1".into(), account_id: "a1".into(), created_at: 100 };
-        commit(&store, vec![link.clone()], vec![]).await.unwrap();
-        commit(&store, vec![link], vec![]).await.unwrap();
+        let link = ExchangeChange::LinkSubject { sector: "daycare".into(), subject: "sub-1".into(), account_id: "a1".into(), created_at: 100 };
+        commit(&store, changes![link.clone()], vec![]).await.unwrap();
+        commit(&store, changes![link], vec![]).await.unwrap();
         assert_eq!(store.account_for_subject("daycare", "sub-1").await.unwrap().as_deref(), Some("a1"));
         assert_eq!(store.account_for_subject("school", "sub-1").await.unwrap(), None, "subjects are per sector");
         let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
         let resident = ctx.resident.unwrap();
         assert_eq!((resident.account_id.as_str(), resident.level, ctx.consent), ("a1", Level::Verified, None));
-        commit(&store, vec![Change::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
+        commit(&store, changes![ConsentChange::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
         let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
         assert_eq!(ctx.consent, Some(consent("c1", "a1", ConsentStatus::Active, 100)));
         assert_eq!(store.ticket_context("daycare", "school", "other", "sub-1").await.unwrap().unwrap().consent, None);
-        commit(&store, vec![Change::SetServiceStatus { id: "school".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Suspended, round: 0, updated_at: 1 }], vec![]).await.unwrap();
+        commit(&store, changes![ServiceChange::SetServiceStatus { id: "school".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Suspended, round: 0, updated_at: 1 }], vec![]).await.unwrap();
         assert_eq!(store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap().provider_status, Some(ServiceStatus::Suspended));
     };
 
     tickets_take_one_receipt_per_side_and_close_once => |store: Arc<dyn Store>| async move {
-        commit(&store, vec![Change::InsertTicket(ticket("t1"))], vec![]).await.unwrap();
-        let receipt = |side| Change::SetReceipt { ticket_id: "t1".into(), side, payload_sha256: "ab".into(), updated_at: 150 };
-        commit(&store, vec![receipt(ReceiptSide::Consumer)], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![receipt(ReceiptSide::Consumer)], vec![]).await, Err(StoreError::Conflict(_))));
-        commit(&store, vec![receipt(ReceiptSide::Provider)], vec![]).await.unwrap();
+        commit(&store, changes![ExchangeChange::InsertTicket(Box::new(ticket("t1")))], vec![]).await.unwrap();
+        let receipt = |side| ExchangeChange::SetReceipt { ticket_id: "t1".into(), side, payload_sha256: "ab".into(), updated_at: 150 };
+        commit(&store, changes![receipt(ReceiptSide::Consumer)], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![receipt(ReceiptSide::Consumer)], vec![]).await, Err(StoreError::Conflict(_))));
+        commit(&store, changes![receipt(ReceiptSide::Provider)], vec![]).await.unwrap();
         let t = store.ticket("t1").await.unwrap().unwrap();
         assert_eq!((t.consumer_receipt.as_deref(), t.provider_receipt.as_deref()), (Some("ab"), Some("ab")));
         assert_eq!(store.overdue_tickets(300, 10).await.unwrap().len(), 1);
-        let close = || Change::CloseTicket { ticket_id: "t1".into(), state: "completed".into(), updated_at: 160 };
-        commit(&store, vec![close()], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![close()], vec![]).await, Err(StoreError::Conflict(_))));
+        let close = || ExchangeChange::CloseTicket { ticket_id: "t1".into(), state: "completed".into(), updated_at: 160 };
+        commit(&store, changes![close()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![close()], vec![]).await, Err(StoreError::Conflict(_))));
         assert!(store.overdue_tickets(300, 10).await.unwrap().is_empty());
         assert_eq!(store.tickets_of("a1", 10).await.unwrap().len(), 1);
 
-        let jti = || Change::UseJti { key: "svc:jti-1".into(), expires_at: 500 };
-        commit(&store, vec![jti()], vec![]).await.unwrap();
-        assert!(matches!(commit(&store, vec![jti()], vec![]).await, Err(StoreError::Conflict(_))), "an assertion is used once");
+        let jti = || IdentityChange::UseJti { key: "svc:jti-1".into(), expires_at: 500 };
+        commit(&store, changes![jti()], vec![]).await.unwrap();
+        assert!(matches!(commit(&store, changes![jti()], vec![]).await, Err(StoreError::Conflict(_))), "an assertion is used once");
 
-        commit(&store, vec![Change::InsertAlert(AlertRow { seq: 0, kind: "rule_use".into(), service_id: Some("fire".into()), detail: "d".into(), created_at: 1 })], vec![]).await.unwrap();
+        commit(&store, changes![ExchangeChange::InsertAlert(AlertRow { seq: 0, kind: "rule_use".into(), service_id: Some("fire".into()), detail: "d".into(), created_at: 1 })], vec![]).await.unwrap();
         let alerts = store.alerts(0, 10).await.unwrap();
         assert_eq!(alerts.len(), 1);
         assert!(store.alerts(alerts[0].seq, 10).await.unwrap().is_empty());
@@ -631,38 +631,38 @@ store_tests! {
 
     ticket_batches_bulk_write_and_refuse_replays => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", None).await;
-        commit(&store, vec![Change::UseJti { key: "svc:used".into(), expires_at: 500 }], vec![]).await.unwrap();
-        let issue = |n: u8, jti: &str| {
+        commit(&store, changes![IdentityChange::UseJti { key: "svc:used".into(), expires_at: 500 }], vec![]).await.unwrap();
+        let ticket_of = |n: u8| {
             let mut t = ticket(&format!("t{n}"));
             if n.is_multiple_of(2) {
                 t.basis = "rule:fire".into();
                 t.requester = Some("crew 7".into());
                 t.reason = Some("a call".into());
             }
-            Commit {
-                changes: vec![
-                    Change::UseJti { key: format!("svc:{jti}"), expires_at: 500 },
-                    Change::InsertTicket(t),
-                    Change::LinkSubject { sector: "school".into(), subject: format!("s{}", n % 2), account_id: "a1".into(), created_at: 100 },
-                ],
-                leaves: vec![leaf(n, &["a1"])],
-            }
+            t
+        };
+        let issue = |n: u8, jti: &str| Commit {
+            changes: changes![
+                IdentityChange::UseJti { key: format!("svc:{jti}"), expires_at: 500 },
+                ExchangeChange::InsertTicket(Box::new(ticket_of(n))),
+                ExchangeChange::LinkSubject { sector: "school".into(), subject: format!("s{}", n % 2), account_id: "a1".into(), created_at: 100 },
+            ],
+            leaves: vec![leaf(n, &["a1"])],
         };
         // All apply: one bulk statement per table, every field kept.
-        let outcome = store.commit_batch(&[issue(1, "j1"), issue(2, "j2"), issue(3, "j3")]).await.unwrap();
+        let outcome = store.commit_batch(vec![issue(1, "j1"), issue(2, "j2"), issue(3, "j3")]).await.unwrap();
         assert!(outcome.results.iter().all(Result::is_ok));
         assert_eq!(outcome.size_after - outcome.size_before, 3);
         for n in 1..=3u8 {
-            let Commit { changes, .. } = issue(n, "x");
-            let Change::InsertTicket(expected) = &changes[1] else { unreachable!() };
-            assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().as_ref(), Some(expected));
+            let expected = ticket_of(n);
+            assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().as_ref(), Some(&expected));
         }
         assert_eq!(store.account_for_subject("school", "s0").await.unwrap().as_deref(), Some("a1"));
         assert_eq!(store.account_for_subject("school", "s1").await.unwrap().as_deref(), Some("a1"));
 
         // A jti used before and one used twice within the batch: only those commits are refused.
         let outcome = store
-            .commit_batch(&[issue(4, "j4"), issue(5, "used"), issue(6, "j6"), issue(7, "j6"), issue(8, "j8")])
+            .commit_batch(vec![issue(4, "j4"), issue(5, "used"), issue(6, "j6"), issue(7, "j6"), issue(8, "j8")])
             .await
             .unwrap();
         let refused: Vec<bool> = outcome.results.iter().map(|r| matches!(r, Err(StoreError::Conflict(_)))).collect();
@@ -676,53 +676,53 @@ store_tests! {
     authz_requests_round_trip_by_id_and_nonce => |store: Arc<dyn Store>| async move {
         oidc_city(&store).await;
         let r1 = authz_request("r1", 1_000);
-        commit(&store, vec![Change::InsertAuthzRequest(r1.clone())], vec![]).await.unwrap();
+        commit(&store, changes![OidcChange::InsertAuthzRequest(r1.clone())], vec![]).await.unwrap();
         assert_eq!(store.authz_request("r1").await.unwrap(), Some(r1.clone()));
         assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), None);
 
-        let set = |id: &str, nonce: &str| Change::SetAuthzLoginNonce { id: id.into(), login_nonce: nonce.into() };
-        commit(&store, vec![set("r1", "ln1")], vec![]).await.unwrap();
+        let set = |id: &str, nonce: &str| OidcChange::SetAuthzLoginNonce { id: id.into(), login_nonce: nonce.into() };
+        commit(&store, changes![set("r1", "ln1")], vec![]).await.unwrap();
         let with_nonce = AuthzRequestRow { login_nonce: Some("ln1".into()), ..r1 };
         assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), Some(with_nonce.clone()));
         assert_eq!(store.authz_request("r1").await.unwrap(), Some(with_nonce));
 
         let mut r2 = authz_request("r2", 1_000);
         r2.pushed = false;
-        commit(&store, vec![Change::InsertAuthzRequest(r2.clone())], vec![]).await.unwrap();
+        commit(&store, changes![OidcChange::InsertAuthzRequest(r2.clone())], vec![]).await.unwrap();
         assert_eq!(store.authz_request("r2").await.unwrap(), Some(r2));
-        assert!(is_conflict(&commit(&store, vec![set("r2", "ln1")], vec![]).await), "a login nonce answers one request");
-        assert!(is_conflict(&commit(&store, vec![set("missing", "ln2")], vec![]).await), "no such request");
+        assert!(is_conflict(&commit(&store, changes![set("r2", "ln1")], vec![]).await), "a login nonce answers one request");
+        assert!(is_conflict(&commit(&store, changes![set("missing", "ln2")], vec![]).await), "no such request");
 
-        let delete = || Change::DeleteAuthzRequest { id: "r1".into() };
-        commit(&store, vec![delete()], vec![]).await.unwrap();
+        let delete = || OidcChange::DeleteAuthzRequest { id: "r1".into() };
+        commit(&store, changes![delete()], vec![]).await.unwrap();
         assert_eq!(store.authz_request("r1").await.unwrap(), None);
         assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), None);
-        commit(&store, vec![delete()], vec![]).await.expect("deleting a deleted request is fine");
+        commit(&store, changes![delete()], vec![]).await.expect("deleting a deleted request is fine");
         assert!(store.authz_request("r2").await.unwrap().is_some());
 
         let mut stranger = authz_request("r3", 1_000);
         stranger.client_id = "unknown".into();
-        assert!(is_conflict(&commit(&store, vec![Change::InsertAuthzRequest(stranger)], vec![]).await), "clients are services");
+        assert!(is_conflict(&commit(&store, changes![OidcChange::InsertAuthzRequest(stranger)], vec![]).await), "clients are services");
     };
 
     a_code_is_redeemed_once => |store: Arc<dyn Store>| async move {
         oidc_city(&store).await;
         let g = grant("g1", "a1", "rp", 100);
         let c = code("ch1", "g1", 160);
-        commit(&store, vec![Change::InsertGrant(g.clone()), Change::InsertCode(c.clone())], vec![]).await.unwrap();
+        commit(&store, changes![OidcChange::InsertGrant(g.clone()), OidcChange::InsertCode(c.clone())], vec![]).await.unwrap();
         assert_eq!(store.code("ch1").await.unwrap(), Some((c.clone(), g.clone())));
         assert_eq!(store.grant("g1").await.unwrap(), Some(g.clone()));
 
-        let redeem = |at| Change::UseCode { code_hash: "ch1".into(), at };
-        commit(&store, vec![redeem(130)], vec![]).await.unwrap();
-        assert!(is_conflict(&commit(&store, vec![redeem(131)], vec![]).await), "a replayed code");
+        let redeem = |at| OidcChange::UseCode { code_hash: "ch1".into(), at };
+        commit(&store, changes![redeem(130)], vec![]).await.unwrap();
+        assert!(is_conflict(&commit(&store, changes![redeem(131)], vec![]).await), "a replayed code");
         let (used, of) = store.code("ch1").await.unwrap().unwrap();
         assert_eq!(used, CodeRow { used_at: Some(130), ..c });
         assert_eq!(of, g);
 
-        assert!(is_conflict(&commit(&store, vec![Change::UseCode { code_hash: "nope".into(), at: 130 }], vec![]).await), "an unknown code");
+        assert!(is_conflict(&commit(&store, changes![OidcChange::UseCode { code_hash: "nope".into(), at: 130 }], vec![]).await), "an unknown code");
         assert_eq!(store.code("nope").await.unwrap(), None);
-        assert!(is_conflict(&commit(&store, vec![Change::InsertCode(code("ch2", "no-grant", 160))], vec![]).await), "a code needs its grant");
+        assert!(is_conflict(&commit(&store, changes![OidcChange::InsertCode(code("ch2", "no-grant", 160))], vec![]).await), "a code needs its grant");
     };
 
     tokens_carry_their_grant_and_its_revocation => |store: Arc<dyn Store>| async move {
@@ -731,40 +731,40 @@ store_tests! {
         let access = oauth_token("at1", "g1", TokenKind::Access, 400);
         let mut refresh = oauth_token("rt1", "g1", TokenKind::Refresh, 10_000);
         refresh.dpop_jkt = None;
-        commit(&store, vec![
-            Change::InsertGrant(g.clone()),
-            Change::InsertOauthToken(access.clone()),
-            Change::InsertOauthToken(refresh.clone()),
+        commit(&store, changes![
+            OidcChange::InsertGrant(g.clone()),
+            OidcChange::InsertOauthToken(access.clone()),
+            OidcChange::InsertOauthToken(refresh.clone()),
         ], vec![]).await.unwrap();
         assert_eq!(store.oauth_token("at1").await.unwrap(), Some((access.clone(), g.clone())));
         assert_eq!(store.oauth_token("rt1").await.unwrap(), Some((refresh.clone(), g.clone())));
         assert_eq!(store.oauth_token("nope").await.unwrap(), None);
 
-        let rotate = |hash: &str, at| Change::UseRefreshToken { token_hash: hash.into(), at };
-        commit(&store, vec![rotate("rt1", 200)], vec![]).await.unwrap();
-        assert!(is_conflict(&commit(&store, vec![rotate("rt1", 201)], vec![]).await), "a replayed refresh token");
-        assert!(is_conflict(&commit(&store, vec![rotate("at1", 201)], vec![]).await), "an access token does not refresh");
-        assert!(is_conflict(&commit(&store, vec![rotate("nope", 201)], vec![]).await), "an unknown token");
+        let rotate = |hash: &str, at| OidcChange::UseRefreshToken { token_hash: hash.into(), at };
+        commit(&store, changes![rotate("rt1", 200)], vec![]).await.unwrap();
+        assert!(is_conflict(&commit(&store, changes![rotate("rt1", 201)], vec![]).await), "a replayed refresh token");
+        assert!(is_conflict(&commit(&store, changes![rotate("at1", 201)], vec![]).await), "an access token does not refresh");
+        assert!(is_conflict(&commit(&store, changes![rotate("nope", 201)], vec![]).await), "an unknown token");
         assert_eq!(store.oauth_token("rt1").await.unwrap().unwrap().0.used_at, Some(200));
         assert_eq!(store.oauth_token("at1").await.unwrap().unwrap().0.used_at, None);
 
-        let revoke = |id: &str, reason: &str, at| Change::RevokeGrant { id: id.into(), reason: reason.into(), at };
-        commit(&store, vec![revoke("g1", "resident", 300)], vec![]).await.unwrap();
+        let revoke = |id: &str, reason: &str, at| OidcChange::RevokeGrant { id: id.into(), reason: reason.into(), at };
+        commit(&store, changes![revoke("g1", "resident", 300)], vec![]).await.unwrap();
         let revoked = GrantRow { revoked_at: Some(300), revoked_reason: Some("resident".into()), ..g };
         assert_eq!(store.grant("g1").await.unwrap(), Some(revoked.clone()));
         assert_eq!(store.oauth_token("at1").await.unwrap(), Some((access, revoked.clone())));
-        commit(&store, vec![revoke("g1", "replay", 400)], vec![]).await.expect("revoking twice is fine");
+        commit(&store, changes![revoke("g1", "replay", 400)], vec![]).await.expect("revoking twice is fine");
         assert_eq!(store.grant("g1").await.unwrap(), Some(revoked), "the first revocation stays");
-        assert!(is_conflict(&commit(&store, vec![revoke("nope", "resident", 300)], vec![]).await), "no such grant");
+        assert!(is_conflict(&commit(&store, changes![revoke("nope", "resident", 300)], vec![]).await), "no such grant");
     };
 
     grants_are_listed_and_counted => |store: Arc<dyn Store>| async move {
         oidc_city(&store).await;
-        commit(&store, vec![
-            Change::InsertGrant(grant("g1", "a1", "rp", 100)),
-            Change::InsertGrant(grant("g2", "a1", "rp2", 200)),
-            Change::InsertGrant(grant("g3", "a1", "rp", 300)),
-            Change::InsertGrant(grant("g4", "a2", "rp", 150)),
+        commit(&store, changes![
+            OidcChange::InsertGrant(grant("g1", "a1", "rp", 100)),
+            OidcChange::InsertGrant(grant("g2", "a1", "rp2", 200)),
+            OidcChange::InsertGrant(grant("g3", "a1", "rp", 300)),
+            OidcChange::InsertGrant(grant("g4", "a2", "rp", 150)),
         ], vec![]).await.unwrap();
         let ids = |grants: Vec<GrantRow>| grants.into_iter().map(|g| g.id).collect::<Vec<_>>();
         assert_eq!(ids(store.grants_of("a1", 10).await.unwrap()), vec!["g3", "g2", "g1"], "newest first");
@@ -774,7 +774,7 @@ store_tests! {
 
         assert_eq!(store.count_active_grants("rp").await.unwrap(), 3);
         assert_eq!(store.count_active_grants("rp2").await.unwrap(), 1);
-        commit(&store, vec![Change::RevokeGrant { id: "g1".into(), reason: "resident".into(), at: 400 }], vec![]).await.unwrap();
+        commit(&store, changes![OidcChange::RevokeGrant { id: "g1".into(), reason: "resident".into(), at: 400 }], vec![]).await.unwrap();
         assert_eq!(store.count_active_grants("rp").await.unwrap(), 2, "revoked grants do not count");
         assert_eq!(store.count_active_grants("unknown").await.unwrap(), 0);
         assert_eq!(store.grants_of("a1", 10).await.unwrap()[2].revoked_at, Some(400), "but are still listed");
@@ -784,16 +784,16 @@ store_tests! {
         oidc_city(&store).await;
         let now = 200_000;
         let day = 86_400;
-        commit(&store, vec![
-            Change::InsertAuthzRequest(authz_request("r-expired", now - 1)),
-            Change::InsertAuthzRequest(authz_request("r-live", now + 300)),
-            Change::InsertGrant(grant("g1", "a1", "rp", 100)),
-            Change::InsertCode(code("c-old", "g1", now - day - 1)),
-            Change::InsertCode(code("c-recent", "g1", now - 60)),
-            Change::InsertCode(code("c-live", "g1", now + 60)),
-            Change::InsertOauthToken(oauth_token("t-old", "g1", TokenKind::Access, now - day - 3_600)),
-            Change::InsertOauthToken(oauth_token("t-recent", "g1", TokenKind::Refresh, now - 3_600)),
-            Change::InsertOauthToken(oauth_token("t-live", "g1", TokenKind::Access, now + 3_600)),
+        commit(&store, changes![
+            OidcChange::InsertAuthzRequest(authz_request("r-expired", now - 1)),
+            OidcChange::InsertAuthzRequest(authz_request("r-live", now + 300)),
+            OidcChange::InsertGrant(grant("g1", "a1", "rp", 100)),
+            OidcChange::InsertCode(code("c-old", "g1", now - day - 1)),
+            OidcChange::InsertCode(code("c-recent", "g1", now - 60)),
+            OidcChange::InsertCode(code("c-live", "g1", now + 60)),
+            OidcChange::InsertOauthToken(oauth_token("t-old", "g1", TokenKind::Access, now - day - 3_600)),
+            OidcChange::InsertOauthToken(oauth_token("t-recent", "g1", TokenKind::Refresh, now - 3_600)),
+            OidcChange::InsertOauthToken(oauth_token("t-live", "g1", TokenKind::Access, now + 3_600)),
         ], vec![]).await.unwrap();
         assert_eq!(store.purge_oidc(now).await.unwrap(), 3);
         assert!(store.authz_request("r-expired").await.unwrap().is_none());
@@ -811,27 +811,27 @@ store_tests! {
     client_secret_and_registration_update => |store: Arc<dyn Store>| async move {
         let mut with_secret = service("rp", ServiceKind::Consumer);
         with_secret.client_secret_hash = Some("5e".into());
-        commit(&store, vec![Change::InsertService(with_secret.clone())], vec![]).await.unwrap();
+        commit(&store, changes![ServiceChange::InsertService(with_secret.clone())], vec![]).await.unwrap();
         assert_eq!(store.service("rp").await.unwrap(), Some(with_secret.clone()));
 
-        let secret = |id: &str, hash: Option<&str>, at| Change::SetClientSecret {
+        let secret = |id: &str, hash: Option<&str>, at| ServiceChange::SetClientSecret {
             service_id: id.into(), secret_hash: hash.map(Into::into), updated_at: at,
         };
-        commit(&store, vec![secret("rp", Some("ab12"), 200)], vec![]).await.unwrap();
+        commit(&store, changes![secret("rp", Some("ab12"), 200)], vec![]).await.unwrap();
         let s = store.service("rp").await.unwrap().unwrap();
         assert_eq!((s.client_secret_hash.as_deref(), s.updated_at), (Some("ab12"), 200));
-        commit(&store, vec![secret("rp", None, 210)], vec![]).await.unwrap();
+        commit(&store, changes![secret("rp", None, 210)], vec![]).await.unwrap();
         assert_eq!(store.service("rp").await.unwrap().unwrap().client_secret_hash, None);
-        assert!(is_conflict(&commit(&store, vec![secret("nope", Some("ab12"), 200)], vec![]).await));
+        assert!(is_conflict(&commit(&store, changes![secret("nope", Some("ab12"), 200)], vec![]).await));
 
-        let update = |id: &str| Change::UpdateServiceRegistration {
+        let update = |id: &str| ServiceChange::UpdateServiceRegistration {
             id: id.into(),
             application: r#"{"v":2}"#.into(),
             jwks: r#"{"keys":[{"kty":"EC"}]}"#.into(),
             endpoint: Some("https://rp.example.jp/tickets".into()),
             updated_at: 300,
         };
-        commit(&store, vec![update("rp")], vec![]).await.unwrap();
+        commit(&store, changes![update("rp")], vec![]).await.unwrap();
         assert_eq!(store.service("rp").await.unwrap(), Some(ServiceRow {
             application: r#"{"v":2}"#.into(),
             jwks: r#"{"keys":[{"kty":"EC"}]}"#.into(),
@@ -840,7 +840,7 @@ store_tests! {
             client_secret_hash: None,
             ..with_secret
         }));
-        assert!(is_conflict(&commit(&store, vec![update("nope")], vec![]).await));
+        assert!(is_conflict(&commit(&store, changes![update("nope")], vec![]).await));
     };
 
     a_session_is_deleted_alone => |store: Arc<dyn Store>| async move {
@@ -848,27 +848,27 @@ store_tests! {
         let session = |hash: &str| SessionRow {
             token_hash: hash.into(), account_id: "a1".into(), device_id: "d1".into(), expires_at: 500, created_at: 100,
         };
-        commit(&store, vec![Change::InsertSession(session("h1")), Change::InsertSession(session("h2"))], vec![]).await.unwrap();
-        let logout = || Change::DeleteSession { token_hash: "h1".into() };
-        commit(&store, vec![logout()], vec![]).await.unwrap();
+        commit(&store, changes![IdentityChange::InsertSession(session("h1")), IdentityChange::InsertSession(session("h2"))], vec![]).await.unwrap();
+        let logout = || IdentityChange::DeleteSession { token_hash: "h1".into() };
+        commit(&store, changes![logout()], vec![]).await.unwrap();
         assert_eq!(store.session("h1").await.unwrap(), None);
         assert_eq!(store.session("h2").await.unwrap(), Some(session("h2")), "the device's other session stays");
-        commit(&store, vec![logout()], vec![]).await.expect("logging out twice is fine");
+        commit(&store, changes![logout()], vec![]).await.expect("logging out twice is fine");
     };
 
     ticket_counts_by_role_and_state => |store: Arc<dyn Store>| async move {
         let exchange = |id: &str, consumer: &str, provider: &str| TicketRow {
             consumer_id: consumer.into(), provider_id: provider.into(), ..ticket(id)
         };
-        commit(&store, vec![
-            Change::InsertTicket(exchange("t1", "daycare", "school")),
-            Change::InsertTicket(exchange("t2", "daycare", "school")),
-            Change::InsertTicket(exchange("t3", "daycare", "school")),
-            Change::InsertTicket(exchange("t4", "clinic", "daycare")),
-            Change::InsertTicket(exchange("t5", "clinic", "school")),
+        commit(&store, changes![
+            ExchangeChange::InsertTicket(Box::new(exchange("t1", "daycare", "school"))),
+            ExchangeChange::InsertTicket(Box::new(exchange("t2", "daycare", "school"))),
+            ExchangeChange::InsertTicket(Box::new(exchange("t3", "daycare", "school"))),
+            ExchangeChange::InsertTicket(Box::new(exchange("t4", "clinic", "daycare"))),
+            ExchangeChange::InsertTicket(Box::new(exchange("t5", "clinic", "school"))),
         ], vec![]).await.unwrap();
-        let close = |id: &str, state: &str| Change::CloseTicket { ticket_id: id.into(), state: state.into(), updated_at: 300 };
-        commit(&store, vec![close("t2", "completed"), close("t3", "completed"), close("t5", "missing")], vec![]).await.unwrap();
+        let close = |id: &str, state: &str| ExchangeChange::CloseTicket { ticket_id: id.into(), state: state.into(), updated_at: 300 };
+        commit(&store, changes![close("t2", "completed"), close("t3", "completed"), close("t5", "missing")], vec![]).await.unwrap();
         let counts = |v: &[(&str, &str, u64)]| v.iter().map(|(r, s, n)| (r.to_string(), s.to_string(), *n)).collect::<Vec<_>>();
         assert_eq!(
             store.ticket_counts("daycare").await.unwrap(),
@@ -884,22 +884,22 @@ store_tests! {
 
     a_replayed_code_refuses_only_its_commit => |store: Arc<dyn Store>| async move {
         oidc_city(&store).await;
-        commit(&store, vec![
-            Change::InsertGrant(grant("g1", "a1", "rp", 100)),
-            Change::InsertGrant(grant("g2", "a2", "rp", 100)),
-            Change::InsertCode(code("ch1", "g1", 160)),
-            Change::InsertCode(code("ch2", "g2", 160)),
+        commit(&store, changes![
+            OidcChange::InsertGrant(grant("g1", "a1", "rp", 100)),
+            OidcChange::InsertGrant(grant("g2", "a2", "rp", 100)),
+            OidcChange::InsertCode(code("ch1", "g1", 160)),
+            OidcChange::InsertCode(code("ch2", "g2", 160)),
         ], vec![]).await.unwrap();
         let redeem = |code_hash: &str, token: &str, grant_id: &str, n: u8| Commit {
-            changes: vec![
-                Change::UseCode { code_hash: code_hash.into(), at: 120 + i64::from(n) },
-                Change::InsertOauthToken(oauth_token(token, grant_id, TokenKind::Access, 400)),
+            changes: changes![
+                OidcChange::UseCode { code_hash: code_hash.into(), at: 120 + i64::from(n) },
+                OidcChange::InsertOauthToken(oauth_token(token, grant_id, TokenKind::Access, 400)),
             ],
             leaves: vec![leaf(n, &[])],
         };
         // The second commit replays the first one's code within the same batch.
         let outcome = store
-            .commit_batch(&[redeem("ch1", "at1", "g1", 1), redeem("ch1", "at2", "g1", 2), redeem("ch2", "at3", "g2", 3)])
+            .commit_batch(vec![redeem("ch1", "at1", "g1", 1), redeem("ch1", "at2", "g1", 2), redeem("ch2", "at3", "g2", 3)])
             .await
             .unwrap();
         let refused: Vec<bool> = outcome.results.iter().map(is_conflict).collect();

@@ -567,7 +567,7 @@ impl Scenario {
 pub async fn postgres_url(prefix: &str, label: &str) -> Option<(String, String)> {
     let url = std::env::var("TSUNAGU_TEST_DATABASE_URL").ok()?;
     let schema = format!("{prefix}_{label}_{}", std::process::id());
-    tsunagu_store::PgStore::drop_schema(&url, &schema)
+    tsunagu_store::SqlStore::drop_schema(&url, &schema)
         .await
         .unwrap();
     tsunagu_store::open_postgres(&url, Some(&schema))

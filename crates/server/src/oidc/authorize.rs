@@ -27,7 +27,9 @@ use tsunagu_core::oidc::{
 };
 use tsunagu_core::service::PLATFORM_PROVIDER;
 use tsunagu_crypto::random;
-use tsunagu_store::{AuthzRequestRow, Change, CodeRow, Commit, GrantRow};
+use tsunagu_store::{
+    AnyChange, AuthzRequestRow, CodeRow, Commit, ExchangeChange, GrantRow, OidcChange,
+};
 
 /// What the login page shows and carries.
 #[derive(Debug, Clone, Serialize)]
@@ -296,7 +298,7 @@ async fn keep_pending(
         Some(row) => match login_nonce {
             Some(nonce) => (
                 row.id.clone(),
-                Some(Change::SetAuthzLoginNonce {
+                Some(OidcChange::SetAuthzLoginNonce {
                     id: row.id,
                     login_nonce: nonce,
                 }),
@@ -314,13 +316,13 @@ async fn keep_pending(
                 expires_at: t + REQUEST_SECONDS,
                 created_at: t,
             };
-            (id, Some(Change::InsertAuthzRequest(row)))
+            (id, Some(OidcChange::InsertAuthzRequest(row)))
         }
     };
     if let Some(change) = change {
         app.committer
             .commit(Commit {
-                changes: vec![change],
+                changes: tsunagu_store::changes![change],
                 leaves: vec![],
             })
             .await?;
@@ -442,8 +444,8 @@ async fn issue_code(
 ) -> Result<AuthorizeOutcome, ApiError> {
     let grant_id = random::token(16).map_err(|e| ApiError::internal("grant id", e))?;
     let code = random::token(32).map_err(|e| ApiError::internal("code", e))?;
-    let mut changes = vec![
-        Change::InsertGrant(GrantRow {
+    let mut changes = tsunagu_store::changes![
+        OidcChange::InsertGrant(GrantRow {
             id: grant_id.clone(),
             client_id: a.client_id.clone(),
             account_id: session.account_id.clone(),
@@ -456,7 +458,7 @@ async fn issue_code(
             revoked_at: None,
             revoked_reason: None,
         }),
-        Change::InsertCode(CodeRow {
+        OidcChange::InsertCode(CodeRow {
             code_hash: super::token_hash(&code),
             grant_id: grant_id.clone(),
             redirect_uri: a.redirect_uri.clone(),
@@ -467,7 +469,7 @@ async fn issue_code(
             used_at: None,
             created_at: t,
         }),
-        Change::LinkSubject {
+        ExchangeChange::LinkSubject {
             sector: a.client_id.clone(),
             subject: pairwise(app, &a.client_id, &session.account_id),
             account_id: session.account_id.clone(),
@@ -475,7 +477,9 @@ async fn issue_code(
         },
     ];
     if let Some(p) = pending {
-        changes.push(Change::DeleteAuthzRequest { id: p.id.clone() });
+        changes.push(tsunagu_store::AnyChange::from(
+            OidcChange::DeleteAuthzRequest { id: p.id.clone() },
+        ));
     }
     app.committer
         .commit(Commit {
@@ -572,7 +576,9 @@ pub async fn consent_decision(
         "deny" => {
             app.committer
                 .commit(Commit {
-                    changes: vec![Change::DeleteAuthzRequest { id: row.id.clone() }],
+                    changes: tsunagu_store::changes![OidcChange::DeleteAuthzRequest {
+                        id: row.id.clone()
+                    }],
                     leaves: vec![leaf(
                         Event::OidcRefused {
                             subject: ledger_subject(app, &session.account_id),
@@ -681,7 +687,7 @@ pub async fn push(
     })?;
     let t = now();
     let id = random::token(24).map_err(|e| OAuthError::server("request id", e))?;
-    let mut changes = vec![Change::InsertAuthzRequest(AuthzRequestRow {
+    let mut changes = tsunagu_store::changes![OidcChange::InsertAuthzRequest(AuthzRequestRow {
         id: id.clone(),
         client_id: a.client_id.clone(),
         params: serde_json::to_string(&a).map_err(|e| OAuthError::server("request", e))?,
@@ -690,7 +696,7 @@ pub async fn push(
         expires_at: t + PAR_SECONDS,
         created_at: t,
     })];
-    changes.extend(client.jti);
+    changes.extend(client.jti.map(AnyChange::from));
     app.committer
         .commit(Commit {
             changes,

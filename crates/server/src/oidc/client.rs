@@ -13,7 +13,7 @@ use tsunagu_core::service::{
 };
 use tsunagu_crypto::jwk::{KeyMaterial, PublicJwk};
 use tsunagu_crypto::{b64, sha256};
-use tsunagu_store::Change;
+use tsunagu_store::IdentityChange;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -21,7 +21,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 pub struct Client {
     pub entry: Arc<ServiceEntry>,
     /// For `private_key_jwt`: the assertion's `jti`, to be consumed in the caller's commit.
-    pub jti: Option<Change>,
+    pub jti: Option<IdentityChange>,
 }
 
 impl Client {
@@ -169,7 +169,7 @@ pub async fn authenticate(
                 signing_key(&entry, iss, kid)
             })
             .map_err(|e| OAuthError::invalid_client(e.detail, false))?;
-            let jti = Change::UseJti {
+            let jti = IdentityChange::UseJti {
                 key: verified.jti_key,
                 expires_at: verified.exp,
             };
@@ -206,7 +206,7 @@ pub fn signing_key(entry: &ServiceEntry, iss: &str, kid: Option<&str>) -> Option
     }
 }
 
-fn approved(entry: Arc<ServiceEntry>, jti: Option<Change>) -> Result<Client, OAuthError> {
+fn approved(entry: Arc<ServiceEntry>, jti: Option<IdentityChange>) -> Result<Client, OAuthError> {
     match entry.row.status {
         ServiceStatus::Approved => Ok(Client { entry, jti }),
         ServiceStatus::Suspended => Err(OAuthError::bad(

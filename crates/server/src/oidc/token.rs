@@ -19,12 +19,14 @@ use tsunagu_core::oidc::{
 };
 use tsunagu_core::service::PLATFORM_PROVIDER;
 use tsunagu_crypto::{b64, dpop, jws, random, sha256};
-use tsunagu_store::{Change, Commit, GrantRow, OauthTokenRow, StoreError, TokenKind};
+use tsunagu_store::{
+    AnyChange, Commit, GrantRow, IdentityChange, OauthTokenRow, OidcChange, StoreError, TokenKind,
+};
 
 /// A DPoP proof that verified, and its replay key.
 struct Proof {
     jkt: String,
-    jti_change: Change,
+    jti_change: IdentityChange,
 }
 
 fn dpop_proof(
@@ -46,7 +48,7 @@ fn dpop_proof(
         .map_err(|_| "the DPoP header is not text".to_owned())?;
     let verified = dpop::verify(proof, method, url, token, t, DPOP_WINDOW)?;
     Ok(Some(Proof {
-        jti_change: Change::UseJti {
+        jti_change: IdentityChange::UseJti {
             key: format!("dpop:{}:{}", verified.jkt, verified.jti),
             expires_at: t + 2 * DPOP_WINDOW,
         },
@@ -66,7 +68,7 @@ fn at_hash(access_token: &str) -> String {
 /// Tokens issued for a grant, as the token endpoint answers.
 struct Issued {
     body: Value,
-    changes: Vec<Change>,
+    changes: Vec<AnyChange>,
 }
 
 async fn issue_tokens(
@@ -102,8 +104,8 @@ async fn issue_tokens(
     }
     let id_token = jws::sign_json(&app.keys.signing, Some("JWT"), &id_claims)
         .map_err(|e| OAuthError::server("signing an ID token", e))?;
-    let changes = vec![
-        Change::InsertOauthToken(OauthTokenRow {
+    let changes = tsunagu_store::changes![
+        OidcChange::InsertOauthToken(OauthTokenRow {
             token_hash: token_hash(&access),
             grant_id: grant.id.clone(),
             kind: TokenKind::Access,
@@ -113,7 +115,7 @@ async fn issue_tokens(
             used_at: None,
             created_at: t,
         }),
-        Change::InsertOauthToken(OauthTokenRow {
+        OidcChange::InsertOauthToken(OauthTokenRow {
             token_hash: token_hash(&refresh),
             grant_id: grant.id.clone(),
             kind: TokenKind::Refresh,
@@ -143,7 +145,7 @@ async fn revoke_grant(app: &App, grant: &GrantRow, reason: &str) -> Result<(), O
     let t = now();
     app.committer
         .commit(Commit {
-            changes: vec![Change::RevokeGrant {
+            changes: tsunagu_store::changes![OidcChange::RevokeGrant {
                 id: grant.id.clone(),
                 reason: reason.to_owned(),
                 at: t,
@@ -204,12 +206,12 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
 
 async fn commit_tokens(
     app: &App,
-    mut changes: Vec<Change>,
+    mut changes: Vec<AnyChange>,
     client: Client,
     proof: Option<Proof>,
 ) -> Result<(), StoreError> {
-    changes.extend(client.jti);
-    changes.extend(proof.map(|p| p.jti_change));
+    changes.extend(client.jti.map(AnyChange::from));
+    changes.extend(proof.map(|p| AnyChange::from(p.jti_change)));
     app.committer
         .commit(Commit {
             changes,
@@ -279,10 +281,10 @@ async fn code_grant(
     .await?;
     issued.changes.insert(
         0,
-        Change::UseCode {
+        AnyChange::from(OidcChange::UseCode {
             code_hash: row.code_hash.clone(),
             at: t,
-        },
+        }),
     );
     match commit_tokens(
         app,
@@ -368,10 +370,10 @@ async fn refresh_grant(
     let mut issued = issue_tokens(app, &grant, &scope, None, jkt.as_deref(), t).await?;
     issued.changes.insert(
         0,
-        Change::UseRefreshToken {
+        AnyChange::from(OidcChange::UseRefreshToken {
             token_hash: row.token_hash.clone(),
             at: t,
-        },
+        }),
     );
     match commit_tokens(
         app,
@@ -459,7 +461,7 @@ pub async fn userinfo(app: &App, headers: &HeaderMap, method: &str) -> Result<Va
             }
             app.committer
                 .commit(Commit {
-                    changes: vec![proof.jti_change],
+                    changes: tsunagu_store::changes![proof.jti_change],
                     leaves: vec![],
                 })
                 .await

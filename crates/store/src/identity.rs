@@ -1,0 +1,495 @@
+//! Accounts, device credentials, bearer sessions and single-use nonces.
+
+use crate::commit::Change;
+use crate::sql::{BulkTable, ColumnType, Conn, Param, Row, RowReader, expect_one};
+use crate::{IdentityStore, NonceStore, Result, SessionStore, SqlStore, StoreError, params};
+use async_trait::async_trait;
+use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+
+/// An account row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: String,
+    pub level: Level,
+    pub status: AccountStatus,
+    /// Sealed basic items.
+    pub attributes: Option<Vec<u8>>,
+    pub card: Option<CardRef>,
+    /// Incremented by every update.
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The certificate that proofed an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRef {
+    /// Keyed digest of the certificate (see `accounts.card_binding`).
+    pub binding: String,
+    pub issuer: Vec<u8>,
+    pub serial: Vec<u8>,
+    pub not_after: i64,
+}
+
+/// A device credential row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: String,
+    pub account_id: String,
+    pub jkt: String,
+    pub jwk: String,
+    pub status: DeviceStatus,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A bearer session row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub token_hash: String,
+    pub account_id: String,
+    pub device_id: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+/// A change to accounts, devices, sessions or nonces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityChange {
+    InsertAccount(AccountRow),
+    /// Records a (re)proof: level, status, sealed attributes and the card, if the account is
+    /// still at `expected_version`.
+    UpdateAccountProof {
+        id: String,
+        expected_version: i64,
+        level: Level,
+        status: AccountStatus,
+        attributes: Vec<u8>,
+        card: CardRef,
+        updated_at: i64,
+    },
+    /// Sets the status if it is still `from`.
+    SetAccountStatus {
+        id: String,
+        from: AccountStatus,
+        to: AccountStatus,
+        updated_at: i64,
+    },
+    InsertDevice(DeviceRow),
+    /// Revokes a device that is still active.
+    RevokeDevice {
+        id: String,
+        at: i64,
+    },
+    /// Sets the failed-login counter and lock, if the counter is still `expected_failures`.
+    SetLoginState {
+        device_id: String,
+        expected_failures: i64,
+        failures: i64,
+        locked_until: Option<i64>,
+    },
+    InsertSession(SessionRow),
+    DeleteDeviceSessions {
+        device_id: String,
+    },
+    /// Deletes one session (a logout); nothing happens if it is already gone.
+    DeleteSession {
+        token_hash: String,
+    },
+    /// Uses a client assertion's (or DPoP proof's) `jti` once: refused as a conflict on
+    /// replay. Written in bulk by the group commit.
+    UseJti {
+        key: String,
+        expires_at: i64,
+    },
+}
+
+macro_rules! account_columns {
+    () => {
+        "id, level, status, attributes, card_binding, card_issuer, card_serial, card_not_after, version, created_at, updated_at"
+    };
+}
+
+macro_rules! device_columns {
+    () => {
+        "id, account_id, jkt, jwk, status, failed_logins, locked_until, expires_at, created_at, revoked_at"
+    };
+}
+
+const SQL_ACCOUNT_BY_ID: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts WHERE id = $1"
+);
+const SQL_ACCOUNT_BY_CARD: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts WHERE card_binding = $1"
+);
+const SQL_ACCOUNTS_WITH_CARD: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts WHERE card_serial = $1 AND card_issuer = $2"
+);
+const SQL_DEVICE_BY_ID: &str = concat!("SELECT ", device_columns!(), " FROM devices WHERE id = $1");
+const SQL_DEVICE_BY_JKT: &str =
+    concat!("SELECT ", device_columns!(), " FROM devices WHERE jkt = $1");
+const SQL_DEVICES_OF: &str = concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices WHERE account_id = $1 ORDER BY created_at, id"
+);
+const SQL_INSERT_ACCOUNT: &str = concat!(
+    "INSERT INTO accounts (",
+    account_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+);
+const SQL_UPDATE_ACCOUNT_PROOF: &str = "UPDATE accounts SET level = $1, status = $2, attributes = $3, card_binding = $4, card_issuer = $5, card_serial = $6, card_not_after = $7, version = version + 1, updated_at = $8 WHERE id = $9 AND version = $10";
+const SQL_SET_ACCOUNT_STATUS: &str = "UPDATE accounts SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND status = $4";
+const SQL_INSERT_DEVICE: &str = concat!(
+    "INSERT INTO devices (",
+    device_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+const SQL_REVOKE_DEVICE: &str =
+    "UPDATE devices SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status = 'active'";
+const SQL_SET_LOGIN_STATE: &str =
+    "UPDATE devices SET failed_logins = $1, locked_until = $2 WHERE id = $3 AND failed_logins = $4";
+const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, account_id, device_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)";
+const SQL_DELETE_DEVICE_SESSIONS: &str = "DELETE FROM sessions WHERE device_id = $1";
+const SQL_DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
+const SQL_SESSION: &str = "SELECT token_hash, account_id, device_id, expires_at, created_at FROM sessions WHERE token_hash = $1";
+const SQL_PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+const SQL_PUT_NONCE: &str = "INSERT INTO nonces (nonce, purpose, expires_at) VALUES ($1, $2, $3)";
+const SQL_TAKE_NONCE: &str =
+    "DELETE FROM nonces WHERE nonce = $1 AND purpose = $2 RETURNING expires_at";
+const SQL_PURGE_NONCES: &str = "DELETE FROM nonces WHERE expires_at <= $1";
+
+/// Used client-assertion `jti`s live among the nonces, with purpose `jti`.
+pub(crate) const JTI_TABLE: BulkTable = BulkTable {
+    table: "nonces",
+    columns: &[
+        ("nonce", ColumnType::Text),
+        ("purpose", ColumnType::Text),
+        ("expires_at", ColumnType::Int),
+    ],
+    tail: "",
+};
+
+fn account_row(r: &mut RowReader) -> Result<AccountRow> {
+    let id = r.text()?;
+    let level = r.parsed("account level", Level::parse)?;
+    let status = r.parsed("account status", AccountStatus::parse)?;
+    let attributes = r.opt_bytes()?;
+    let binding = r.opt_text()?;
+    let issuer = r.opt_bytes()?;
+    let serial = r.opt_bytes()?;
+    let not_after = r.opt_int()?;
+    let card = match binding {
+        Some(binding) => Some(CardRef {
+            binding,
+            issuer: issuer.ok_or_else(|| StoreError::Corrupt("card_issuer".into()))?,
+            serial: serial.ok_or_else(|| StoreError::Corrupt("card_serial".into()))?,
+            not_after: not_after.ok_or_else(|| StoreError::Corrupt("card_not_after".into()))?,
+        }),
+        None => None,
+    };
+    Ok(AccountRow {
+        id,
+        level,
+        status,
+        attributes,
+        card,
+        version: r.int()?,
+        created_at: r.int()?,
+        updated_at: r.int()?,
+    })
+}
+
+fn device_row(r: &mut RowReader) -> Result<DeviceRow> {
+    Ok(DeviceRow {
+        id: r.text()?,
+        account_id: r.text()?,
+        jkt: r.text()?,
+        jwk: r.text()?,
+        status: r.parsed("device status", DeviceStatus::parse)?,
+        failed_logins: r.int()?,
+        locked_until: r.opt_int()?,
+        expires_at: r.int()?,
+        created_at: r.int()?,
+        revoked_at: r.opt_int()?,
+    })
+}
+
+fn session_row(r: &mut RowReader) -> Result<SessionRow> {
+    Ok(SessionRow {
+        token_hash: r.text()?,
+        account_id: r.text()?,
+        device_id: r.text()?,
+        expires_at: r.int()?,
+        created_at: r.int()?,
+    })
+}
+
+/// Maps every row with `f`.
+pub(crate) fn all<T>(rows: Vec<Row>, f: fn(&mut RowReader) -> Result<T>) -> Result<Vec<T>> {
+    rows.into_iter().map(|row| f(&mut row.reader())).collect()
+}
+
+/// Maps the row, if any, with `f`.
+pub(crate) fn one<T>(row: Option<Row>, f: fn(&mut RowReader) -> Result<T>) -> Result<Option<T>> {
+    row.map(|row| f(&mut row.reader())).transpose()
+}
+
+impl Change for IdentityChange {
+    fn apply(&self, conn: &mut dyn Conn) -> Result<()> {
+        match self {
+            IdentityChange::InsertAccount(a) => {
+                let card = a.card.as_ref();
+                let n = conn.execute(
+                    SQL_INSERT_ACCOUNT,
+                    &params![
+                        &a.id,
+                        a.level.as_str(),
+                        a.status.as_str(),
+                        &a.attributes,
+                        card.map(|c| c.binding.as_str()),
+                        card.map(|c| c.issuer.as_slice()),
+                        card.map(|c| c.serial.as_slice()),
+                        card.map(|c| c.not_after),
+                        a.version,
+                        a.created_at,
+                        a.updated_at,
+                    ],
+                )?;
+                expect_one(n, "insert account")
+            }
+            IdentityChange::UpdateAccountProof {
+                id,
+                expected_version,
+                level,
+                status,
+                attributes,
+                card,
+                updated_at,
+            } => {
+                let n = conn.execute(
+                    SQL_UPDATE_ACCOUNT_PROOF,
+                    &params![
+                        level.as_str(),
+                        status.as_str(),
+                        attributes,
+                        &card.binding,
+                        &card.issuer,
+                        &card.serial,
+                        card.not_after,
+                        *updated_at,
+                        id,
+                        *expected_version,
+                    ],
+                )?;
+                expect_one(n, "update account proof")
+            }
+            IdentityChange::SetAccountStatus {
+                id,
+                from,
+                to,
+                updated_at,
+            } => {
+                let n = conn.execute(
+                    SQL_SET_ACCOUNT_STATUS,
+                    &params![to.as_str(), *updated_at, id, from.as_str()],
+                )?;
+                expect_one(n, "set account status")
+            }
+            IdentityChange::InsertDevice(d) => {
+                let n = conn.execute(
+                    SQL_INSERT_DEVICE,
+                    &params![
+                        &d.id,
+                        &d.account_id,
+                        &d.jkt,
+                        &d.jwk,
+                        d.status.as_str(),
+                        d.failed_logins,
+                        d.locked_until,
+                        d.expires_at,
+                        d.created_at,
+                        d.revoked_at,
+                    ],
+                )?;
+                expect_one(n, "insert device")
+            }
+            IdentityChange::RevokeDevice { id, at } => {
+                let n = conn.execute(SQL_REVOKE_DEVICE, &params![*at, id])?;
+                expect_one(n, "revoke device")
+            }
+            IdentityChange::SetLoginState {
+                device_id,
+                expected_failures,
+                failures,
+                locked_until,
+            } => {
+                let n = conn.execute(
+                    SQL_SET_LOGIN_STATE,
+                    &params![*failures, *locked_until, device_id, *expected_failures],
+                )?;
+                expect_one(n, "set login state")
+            }
+            IdentityChange::InsertSession(s) => {
+                let n = conn.execute(
+                    SQL_INSERT_SESSION,
+                    &params![
+                        &s.token_hash,
+                        &s.account_id,
+                        &s.device_id,
+                        s.expires_at,
+                        s.created_at
+                    ],
+                )?;
+                expect_one(n, "insert session")
+            }
+            IdentityChange::DeleteDeviceSessions { device_id } => {
+                conn.execute(SQL_DELETE_DEVICE_SESSIONS, &params![device_id])?;
+                Ok(())
+            }
+            IdentityChange::DeleteSession { token_hash } => {
+                conn.execute(SQL_DELETE_SESSION, &params![token_hash])?;
+                Ok(())
+            }
+            IdentityChange::UseJti { key, expires_at } => {
+                let n = conn.execute(SQL_PUT_NONCE, &params![key, "jti", *expires_at])?;
+                expect_one(n, "use jti (replayed assertion)")
+            }
+        }
+    }
+
+    fn bulk(&self) -> Option<(&'static BulkTable, Vec<Param<'_>>)> {
+        match self {
+            IdentityChange::UseJti { key, expires_at } => {
+                Some((&JTI_TABLE, params![key, "jti", *expires_at].to_vec()))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl IdentityStore for SqlStore {
+    async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| one(c.query_opt(SQL_ACCOUNT_BY_ID, &params![&id])?, account_row))
+            .await
+    }
+
+    async fn account_by_card(&self, binding: &str) -> Result<Option<AccountRow>> {
+        let binding = binding.to_owned();
+        self.db
+            .read(move |c| {
+                one(
+                    c.query_opt(SQL_ACCOUNT_BY_CARD, &params![&binding])?,
+                    account_row,
+                )
+            })
+            .await
+    }
+
+    async fn accounts_with_card(&self, issuer: &[u8], serial: &[u8]) -> Result<Vec<AccountRow>> {
+        let (issuer, serial) = (issuer.to_vec(), serial.to_vec());
+        self.db
+            .read(move |c| {
+                all(
+                    c.query(SQL_ACCOUNTS_WITH_CARD, &params![&serial, &issuer])?,
+                    account_row,
+                )
+            })
+            .await
+    }
+
+    async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| one(c.query_opt(SQL_DEVICE_BY_ID, &params![&id])?, device_row))
+            .await
+    }
+
+    async fn device_by_jkt(&self, jkt: &str) -> Result<Option<DeviceRow>> {
+        let jkt = jkt.to_owned();
+        self.db
+            .read(move |c| one(c.query_opt(SQL_DEVICE_BY_JKT, &params![&jkt])?, device_row))
+            .await
+    }
+
+    async fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRow>> {
+        let account_id = account_id.to_owned();
+        self.db
+            .read(move |c| all(c.query(SQL_DEVICES_OF, &params![&account_id])?, device_row))
+            .await
+    }
+
+    async fn count_accounts(&self) -> Result<u64> {
+        self.db
+            .read(|c| {
+                let n = c.query_int("SELECT COUNT(*) FROM accounts", &[])?;
+                u64::try_from(n).map_err(|_| StoreError::Corrupt("negative count".into()))
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl NonceStore for SqlStore {
+    async fn put_nonce(&self, nonce: &str, purpose: &str, expires_at: i64) -> Result<()> {
+        let (nonce, purpose) = (nonce.to_owned(), purpose.to_owned());
+        self.db
+            .write(move |c| {
+                c.execute(SQL_PUT_NONCE, &params![&nonce, &purpose, expires_at])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn take_nonce(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool> {
+        let (nonce, purpose) = (nonce.to_owned(), purpose.to_owned());
+        // Deleting is the consumption: of concurrent takers, one deletes the row.
+        self.db
+            .write(
+                move |c| match c.query_opt(SQL_TAKE_NONCE, &params![&nonce, &purpose])? {
+                    Some(row) => Ok(row.reader().int()? > now),
+                    None => Ok(false),
+                },
+            )
+            .await
+    }
+
+    async fn purge_nonces(&self, now: i64) -> Result<u64> {
+        self.db
+            .write(move |c| c.execute(SQL_PURGE_NONCES, &params![now]))
+            .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlStore {
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRow>> {
+        let token_hash = token_hash.to_owned();
+        self.db
+            .read(move |c| {
+                one(
+                    c.query_opt(SQL_SESSION, &params![&token_hash])?,
+                    session_row,
+                )
+            })
+            .await
+    }
+
+    async fn purge_sessions(&self, now: i64) -> Result<u64> {
+        self.db
+            .write(move |c| c.execute(SQL_PURGE_SESSIONS, &params![now]))
+            .await
+    }
+}

@@ -1,0 +1,207 @@
+//! The ledger's stored leaves, history index and signed tree heads, and the platform's own
+//! sealed keys. Leaves are written only by `commit_batch`.
+
+use crate::identity::{all, one};
+use crate::sql::RowReader;
+use crate::{KeyStore, LedgerStore, Result, SqlStore, StoreError, params};
+use async_trait::async_trait;
+
+/// A stored ledger leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeafRow {
+    pub index: u64,
+    pub hash: [u8; 32],
+    /// None after retention.
+    pub input: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+/// A stored signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SthRow {
+    pub tree_size: u64,
+    pub root_hash: Vec<u8>,
+    pub timestamp: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+/// A platform key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub name: String,
+    pub purpose: String,
+    pub kid: String,
+    pub alg: String,
+    pub secret: Vec<u8>,
+    pub active: bool,
+    pub created_at: i64,
+}
+
+const SQL_LEDGER_SIZE: &str = "SELECT tree_size FROM ledger_head WHERE id = 1";
+const SQL_LEAF_HASHES: &str =
+    "SELECT idx, leaf_hash FROM ledger_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+const SQL_LEAVES: &str = "SELECT idx, leaf_hash, leaf_input, created_at FROM ledger_leaves WHERE idx >= $1 AND idx < $2 ORDER BY idx";
+const SQL_SUBJECT_LEAVES: &str = "SELECT l.idx, l.leaf_hash, l.leaf_input, l.created_at FROM ledger_subjects s JOIN ledger_leaves l ON l.idx = s.idx WHERE s.account_id = $1 AND s.idx < $2 ORDER BY s.idx DESC LIMIT $3";
+const SQL_PUT_STH: &str = "INSERT INTO ledger_sths (tree_size, root_hash, timestamp, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tree_size) DO NOTHING";
+const SQL_LATEST_STH: &str = "SELECT tree_size, root_hash, timestamp, key_id, signature FROM ledger_sths ORDER BY tree_size DESC LIMIT 1";
+const SQL_EXPIRE_LEAF_INPUTS: &str =
+    "UPDATE ledger_leaves SET leaf_input = NULL WHERE created_at < $1 AND leaf_input IS NOT NULL";
+const SQL_KEYS: &str = "SELECT name, purpose, kid, alg, secret, active, created_at FROM platform_keys WHERE purpose = $1 ORDER BY created_at, name";
+const SQL_INSERT_KEY: &str = "INSERT INTO platform_keys (name, purpose, kid, alg, secret, active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING";
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Database(format!("{v} does not fit a BIGINT")))
+}
+
+fn leaf_row(r: &mut RowReader) -> Result<LeafRow> {
+    Ok(LeafRow {
+        index: r.u64()?,
+        hash: r.hash32()?,
+        input: r.opt_bytes()?,
+        created_at: r.int()?,
+    })
+}
+
+fn sth_row(r: &mut RowReader) -> Result<SthRow> {
+    Ok(SthRow {
+        tree_size: r.u64()?,
+        root_hash: r.bytes()?,
+        timestamp: r.int()?,
+        key_id: r.text()?,
+        signature: r.bytes()?,
+    })
+}
+
+fn key_row(r: &mut RowReader) -> Result<KeyRow> {
+    Ok(KeyRow {
+        name: r.text()?,
+        purpose: r.text()?,
+        kid: r.text()?,
+        alg: r.text()?,
+        secret: r.bytes()?,
+        active: r.bool()?,
+        created_at: r.int()?,
+    })
+}
+
+#[async_trait]
+impl LedgerStore for SqlStore {
+    async fn ledger_size(&self) -> Result<u64> {
+        self.db
+            .read(|c| {
+                let n = c.query_int(SQL_LEDGER_SIZE, &[])?;
+                u64::try_from(n).map_err(|_| StoreError::Corrupt("negative ledger size".into()))
+            })
+            .await
+    }
+
+    async fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<[u8; 32]>> {
+        let (first, last) = (to_i64(start)?, to_i64(end)?);
+        self.db
+            .read(move |c| {
+                let rows = c.query(SQL_LEAF_HASHES, &params![first, last])?;
+                let mut out = Vec::with_capacity(rows.len());
+                for (i, row) in rows.into_iter().enumerate() {
+                    let mut r = row.reader();
+                    if r.u64()? != start + i as u64 {
+                        return Err(StoreError::Corrupt("ledger leaves are not dense".into()));
+                    }
+                    out.push(r.hash32()?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn leaves(&self, start: u64, end: u64) -> Result<Vec<LeafRow>> {
+        let (start, end) = (to_i64(start)?, to_i64(end)?);
+        self.db
+            .read(move |c| all(c.query(SQL_LEAVES, &params![start, end])?, leaf_row))
+            .await
+    }
+
+    async fn subject_leaves(
+        &self,
+        account_id: &str,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LeafRow>> {
+        let before = match before {
+            Some(b) => to_i64(b)?,
+            None => i64::MAX,
+        };
+        let account_id = account_id.to_owned();
+        self.db
+            .read(move |c| {
+                all(
+                    c.query(SQL_SUBJECT_LEAVES, &params![&account_id, before, limit])?,
+                    leaf_row,
+                )
+            })
+            .await
+    }
+
+    async fn put_sth(&self, sth: &SthRow) -> Result<()> {
+        let sth = sth.clone();
+        let size = to_i64(sth.tree_size)?;
+        self.db
+            .write(move |c| {
+                c.execute(
+                    SQL_PUT_STH,
+                    &params![
+                        size,
+                        &sth.root_hash,
+                        sth.timestamp,
+                        &sth.key_id,
+                        &sth.signature
+                    ],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn latest_sth(&self) -> Result<Option<SthRow>> {
+        self.db
+            .read(|c| one(c.query_opt(SQL_LATEST_STH, &[])?, sth_row))
+            .await
+    }
+
+    async fn expire_leaf_inputs(&self, before: i64) -> Result<u64> {
+        self.db
+            .write(move |c| c.execute(SQL_EXPIRE_LEAF_INPUTS, &params![before]))
+            .await
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqlStore {
+    async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>> {
+        let purpose = purpose.to_owned();
+        self.db
+            .read(move |c| all(c.query(SQL_KEYS, &params![&purpose])?, key_row))
+            .await
+    }
+
+    async fn insert_key_if_absent(&self, key: &KeyRow) -> Result<bool> {
+        let k = key.clone();
+        self.db
+            .write(move |c| {
+                let n = c.execute(
+                    SQL_INSERT_KEY,
+                    &params![
+                        &k.name,
+                        &k.purpose,
+                        &k.kid,
+                        &k.alg,
+                        &k.secret,
+                        k.active,
+                        k.created_at
+                    ],
+                )?;
+                Ok(n == 1)
+            })
+            .await
+    }
+}
