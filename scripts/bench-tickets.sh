@@ -25,6 +25,10 @@ work=$(mktemp -d)
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
 "$bin" dev jpki init --dir "$work/ca" >/dev/null
+# A committee of one, who approves the benchmark's services.
+jwk=$("$bin" admin keygen --out "$work/chair.pem")
+x=$(printf '%s' "$jwk" | sed -n 's/.*"x": *"\([^"]*\)".*/\1/p')
+y=$(printf '%s' "$jwk" | sed -n 's/.*"y": *"\([^"]*\)".*/\1/p')
 storage="data_dir = \"$work/data\""
 if [ "$backend" = postgres ]; then
   : "${TSUNAGU_TEST_DATABASE_URL:?set TSUNAGU_TEST_DATABASE_URL for the PostgreSQL run}"
@@ -44,12 +48,21 @@ $storage
 [identity]
 jpki_trust_anchors = ["$work/ca/ca.pem"]
 jpki_crls = ["$work/ca/ca.crl"]
+[governance]
+quorum = 1
+members = [{ id = "chair", jwk = { kty = "EC", crv = "P-256", x = "$x", y = "$y" } }]
 [exchange]
 consumer_rate_per_second = 1000000
 consumer_burst = 1000000
 resident_rate_per_minute = 1000000
 TOML
-"$bin" dev seed --config "$work/config.toml" --residents "$residents" --out "$work/seed"
+# The seeder goes through the platform's services (the committee's votes, enrollment with
+# simulated cards, signed consents); binaries before it wrote rows directly.
+seed_args=()
+if "$bin" dev seed --help | grep -q -- '--member'; then
+  seed_args=(--member "chair=$work/chair.pem" --jpki "$work/ca")
+fi
+"$bin" dev seed --config "$work/config.toml" --residents "$residents" --out "$work/seed" "${seed_args[@]}"
 RUST_LOG=warn "$bin" serve --config "$work/config.toml" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -1,4 +1,4 @@
-// Tests for crates/server/static/js/console.js — run with `node --test web-tests/unit/`.
+// Tests for crates/web/static/js/console.js — run with `node --test web-tests/unit/`.
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -6,8 +6,8 @@ import nodeCrypto from "node:crypto";
 
 import {
   clientAssertion, votePayload, signVote, memberRecord, randomId, saveMemberKey, ASSERTION_LIFETIME,
-} from "../../crates/server/static/js/console.js";
-import { parseJws, verifyJwsEs256 } from "../../crates/server/static/js/jose.js";
+} from "../../crates/web/static/js/console.js";
+import { parseJws, verifyJwsEs256 } from "../../crates/web/static/js/jose.js";
 
 const text = (bytes) => new TextDecoder().decode(bytes);
 

@@ -1,4 +1,4 @@
-// Tests for crates/server/static/js/jose.js — run with `node --test web-tests/unit/`.
+// Tests for crates/web/static/js/jose.js — run with `node --test web-tests/unit/`.
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -7,7 +7,7 @@ import nodeCrypto from "node:crypto";
 import {
   b64, b64Decode, b64url, b64urlDecode, utf8, jcs, thumbprint,
   signJws, signBytesB64url, verifyJwsEs256, importPkcs8Pem, parseJws,
-} from "../../crates/server/static/js/jose.js";
+} from "../../crates/web/static/js/jose.js";
 
 const subtle = globalThis.crypto.subtle;
 const text = (bytes) => new TextDecoder().decode(bytes);

@@ -1,4 +1,4 @@
-// Tests for crates/server/static/js/ledger.js — run with `node --test web-tests/unit/`.
+// Tests for crates/web/static/js/ledger.js — run with `node --test web-tests/unit/`.
 //
 // The RFC 9162 proof vectors are read from ../../../shared/vectors/rfc9162 relative to this
 // file (the `shared/` directory next to the repository); without them those tests are
@@ -14,8 +14,8 @@ import path from "node:path";
 import {
   leafHash, nodeHash, verifyInclusion, verifyConsistency, verifyTreeHead,
   verifyHistoryItem, fetchAndVerifyHistory,
-} from "../../crates/server/static/js/ledger.js";
-import { b64, b64Decode, jcs, thumbprint, utf8 } from "../../crates/server/static/js/jose.js";
+} from "../../crates/web/static/js/ledger.js";
+import { b64, b64Decode, jcs, thumbprint, utf8 } from "../../crates/web/static/js/jose.js";
 
 const subtle = globalThis.crypto.subtle;
 const hex = (bytes) => Buffer.from(bytes).toString("hex");
@@ -294,7 +294,7 @@ describe("signed tree heads", () => {
     };
     try {
       // A fresh module instance, so that the cached support probe starts over.
-      const fresh = await import("../../crates/server/static/js/ledger.js?without-ed25519");
+      const fresh = await import("../../crates/web/static/js/ledger.js?without-ed25519");
       assert.deepEqual(await fresh.verifyTreeHead(sth, jwks), { ok: null, reason: "unsupported" });
     } finally {
       subtle.importKey = original;
@@ -302,7 +302,7 @@ describe("signed tree heads", () => {
   });
 });
 
-// What the server returns for GET /v1/ledger/proof/inclusion (crates/server/src/http/ledger.rs).
+// What the server returns for GET /v1/ledger/proof/inclusion (crates/api/src/ledger.rs).
 const serverProof = (index, size) => ({
   leaf_index: index,
   tree_size: size,

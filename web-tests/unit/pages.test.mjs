@@ -1,4 +1,4 @@
-// Tests for the pure parts of crates/server/static/js/pages.js — run with
+// Tests for the pure parts of crates/web/static/js/pages.js — run with
 // `node --test web-tests/unit/`. (The behaviours that touch the DOM are exercised by the
 // browser tests.)
 
@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import {
   changePayload, consentPayload, enrollmentBody, expiryFromDate, ledgerMark, planConsent,
   randomNonce, simulatedCardRequest,
-} from "../../crates/server/static/js/pages.js";
-import { createDeviceKey, enrollmentSignedData, signResidentJws } from "../../crates/server/static/js/wallet.js";
-import { b64Decode, b64urlDecode, jcs, verifyJwsEs256 } from "../../crates/server/static/js/jose.js";
+} from "../../crates/web/static/js/pages.js";
+import { createDeviceKey, enrollmentSignedData, signResidentJws } from "../../crates/web/static/js/wallet.js";
+import { b64Decode, b64urlDecode, jcs, verifyJwsEs256 } from "../../crates/web/static/js/jose.js";
 
 const text = (bytes) => new TextDecoder().decode(bytes);
 

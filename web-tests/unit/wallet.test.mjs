@@ -1,4 +1,4 @@
-// Tests for crates/server/static/js/wallet.js — run with `node --test web-tests/unit/`.
+// Tests for crates/web/static/js/wallet.js — run with `node --test web-tests/unit/`.
 
 import { test, describe, afterEach } from "node:test";
 import assert from "node:assert/strict";
@@ -7,8 +7,8 @@ import nodeCrypto from "node:crypto";
 import {
   createDeviceKey, saveDevice, loadDevice, forgetDevice,
   enrollmentSignedData, signLoginNonce, signResidentJws,
-} from "../../crates/server/static/js/wallet.js";
-import { b64urlDecode, jcs, thumbprint, utf8, verifyJwsEs256 } from "../../crates/server/static/js/jose.js";
+} from "../../crates/web/static/js/wallet.js";
+import { b64urlDecode, jcs, thumbprint, utf8, verifyJwsEs256 } from "../../crates/web/static/js/jose.js";
 
 const subtle = globalThis.crypto.subtle;
 const text = (bytes) => new TextDecoder().decode(bytes);

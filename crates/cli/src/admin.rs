@@ -4,7 +4,6 @@ use clap::Subcommand;
 use serde_json::json;
 use std::path::PathBuf;
 use tsunagu_crypto::keys::{Alg, SigningKey};
-use tsunagu_crypto::{jws, random};
 
 #[derive(Subcommand)]
 pub enum AdminCommand {
@@ -55,21 +54,11 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             decision,
             comment,
         } => {
-            let pem = std::fs::read_to_string(&key)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
-            let signing = SigningKey::from_pkcs8_pem(Alg::Es256, &pem)?;
-            let mut header = serde_json::Map::new();
-            header.insert("kid".into(), json!(member));
-            header.insert("typ".into(), json!("tsunagu-vote+jwt"));
-            let payload = json!({
-                "service_id": service,
-                "decision": decision,
-                "comment": comment,
-                "issued_at": tsunagu_connector::now(),
-                "nonce": random::token(16)?,
-            });
-            let vote =
-                jws::sign_with_header(&signing, header, &tsunagu_crypto::jcs::to_vec(&payload)?)?;
+            let member = tsunagu_client::committee::Member::load(&member, &key)
+                .map_err(anyhow::Error::msg)?;
+            let vote = member
+                .sign_vote(&service, &decision, &comment)
+                .map_err(anyhow::Error::msg)?;
             let client = tsunagu_client::ApiClient::new(&url);
             let answer = client
                 .post(

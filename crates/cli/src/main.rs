@@ -3,11 +3,7 @@
 
 mod admin;
 mod connector;
-mod demo;
-mod dev;
 mod ledger;
-mod load;
-mod oidc_seed;
 mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -58,7 +54,7 @@ enum Command {
     /// Development tools (never for production).
     Dev {
         #[command(subcommand)]
-        command: dev::DevCommand,
+        command: tsunagu_dev::DevCommand,
     },
 }
 
@@ -75,13 +71,17 @@ fn init_logging(default: &str, json: bool) {
     }
 }
 
+/// The server this binary runs: the platform's capabilities and the simulated card (which
+/// stays off unless `[dev] simulated_jpki` is set).
+fn server() -> tsunagu_server::Server {
+    tsunagu_server::Server::new().with(tsunagu_dev::SimulatedCard)
+}
+
 async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = tsunagu_server::Config::load(config.as_deref())?;
-    init_logging(
-        "info,tower_http=warn,sqlx=warn",
-        config.server.log_format == "json",
-    );
-    let running = tsunagu_server::spawn(config).await?;
+    let server = server();
+    let config = server.load_config(config.as_deref())?;
+    init_logging("info,tower_http=warn", config.server.log_format == "json");
+    let running = server.spawn(config).await?;
     eprintln!("tsunagu listening on {}", running.url());
     tokio::select! {
         result = running.wait() => result,
@@ -99,7 +99,7 @@ async fn main() {
         Command::Serve { config } => serve(config).await,
         Command::Demo { keep_running } => {
             init_logging("error", false);
-            demo::run(keep_running).await
+            tsunagu_dev::demo::run(keep_running).await
         }
         Command::Wallet { command } => {
             init_logging("warn", false);
@@ -119,7 +119,7 @@ async fn main() {
         }
         Command::Dev { command } => {
             init_logging("warn", false);
-            dev::run(command).await
+            tsunagu_dev::run(command).await
         }
     };
     if let Err(e) = result {
@@ -130,9 +130,5 @@ async fn main() {
 
 /// A secret from a flag or environment variable, or asked for on the terminal.
 pub fn secret(given: Option<String>, prompt: &str) -> anyhow::Result<String> {
-    match given {
-        Some(s) => Ok(s),
-        None => rpassword::prompt_password(prompt)
-            .map_err(|e| anyhow::anyhow!("cannot read the secret from the terminal ({e}); pass it with the flag or environment variable")),
-    }
+    tsunagu_client::secret(given, prompt).map_err(anyhow::Error::msg)
 }

@@ -243,9 +243,19 @@ fn the_ticket_benchmark_tools_seed_and_load_a_real_platform() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(tsunagu(d, &["dev", "jpki", "init", "--dir", "ca"], &[]));
+    // The seeder goes through the platform's services: the committee approves the services,
+    // residents enroll with cards of the simulated JPKI.
+    let jwk: serde_json::Value = serde_json::from_str(&ok(tsunagu(
+        d,
+        &["admin", "keygen", "--out", "chair.pem"],
+        &[],
+    )))
+    .unwrap();
     let port = free_port();
     let config = format!(
-        "[server]\nbind = \"127.0.0.1:{port}\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n"
+        "[server]\nbind = \"127.0.0.1:{port}\"\n[identity]\njpki_trust_anchors = [\"ca/ca.pem\"]\njpki_crls = [\"ca/ca.crl\"]\n[governance]\nquorum = 1\nmembers = [{{ id = \"chair\", jwk = {{ kty = \"EC\", crv = \"P-256\", x = \"{}\", y = \"{}\" }} }}]\n",
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
     );
     std::fs::write(d.join("tsunagu.toml"), &config).unwrap();
     let seeded = ok(tsunagu(
@@ -259,6 +269,10 @@ fn the_ticket_benchmark_tools_seed_and_load_a_real_platform() {
             "30",
             "--out",
             "seed",
+            "--member",
+            "chair=chair.pem",
+            "--jpki",
+            "ca",
         ],
         &[],
     ));

@@ -78,15 +78,89 @@ impl ConsentStatus {
     }
 }
 
+impl ConsentStatus {
+    /// The state at `now`: an active consent past its expiry is expired, whether or not the
+    /// platform's sweep has recorded it yet.
+    pub fn at(self, expires_at: UnixSeconds, now: UnixSeconds) -> ConsentStatus {
+        match self {
+            ConsentStatus::Active if expires_at <= now => ConsentStatus::Expired,
+            other => other,
+        }
+    }
+}
+
 /// The state of a consent as seen at a moment: an active consent past its expiry is expired.
 pub fn effective_status(
     status: ConsentStatus,
     expires_at: UnixSeconds,
     now: UnixSeconds,
 ) -> &'static str {
-    match status {
-        ConsentStatus::Active if expires_at <= now => "expired",
-        other => other.as_str(),
+    status.at(expires_at, now).as_str()
+}
+
+/// Whether a consent is in force at `now`: active and not past its expiry. Everything that
+/// releases data on a consent (tickets, OpenID Connect claims) asks this.
+pub fn in_force(status: ConsentStatus, expires_at: UnixSeconds, now: UnixSeconds) -> bool {
+    status.at(expires_at, now) == ConsentStatus::Active
+}
+
+/// The expiry offered by default when a resident consents: the purpose's retention, at least
+/// a day and at most a year, and never beyond the longest consent allowed.
+pub fn default_expiry(retention_days: u32, max_consent_days: i64, now: UnixSeconds) -> UnixSeconds {
+    let days = i64::from(retention_days)
+        .clamp(1, 365)
+        .min(max_consent_days)
+        .max(1);
+    now + days * 86_400
+}
+
+/// What happened to a consent, as the feed to services and the receipt's events record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentEventKind {
+    Granted,
+    ExpiryChanged,
+    Revoked,
+    Expired,
+}
+
+impl ConsentEventKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentEventKind::Granted => "granted",
+            ConsentEventKind::ExpiryChanged => "expiry_changed",
+            ConsentEventKind::Revoked => "revoked",
+            ConsentEventKind::Expired => "expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentEventKind> {
+        match s {
+            "granted" => Some(ConsentEventKind::Granted),
+            "expiry_changed" => Some(ConsentEventKind::ExpiryChanged),
+            "revoked" => Some(ConsentEventKind::Revoked),
+            "expired" => Some(ConsentEventKind::Expired),
+            _ => None,
+        }
+    }
+
+    /// The status services read in their consent feed.
+    pub fn feed_status(self) -> &'static str {
+        match self {
+            ConsentEventKind::ExpiryChanged => "changed",
+            other => other.as_str(),
+        }
+    }
+
+    /// The event type of a consent receipt (ISO/IEC TS 27560 vocabulary).
+    pub fn receipt_event(self) -> &'static str {
+        match self {
+            ConsentEventKind::Granted => "given",
+            ConsentEventKind::ExpiryChanged => "modified",
+            ConsentEventKind::Revoked => "withdrawn",
+            ConsentEventKind::Expired => "expired",
+        }
     }
 }
 

@@ -31,6 +31,40 @@ impl LeafRecord {
     }
 }
 
+/// An event recorded in the ledger by any capability. It serializes as a JSON object whose
+/// `type` member names it (`consent.granted`, `registry.provision`, …); the leaf is the JCS of
+/// that object with `v` and `at` added ([`Leaf`]). Each capability defines its own events
+/// and declares their types, so that no two capabilities write the same type.
+pub trait LedgerEvent: Serialize + Send + Sync {
+    /// The `type` member.
+    fn kind(&self) -> &'static str;
+}
+
+/// A leaf of any event: `{v, at, type, …}`.
+#[derive(Debug, Serialize)]
+pub struct Leaf<'a, E: ?Sized + Serialize> {
+    pub v: u32,
+    pub at: UnixSeconds,
+    #[serde(flatten)]
+    pub event: &'a E,
+}
+
+impl<'a, E: ?Sized + Serialize> Leaf<'a, E> {
+    pub fn new(at: UnixSeconds, event: &'a E) -> Self {
+        Leaf {
+            v: LEAF_VERSION,
+            at,
+            event,
+        }
+    }
+}
+
+impl LedgerEvent for Event {
+    fn kind(&self) -> &'static str {
+        Event::kind(self)
+    }
+}
+
 /// How an ID was proofed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -271,6 +305,37 @@ pub enum Event {
 }
 
 impl Event {
+    /// Every `type` tag of these events (the platform's ledger event types).
+    pub const KINDS: &'static [&'static str] = &[
+        "identity.enrolled",
+        "identity.device_added",
+        "identity.upgraded",
+        "identity.reproofed",
+        "identity.enrollment_refused",
+        "identity.reproof_required",
+        "identity.device_revoked",
+        "auth.login",
+        "auth.login_refused",
+        "identity.pairwise_shown",
+        "service.applied",
+        "governance.vote",
+        "service.status_changed",
+        "consent.granted",
+        "consent.expiry_changed",
+        "consent.revoked",
+        "consent.expired",
+        "consent.refused",
+        "ticket.issued",
+        "ticket.refused",
+        "exchange.receipt",
+        "exchange.completed",
+        "exchange.flagged",
+        "service.registration_changed",
+        "oidc.authorized",
+        "oidc.refused",
+        "oidc.grant_revoked",
+    ];
+
     /// The `type` tag of the event.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -301,6 +366,20 @@ impl Event {
             Event::OidcAuthorized { .. } => "oidc.authorized",
             Event::OidcRefused { .. } => "oidc.refused",
             Event::OidcGrantRevoked { .. } => "oidc.grant_revoked",
+        }
+    }
+
+    /// Why it happened, for events that say (a refusal's code, a revocation's reason).
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Event::EnrollmentRefused { reason, .. }
+            | Event::ReproofRequired { reason, .. }
+            | Event::LoginRefused { reason, .. }
+            | Event::ConsentRefused { reason, .. }
+            | Event::TicketRefused { reason, .. }
+            | Event::ExchangeFlagged { reason, .. } => Some(reason.as_str().to_owned()),
+            Event::OidcGrantRevoked { reason, .. } => Some(reason.clone()),
+            _ => None,
         }
     }
 
@@ -341,5 +420,20 @@ mod tests {
         let back: LeafRecord = serde_json::from_value(v).unwrap();
         assert_eq!(back, leaf);
         assert_eq!(back.event.kind(), "auth.login_refused");
+    }
+
+    #[test]
+    fn a_leaf_of_any_event_is_the_same_as_a_leaf_record() {
+        let event = Event::Login {
+            subject: "p".into(),
+            device: "d".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(Leaf::new(5, &event)).unwrap(),
+            serde_json::to_value(LeafRecord::new(5, event.clone())).unwrap()
+        );
+        assert!(Event::KINDS.contains(&LedgerEvent::kind(&event)));
+        let unique: std::collections::HashSet<_> = Event::KINDS.iter().collect();
+        assert_eq!(unique.len(), Event::KINDS.len());
     }
 }

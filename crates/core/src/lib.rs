@@ -10,17 +10,23 @@
 //! the current time and any looked-up state in; decisions come back as values. That keeps
 //! every rule testable without a database or a server.
 
+pub mod alert;
 pub mod code;
 pub mod consent;
 pub mod event;
 pub mod governance;
 pub mod identity;
+pub mod ids;
 pub mod lint;
 pub mod oidc;
 pub mod service;
 pub mod ticket;
 
 pub use code::Code;
+pub use ids::{
+    AccountId, ConsentId, DeviceId, GrantId, MemberId, PairwiseId, PurposeId, RequestId, ServiceId,
+    TicketId,
+};
 
 /// Seconds since the Unix epoch, the only time unit in signed payloads and stored rows.
 pub type UnixSeconds = i64;

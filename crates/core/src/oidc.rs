@@ -11,7 +11,6 @@ use crate::UnixSeconds;
 use crate::identity::BasicAttributes;
 use crate::service::{IDENTITY_ITEMS, ServiceStatus};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 /// The scopes this provider knows besides `openid`, and the identity item each releases.
 pub const SCOPE_ITEMS: &[(&str, &str)] = &[
@@ -72,26 +71,41 @@ pub fn released_items(asked: &[String], approved: &[String], agreed: &[String]) 
         .collect()
 }
 
+/// An address claim (OpenID Connect Core §5.1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressClaim {
+    pub formatted: String,
+    pub country: String,
+}
+
+/// The standard claims (OpenID Connect Core §5.1) of the released identity items; an item
+/// not released is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<AddressClaim>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthdate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+}
+
 /// The standard claims (OpenID Connect Core §5.1) for the released items.
-pub fn claims(attributes: &BasicAttributes, items: &[String]) -> Map<String, Value> {
-    let mut out = Map::new();
+pub fn claims(attributes: &BasicAttributes, items: &[String]) -> IdentityClaims {
+    let mut out = IdentityClaims::default();
     for item in items {
         match item.as_str() {
-            "name" => {
-                out.insert("name".into(), json!(attributes.name));
-            }
+            "name" => out.name = Some(attributes.name.clone()),
             "address" => {
-                out.insert(
-                    "address".into(),
-                    json!({"formatted": attributes.address, "country": "JP"}),
-                );
+                out.address = Some(AddressClaim {
+                    formatted: attributes.address.clone(),
+                    country: "JP".into(),
+                })
             }
-            "birthdate" => {
-                out.insert("birthdate".into(), json!(attributes.birthdate));
-            }
-            "gender" => {
-                out.insert("gender".into(), json!(attributes.sex.as_str()));
-            }
+            "birthdate" => out.birthdate = Some(attributes.birthdate.clone()),
+            "gender" => out.gender = Some(attributes.sex.as_str().to_owned()),
             _ => {}
         }
     }

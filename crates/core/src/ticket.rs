@@ -4,6 +4,7 @@
 
 use crate::consent::{ConsentStatus, ResidentFacts};
 use crate::identity::Level;
+use crate::ids::{ConsentId, PurposeId};
 use crate::service::{LegalBasis, ServiceStatus};
 use crate::{Code, UnixSeconds};
 use serde::{Deserialize, Serialize};
@@ -50,9 +51,9 @@ pub struct TicketFacts<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Basis {
     /// The resident's consent with this id.
-    Consent(String),
+    Consent(ConsentId),
     /// A standing legal-basis rule: the purpose with this id.
-    Rule(String),
+    Rule(PurposeId),
 }
 
 impl Basis {
@@ -62,6 +63,79 @@ impl Basis {
             Basis::Consent(id) => format!("consent:{id}"),
             Basis::Rule(purpose) => format!("rule:{purpose}"),
         }
+    }
+
+    /// Reads a `basis` claim back.
+    pub fn parse(claim: &str) -> Option<Basis> {
+        match claim.split_once(':') {
+            Some(("consent", id)) if !id.is_empty() => Some(Basis::Consent(id.into())),
+            Some(("rule", id)) if !id.is_empty() => Some(Basis::Rule(id.into())),
+            _ => None,
+        }
+    }
+
+    /// The consent behind the ticket, if the basis is a consent.
+    pub fn consent(&self) -> Option<&ConsentId> {
+        match self {
+            Basis::Consent(id) => Some(id),
+            Basis::Rule(_) => None,
+        }
+    }
+}
+
+/// Where an exchange stands. A ticket opens it; the two receipts (payload hashes from the
+/// consumer and the provider) close it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketState {
+    /// Issued; receipts outstanding.
+    Open,
+    /// Both receipts arrived and name the same payload.
+    Completed,
+    /// Both receipts arrived and name different payloads (flagged).
+    Mismatch,
+    /// A receipt did not arrive within the grace period after the ticket expired (flagged).
+    Missing,
+}
+
+impl TicketState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketState::Open => "open",
+            TicketState::Completed => "completed",
+            TicketState::Mismatch => "mismatch",
+            TicketState::Missing => "missing",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TicketState> {
+        match s {
+            "open" => Some(TicketState::Open),
+            "completed" => Some(TicketState::Completed),
+            "mismatch" => Some(TicketState::Mismatch),
+            "missing" => Some(TicketState::Missing),
+            _ => None,
+        }
+    }
+
+    /// Both receipts are in: an open exchange completes when they name the same payload and
+    /// is flagged as a mismatch otherwise. `None` when the exchange is already closed.
+    pub fn on_receipts(self, consumer_sha256: &str, provider_sha256: &str) -> Option<TicketState> {
+        match self {
+            TicketState::Open if consumer_sha256 == provider_sha256 => Some(TicketState::Completed),
+            TicketState::Open => Some(TicketState::Mismatch),
+            _ => None,
+        }
+    }
+
+    /// The grace period for receipts has passed: an open exchange is flagged as missing.
+    pub fn on_overdue(self) -> Option<TicketState> {
+        (self == TicketState::Open).then_some(TicketState::Missing)
+    }
+
+    /// Whether the exchange was flagged for the committee.
+    pub fn is_flagged(self) -> bool {
+        matches!(self, TicketState::Mismatch | TicketState::Missing)
     }
 }
 
@@ -110,12 +184,12 @@ pub fn decide(f: &TicketFacts<'_>) -> Result<Basis, Code> {
                 ConsentStatus::Active if !covered(f.items, &consent.items) => {
                     Err(Code::ItemsNotCovered)
                 }
-                ConsentStatus::Active => Ok(Basis::Consent(consent.id.clone())),
+                ConsentStatus::Active => Ok(Basis::Consent(consent.id.as_str().into())),
             }
         }
         LegalBasis::VitalInterest | LegalBasis::Statutory => {
             if present(f.requester) && present(f.reason) {
-                Ok(Basis::Rule(purpose.id.clone()))
+                Ok(Basis::Rule(purpose.id.as_str().into()))
             } else {
                 Err(Code::RequesterRequired)
             }
@@ -401,5 +475,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_exchange_closes_once_by_its_receipts_or_its_deadline() {
+        use TicketState::*;
+        assert_eq!(Open.on_receipts("a", "a"), Some(Completed));
+        assert_eq!(Open.on_receipts("a", "b"), Some(Mismatch));
+        assert_eq!(Completed.on_receipts("a", "b"), None);
+        assert_eq!(Open.on_overdue(), Some(Missing));
+        assert_eq!(Mismatch.on_overdue(), None);
+        for s in [Open, Completed, Mismatch, Missing] {
+            assert_eq!(TicketState::parse(s.as_str()), Some(s));
+        }
+        assert!(Missing.is_flagged() && !Completed.is_flagged());
+    }
+
+    #[test]
+    fn a_basis_claim_reads_back() {
+        for b in [Basis::Consent("c1".into()), Basis::Rule("fire".into())] {
+            assert_eq!(Basis::parse(&b.claim()), Some(b));
+        }
+        assert_eq!(Basis::parse("consent:"), None);
+        assert_eq!(Basis::parse("other:x"), None);
     }
 }

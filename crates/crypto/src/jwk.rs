@@ -265,6 +265,21 @@ fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A JWK in configuration and other documents: checked when it is read (a private member,
+/// an unknown key type or curve is an error there, not later).
+impl serde::Serialize for PublicJwk {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicJwk {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        PublicJwk::from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A JSON Web Key Set.
 #[derive(Clone, Debug, Default)]
 pub struct JwkSet {

@@ -1,6 +1,8 @@
 //! The simulated certificate authority and its on-disk state.
 
 use crate::card::Card;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
     DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -49,6 +51,38 @@ pub struct IssueRequest {
     /// Start of validity, if not now (to make certificates that are not valid yet, or
     /// expired ones with a negative `valid_days`).
     pub not_before: Option<OffsetDateTime>,
+}
+
+/// A card key held in memory, unsealed: for issuing many test cards with
+/// [`SimCa::issue_batch`]. Signs as a card does (RSASSA-PKCS1-v1_5, SHA-256).
+pub struct CardKey {
+    pair: KeyPair,
+    signer: RsaKeyPair,
+}
+
+impl CardKey {
+    pub fn generate() -> Result<CardKey, SimCaError> {
+        let pair = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)?;
+        let signer = RsaKeyPair::from_pkcs8(&pair.serialize_der())
+            .map_err(|e| SimCaError::Invalid(format!("card key: {e}")))?;
+        Ok(CardKey { pair, signer })
+    }
+
+    /// Signs `data` as the card's signing function would.
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, SimCaError> {
+        let mut sig = vec![0u8; self.signer.public_modulus_len()];
+        self.signer
+            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), data, &mut sig)
+            .map_err(|_| SimCaError::Invalid("card key signature failed".into()))?;
+        Ok(sig)
+    }
+}
+
+/// A certificate from [`SimCa::issue_batch`], with the CA certificates above it.
+#[derive(Debug, Clone)]
+pub struct IssuedCard {
+    pub certificate_der: Vec<u8>,
+    pub chain: Vec<Vec<u8>>,
 }
 
 /// A certificate the CA issued.
@@ -240,6 +274,37 @@ impl SimCa {
     /// `pin` (JPKI signing passwords are 6 to 16 letters and digits).
     pub fn issue(&mut self, req: &IssueRequest, pin: &str) -> Result<Card, SimCaError> {
         crate::card::check_signing_pin(pin).map_err(|e| SimCaError::Invalid(e.to_string()))?;
+        let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)?;
+        let cert = self.certify(req, &key)?;
+        self.save_state()?;
+        Card::create(cert, vec![self.cert_der.clone()], &key.serialize_der(), pin)
+            .map_err(|e| SimCaError::Invalid(e.to_string()))
+    }
+
+    /// Issues one signing certificate per request, all for `key`, and records them once.
+    /// For benchmarks and tests that need many residents: a real card has a key of its own,
+    /// and generating RSA-2048 keys (and sealing them under a password) would dominate
+    /// issuing thousands of cards. Each certificate is still distinct (serial, holder).
+    pub fn issue_batch(
+        &mut self,
+        reqs: &[IssueRequest],
+        key: &CardKey,
+    ) -> Result<Vec<IssuedCard>, SimCaError> {
+        let issued = reqs
+            .iter()
+            .map(|req| {
+                Ok(IssuedCard {
+                    certificate_der: self.certify(req, &key.pair)?,
+                    chain: vec![self.cert_der.clone()],
+                })
+            })
+            .collect::<Result<Vec<_>, SimCaError>>()?;
+        self.save_state()?;
+        Ok(issued)
+    }
+
+    /// Signs a certificate for `key` and notes it as issued (the caller saves the state).
+    fn certify(&mut self, req: &IssueRequest, key: &KeyPair) -> Result<Vec<u8>, SimCaError> {
         let birth = parse_date(&req.birthdate)?;
         if !matches!(req.sex.as_str(), "1" | "2" | "3") {
             return Err(SimCaError::Invalid("sex is 1, 2 or 3".into()));
@@ -258,7 +323,6 @@ impl SimCa {
                 "the certificate would end before it starts".into(),
             ));
         }
-        let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048)?;
         let serial = random_serial()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -286,20 +350,12 @@ impl SimCa {
             certificate_policies(jpki::POLICY_SIGNING)?,
         )];
         let issuer = Issuer::new(ca_params(), &self.key);
-        let cert = params.signed_by(&key, &issuer)?;
-        let issued = IssuedCert {
+        let cert = params.signed_by(key, &issuer)?;
+        self.state.issued.push(IssuedCert {
             serial: hex_upper(&serial),
             not_after: not_after.unix_timestamp(),
-        };
-        self.state.issued.push(issued);
-        self.save_state()?;
-        Card::create(
-            cert.der().to_vec(),
-            vec![self.cert_der.clone()],
-            &key.serialize_der(),
-            pin,
-        )
-        .map_err(|e| SimCaError::Invalid(e.to_string()))
+        });
+        Ok(cert.der().to_vec())
     }
 
     /// Revokes a certificate by serial (hex) and publishes a new CRL. `reason` is one of

@@ -13,5 +13,5 @@
 mod ca;
 mod card;
 
-pub use ca::{IssueRequest, IssuedCert, SimCa, SimCaError};
+pub use ca::{CardKey, IssueRequest, IssuedCard, IssuedCert, SimCa, SimCaError};
 pub use card::{Card, CardError, SIGNING_PIN_ATTEMPTS};

@@ -4,7 +4,7 @@ use tsunagu_crypto::x509::{
     CrlSet, TrustAnchors, ValidationPolicy, validate_chain, verify_with_certificate,
 };
 use tsunagu_crypto::{jpki, x509::CertError};
-use tsunagu_jpki_sim::{CardError, IssueRequest, SimCa};
+use tsunagu_jpki_sim::{CardError, CardKey, IssueRequest, SimCa};
 
 fn request() -> IssueRequest {
     IssueRequest {
@@ -54,6 +54,44 @@ fn issued_cards_validate_sign_and_carry_the_basic_items_until_revoked() {
         validate_chain(&[cert], &anchors, &crls, now(), &policy),
         Err(CertError::Revoked)
     );
+}
+
+#[test]
+fn a_batch_of_cards_shares_a_key_but_each_certificate_is_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = SimCa::init(dir.path()).unwrap();
+    let key = CardKey::generate().unwrap();
+    let reqs: Vec<IssueRequest> = (0..3)
+        .map(|i| IssueRequest {
+            name: format!("前橋　太郎{i}"),
+            ..request()
+        })
+        .collect();
+    let cards = ca.issue_batch(&reqs, &key).unwrap();
+    assert_eq!(cards.len(), 3);
+    let anchors = TrustAnchors::from_ders(vec![ca.certificate_der().to_vec()]).unwrap();
+    let crls = CrlSet::from_ders(&[std::fs::read(ca.crl_path()).unwrap()]).unwrap();
+    let policy = ValidationPolicy {
+        required_policy: Some(jpki::POLICY_SIGNING.into()),
+        ..ValidationPolicy::default()
+    };
+    let sig = key.sign(b"data").unwrap();
+    for (i, card) in cards.iter().enumerate() {
+        assert_eq!(card.chain, vec![ca.certificate_der().to_vec()]);
+        let cert = &card.certificate_der;
+        validate_chain(std::slice::from_ref(cert), &anchors, &crls, now(), &policy).unwrap();
+        assert_eq!(
+            jpki::basic_attributes(cert).unwrap().name,
+            format!("前橋　太郎{i}")
+        );
+        verify_with_certificate(cert, b"data", &sig).unwrap();
+    }
+    // Recorded once, all of them, and revocable like any other.
+    let reopened = SimCa::open(dir.path()).unwrap();
+    assert_eq!(reopened.issued().len(), 3);
+    let serials: std::collections::HashSet<_> =
+        reopened.issued().iter().map(|c| c.serial.clone()).collect();
+    assert_eq!(serials.len(), 3);
 }
 
 #[test]

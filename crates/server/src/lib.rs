@@ -1,51 +1,206 @@
 //! # tsunagu-server
 //!
-//! The platform process: configuration, the HTTP API (axum), the services that order the
-//! domain rules of `tsunagu-core` and the checks of `tsunagu-crypto` around storage, the
-//! ledger's in-memory tree and group commit, and background work (tree heads, CRL refresh
-//! and status checks, purges, retention).
+//! The composition root: it assembles the configuration from the sections of the server,
+//! the platform and every capability, starts the platform (storage with every capability's
+//! migrations, keys, trust, the ledger), mounts each capability's routes into one router
+//! with the cross-cutting layers (metrics, tracing, body limit, problem+json fallbacks),
+//! runs one scheduler for every capability's jobs, and owns the listener.
 //!
-//! Invariant: decisions that need no I/O live in `tsunagu-core`; handlers decode, call one
-//! service function, and encode.
+//! Invariant: no capability depends on this crate, and this crate holds no business rules:
+//! adding a capability adds one line to [`Server::new`] (or a `with` in the binary), nothing
+//! else.
 
-pub mod app;
-pub mod assertion;
 pub mod config;
-pub mod consents;
-pub mod error;
-pub mod exchange;
-pub mod governance;
-pub mod history;
-pub mod http;
-pub mod identity;
-pub mod keys;
-pub mod ledger;
-pub mod oidc;
-pub mod services;
-pub mod trust;
-pub mod web;
+mod scheduler;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
-
-pub use app::App;
 pub use config::Config;
 
-static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tsunagu_api::ApiError;
+use tsunagu_capability::{Capability, Context, Migrations};
+use tsunagu_core::Code;
+use tsunagu_platform::Platform;
 
-/// Installs the Prometheus recorder once per process.
-pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
-    METRICS
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
-        .as_ref()
+/// The capabilities of a server and how they are put together.
+pub struct Server {
+    capabilities: Vec<Arc<dyn Capability>>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+impl Server {
+    /// The platform's capabilities: the JSON API (meta, identity, ledger, governance,
+    /// exchange), "log in with tsunagu", and the web pages.
+    pub fn new() -> Server {
+        Server {
+            capabilities: vec![
+                Arc::new(tsunagu_api::MetaApi),
+                Arc::new(tsunagu_api::IdentityApi),
+                Arc::new(tsunagu_api::LedgerApi),
+                Arc::new(tsunagu_api::GovernanceApi),
+                Arc::new(tsunagu_api::ExchangeApi),
+                Arc::new(tsunagu_web::OidcProvider),
+                Arc::new(tsunagu_web::WebApp),
+            ],
+        }
+    }
+
+    /// Adds a capability.
+    pub fn with(mut self, capability: impl Capability + 'static) -> Server {
+        self.capabilities.push(Arc::new(capability));
+        self
+    }
+
+    /// The capabilities' names, in mounting order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.capabilities.iter().map(|c| c.name()).collect()
+    }
+
+    /// Every configuration section in use: the server's, then each capability's.
+    pub fn sections(&self) -> Vec<&'static str> {
+        let mut all: Vec<&'static str> = Config::SECTIONS.to_vec();
+        for c in &self.capabilities {
+            all.extend_from_slice(c.config_sections());
+        }
+        all
+    }
+
+    /// Loads the configuration for this server's sections.
+    pub fn load_config(&self, path: Option<&Path>) -> Result<Config, config::ConfigError> {
+        Config::load(path, &self.sections())
+    }
+
+    /// Checks that names, sections and ledger event types are each claimed once.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let mut names = HashMap::new();
+        let mut sections: HashMap<&str, &str> =
+            Config::SECTIONS.iter().map(|s| (*s, "server")).collect();
+        let mut events = HashMap::new();
+        for c in &self.capabilities {
+            if names.insert(c.name(), ()).is_some() {
+                anyhow::bail!("two capabilities are named `{}`", c.name());
+            }
+            for s in c.config_sections() {
+                if let Some(owner) = sections.insert(s, c.name()) {
+                    anyhow::bail!(
+                        "`{}` and `{owner}` both claim the section `[{s}]`",
+                        c.name()
+                    );
+                }
+            }
+            for e in c.ledger_events() {
+                if let Some(owner) = events.insert(*e, c.name()) {
+                    anyhow::bail!(
+                        "`{}` and `{owner}` both write ledger events of type `{e}`",
+                        c.name()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The capabilities' own migrations.
+    fn migrations(&self) -> Vec<Migrations> {
+        self.capabilities
+            .iter()
+            .filter_map(|c| c.migrations())
+            .collect()
+    }
+
+    /// Starts the platform alone (storage migrated for every capability, keys, trust, the
+    /// ledger) without a listener or jobs: for tools that work on a stopped server's
+    /// storage, such as the benchmark seeder.
+    pub async fn platform(&self, config: &mut Config) -> anyhow::Result<Arc<Platform>> {
+        self.check()?;
+        config.validate()?;
+        config.platform.write_to(&mut config.source);
+        Platform::start(
+            config.platform.clone(),
+            config.public_url(),
+            &self.migrations(),
+        )
+        .await
+    }
+
+    /// Starts the platform on `config.server.bind` (port 0 picks a free port) and returns
+    /// at once with the address.
+    pub async fn spawn(self, mut config: Config) -> anyhow::Result<Running> {
+        self.check()?;
+        config.validate()?;
+        tsunagu_api::metrics_handle();
+        let listener = tokio::net::TcpListener::bind(&config.server.bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.bind))?;
+        let addr = listener.local_addr()?;
+        if config.server.public_url.is_none() {
+            config.server.public_url = Some(format!("http://{addr}"));
+        }
+        let platform = self.platform(&mut config).await?;
+        let mut active = Vec::new();
+        for c in &self.capabilities {
+            if c.enabled(&config.source)? {
+                active.push(c.clone());
+            }
+        }
+        let ctx = Context {
+            platform: platform.clone(),
+            config: config.source.clone(),
+            sweep_every: Duration::from_secs(config.server.sweep_interval_seconds.max(1)),
+            capabilities: active.iter().map(|c| c.name()).collect(),
+        };
+        let mut router = Router::new();
+        let mut jobs = Vec::new();
+        for c in &active {
+            let mount = c
+                .mount(&ctx)
+                .map_err(|e| anyhow::anyhow!("capability `{}`: {e:#}", c.name()))?;
+            router = router.merge(mount.routes);
+            jobs.extend(mount.jobs);
+        }
+        let router = router
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn(record_metrics))
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(axum::extract::DefaultBodyLimit::max(
+                config.server.body_limit_bytes,
+            ));
+        let scheduler = scheduler::start(jobs);
+        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        tracing::info!(%addr, backend = platform.store.backend(), "tsunagu is listening");
+        Ok(Running {
+            addr,
+            platform,
+            task,
+            _scheduler: scheduler,
+        })
+    }
+}
+
+/// Starts the platform with its own capabilities (see [`Server::spawn`]).
+pub async fn spawn(config: Config) -> anyhow::Result<Running> {
+    Server::new().spawn(config).await
 }
 
 /// A server running in this process.
 pub struct Running {
     pub addr: SocketAddr,
-    pub app: Arc<App>,
+    pub platform: Arc<Platform>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _scheduler: scheduler::Scheduler,
 }
 
 impl Running {
@@ -65,21 +220,206 @@ impl Running {
     }
 }
 
-/// Starts the platform on `config.server.bind` (port 0 picks a free port) and returns at
-/// once with the address.
-pub async fn spawn(mut config: Config) -> anyhow::Result<Running> {
-    metrics_handle();
-    let listener = tokio::net::TcpListener::bind(&config.server.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.bind))?;
-    let addr = listener.local_addr()?;
-    if config.server.public_url.is_none() {
-        config.server.public_url = Some(format!("http://{addr}"));
+async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "no such resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "this method is not allowed here")
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("tsunagu_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("tsunagu_http_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platforms_capabilities_claim_their_sections_and_events_once() {
+        let server = Server::new();
+        server.check().unwrap();
+        let sections = server.sections();
+        for s in tsunagu_platform::PlatformConfig::SECTIONS {
+            assert!(sections.contains(s), "no one owns [{s}]");
+        }
+        let declared: Vec<&str> = server
+            .capabilities
+            .iter()
+            .flat_map(|c| c.ledger_events().iter().copied())
+            .collect();
+        for kind in tsunagu_core::event::Event::KINDS {
+            assert!(declared.contains(kind), "no capability declares `{kind}`");
+        }
     }
-    let app = App::start(config).await?;
-    app.spawn_background();
-    let router = http::router(app.clone());
-    let task = tokio::spawn(async move { axum::serve(listener, router).await });
-    tracing::info!(%addr, backend = app.store.backend(), "tsunagu is listening");
-    Ok(Running { addr, app, task })
+
+    /// A capability of the tests: `[probe] on = true` turns it on; it serves `GET /probe`
+    /// and counts the runs of its job.
+    struct Probe {
+        name: &'static str,
+        sections: &'static [&'static str],
+        events: &'static [&'static str],
+        runs: Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ProbeConfig {
+        #[serde(default)]
+        on: bool,
+    }
+
+    impl tsunagu_platform::Section for ProbeConfig {
+        const NAME: &'static str = "probe";
+    }
+
+    fn probe() -> Probe {
+        Probe {
+            name: "probe",
+            sections: &["probe"],
+            events: &["probe.seen"],
+            runs: Arc::default(),
+        }
+    }
+
+    impl Capability for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn config_sections(&self) -> &'static [&'static str] {
+            self.sections
+        }
+
+        fn ledger_events(&self) -> &'static [&'static str] {
+            self.events
+        }
+
+        fn enabled(
+            &self,
+            config: &tsunagu_platform::ConfigSource,
+        ) -> Result<bool, tsunagu_platform::ConfigError> {
+            Ok(config.section::<ProbeConfig>()?.on)
+        }
+
+        fn mount(&self, ctx: &Context) -> anyhow::Result<tsunagu_capability::Mount> {
+            let runs = self.runs.clone();
+            let job =
+                tsunagu_capability::Job::new("probe.tick", Duration::from_millis(100), move || {
+                    let runs = runs.clone();
+                    async move {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(0)
+                    }
+                });
+            let others = ctx.capabilities.len();
+            Ok(tsunagu_capability::Mount::routes(Router::new().route(
+                "/probe",
+                axum::routing::get(move || async move { format!("mounted beside {others}") }),
+            ))
+            .job(job))
+        }
+    }
+
+    #[test]
+    fn a_name_a_section_or_an_event_type_is_claimed_once() {
+        let twice = Server::new().with(probe()).with(probe());
+        assert!(
+            twice
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("two capabilities")
+        );
+        let section = Server::new().with(Probe {
+            sections: &["identity"],
+            ..probe()
+        });
+        let err = section.check().unwrap_err().to_string();
+        assert!(err.contains("[identity]"), "{err}");
+        let event = Server::new().with(Probe {
+            events: &["consent.granted"],
+            ..probe()
+        });
+        let err = event.check().unwrap_err().to_string();
+        assert!(err.contains("consent.granted"), "{err}");
+    }
+
+    async fn get(url: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = url.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /probe HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+
+    async fn spawn_with(
+        on: bool,
+    ) -> (
+        Running,
+        Arc<std::sync::atomic::AtomicU64>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = probe();
+        let runs = probe.runs.clone();
+        let server = Server::new().with(probe);
+        let mut config = Config::default();
+        config.server.bind = "127.0.0.1:0".into();
+        config.storage.data_dir = dir.path().join("data");
+        config.set(&ProbeConfig { on });
+        (server.spawn(config).await.unwrap(), runs, dir)
+    }
+
+    #[tokio::test]
+    async fn a_capability_that_is_on_is_mounted_and_its_jobs_run() {
+        let (running, runs, _dir) = spawn_with(true).await;
+        let (status, body) = get(&running.url()).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            format!("mounted beside {}", Server::new().names().len() + 1)
+        );
+        for _ in 0..50 {
+            if runs.load(std::sync::atomic::Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            runs.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "the job ran again"
+        );
+        running.abort();
+    }
+
+    #[tokio::test]
+    async fn a_capability_that_is_off_is_neither_mounted_nor_scheduled() {
+        let (running, runs, _dir) = spawn_with(false).await;
+        let (status, body) = get(&running.url()).await;
+        assert_eq!(status, 404);
+        assert!(body.contains("not_found"), "{body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+        running.abort();
+    }
 }

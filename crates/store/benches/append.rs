@@ -22,7 +22,7 @@ fn leaf(i: u64) -> NewLeaf {
     NewLeaf {
         input,
         hash,
-        subjects: vec![format!("acct-{}", i % 10_000)],
+        subjects: vec![format!("acct-{}", i % 10_000).into()],
         created_at: 1_790_000_000,
     }
 }

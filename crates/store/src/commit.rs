@@ -8,6 +8,7 @@
 use crate::sql::{BulkTable, ColumnType, Conn, Dialect, Param};
 use crate::{Result, StoreError, params};
 use std::fmt;
+use tsunagu_core::AccountId;
 
 /// One mutation, applied inside a commit batch's transaction.
 pub trait Change: Send + Sync + fmt::Debug + 'static {
@@ -46,7 +47,7 @@ pub struct NewLeaf {
     pub input: Vec<u8>,
     /// RFC 9162 leaf hash of `input`, computed by the caller.
     pub hash: [u8; 32],
-    pub subjects: Vec<String>,
+    pub subjects: Vec<AccountId>,
     pub created_at: i64,
 }
 

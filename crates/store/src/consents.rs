@@ -5,16 +5,17 @@ use crate::identity::{all, one};
 use crate::sql::{Conn, RowReader, expect_one, string_list};
 use crate::{ConsentStore, Result, SqlStore, params};
 use async_trait::async_trait;
-use tsunagu_core::consent::ConsentStatus;
+use tsunagu_core::consent::{ConsentEventKind, ConsentStatus};
+use tsunagu_core::{AccountId, ConsentId, DeviceId, PurposeId, ServiceId};
 
 /// A consent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentRow {
-    pub id: String,
-    pub account_id: String,
-    pub consumer_id: String,
-    pub provider_id: String,
-    pub purpose_id: String,
+    pub id: ConsentId,
+    pub account_id: AccountId,
+    pub consumer_id: ServiceId,
+    pub provider_id: ServiceId,
+    pub purpose_id: PurposeId,
     /// 1, 2, … per resident, consumer and purpose: the newest decides.
     pub generation: i64,
     pub items: Vec<String>,
@@ -22,7 +23,7 @@ pub struct ConsentRow {
     pub terms_sha256: String,
     pub status: ConsentStatus,
     pub jws: String,
-    pub device_id: String,
+    pub device_id: DeviceId,
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -33,13 +34,13 @@ pub struct ConsentRow {
 pub struct ConsentEventRow {
     /// Assigned by the database; ignored on insert.
     pub seq: i64,
-    pub consent_id: String,
-    pub account_id: String,
-    pub consumer_id: String,
-    pub provider_id: String,
-    pub purpose_id: String,
+    pub consent_id: ConsentId,
+    pub account_id: AccountId,
+    pub consumer_id: ServiceId,
+    pub provider_id: ServiceId,
+    pub purpose_id: PurposeId,
     /// `granted`, `expiry_changed`, `revoked`, `expired`.
-    pub status: String,
+    pub status: ConsentEventKind,
     pub items: Vec<String>,
     pub expires_at: i64,
     pub created_at: i64,
@@ -53,21 +54,21 @@ pub enum ConsentChange {
     InsertConsent(ConsentRow),
     /// Sets a consent's status if it is still `from`.
     SetConsentStatus {
-        id: String,
+        id: ConsentId,
         from: ConsentStatus,
         to: ConsentStatus,
         updated_at: i64,
     },
     /// Sets a consent's expiry if it is still at `expected_version`.
     SetConsentExpiry {
-        id: String,
+        id: ConsentId,
         expected_version: i64,
         expires_at: i64,
         updated_at: i64,
     },
     InsertConsentChange {
-        consent_id: String,
-        action: String,
+        consent_id: ConsentId,
+        action: ConsentEventKind,
         expires_at: Option<i64>,
         jws: String,
         created_at: i64,
@@ -75,7 +76,7 @@ pub enum ConsentChange {
     InsertConsentEvent(ConsentEventRow),
     /// Refused (conflict) when the resident already used this nonce.
     UseResidentNonce {
-        account_id: String,
+        account_id: AccountId,
         nonce: String,
         expires_at: i64,
     },
@@ -138,18 +139,18 @@ const SQL_PURGE_RESIDENT_NONCES: &str = "DELETE FROM resident_nonces WHERE expir
 
 pub(crate) fn consent_row(r: &mut RowReader) -> Result<ConsentRow> {
     Ok(ConsentRow {
-        id: r.text()?,
-        account_id: r.text()?,
-        consumer_id: r.text()?,
-        provider_id: r.text()?,
-        purpose_id: r.text()?,
+        id: r.id()?,
+        account_id: r.id()?,
+        consumer_id: r.id()?,
+        provider_id: r.id()?,
+        purpose_id: r.id()?,
         generation: r.int()?,
         items: r.string_list()?,
         expires_at: r.int()?,
         terms_sha256: r.text()?,
         status: r.parsed("consent status", ConsentStatus::parse)?,
         jws: r.text()?,
-        device_id: r.text()?,
+        device_id: r.id()?,
         version: r.int()?,
         created_at: r.int()?,
         updated_at: r.int()?,
@@ -159,12 +160,12 @@ pub(crate) fn consent_row(r: &mut RowReader) -> Result<ConsentRow> {
 fn consent_event_row(r: &mut RowReader) -> Result<ConsentEventRow> {
     Ok(ConsentEventRow {
         seq: r.int()?,
-        consent_id: r.text()?,
-        account_id: r.text()?,
-        consumer_id: r.text()?,
-        provider_id: r.text()?,
-        purpose_id: r.text()?,
-        status: r.text()?,
+        consent_id: r.id()?,
+        account_id: r.id()?,
+        consumer_id: r.id()?,
+        provider_id: r.id()?,
+        purpose_id: r.id()?,
+        status: r.parsed("consent event", ConsentEventKind::parse)?,
         items: r.string_list()?,
         expires_at: r.int()?,
         created_at: r.int()?,
@@ -230,7 +231,7 @@ impl Change for ConsentChange {
             } => {
                 let n = conn.execute(
                     SQL_INSERT_CONSENT_CHANGE,
-                    &params![consent_id, action, *expires_at, jws, *created_at],
+                    &params![consent_id, action.as_str(), *expires_at, jws, *created_at],
                 )?;
                 expect_one(n, "insert consent change")
             }
@@ -243,7 +244,7 @@ impl Change for ConsentChange {
                         &r.consumer_id,
                         &r.provider_id,
                         &r.purpose_id,
-                        &r.status,
+                        r.status.as_str(),
                         string_list(&r.items),
                         r.expires_at,
                         r.created_at,
@@ -268,15 +269,15 @@ impl Change for ConsentChange {
 
 #[async_trait]
 impl ConsentStore for SqlStore {
-    async fn consent(&self, id: &str) -> Result<Option<ConsentRow>> {
-        let id = id.to_owned();
+    async fn consent(&self, id: &ConsentId) -> Result<Option<ConsentRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_CONSENT_BY_ID, &params![&id])?, consent_row))
             .await
     }
 
-    async fn consents_of(&self, account_id: &str) -> Result<Vec<ConsentRow>> {
-        let account_id = account_id.to_owned();
+    async fn consents_of(&self, account_id: &AccountId) -> Result<Vec<ConsentRow>> {
+        let account_id = account_id.clone();
         self.db
             .read(move |c| {
                 all(
@@ -289,15 +290,11 @@ impl ConsentStore for SqlStore {
 
     async fn latest_consent(
         &self,
-        account_id: &str,
-        consumer_id: &str,
-        purpose_id: &str,
+        account_id: &AccountId,
+        consumer_id: &ServiceId,
+        purpose_id: &PurposeId,
     ) -> Result<Option<ConsentRow>> {
-        let (a, c_, p) = (
-            account_id.to_owned(),
-            consumer_id.to_owned(),
-            purpose_id.to_owned(),
-        );
+        let (a, c_, p) = (account_id.clone(), consumer_id.clone(), purpose_id.clone());
         self.db
             .read(move |c| {
                 one(
@@ -310,11 +307,11 @@ impl ConsentStore for SqlStore {
 
     async fn consent_events(
         &self,
-        service_id: &str,
+        service_id: &ServiceId,
         since: i64,
         limit: u32,
     ) -> Result<Vec<ConsentEventRow>> {
-        let service_id = service_id.to_owned();
+        let service_id = service_id.clone();
         self.db
             .read(move |c| {
                 all(
@@ -325,8 +322,8 @@ impl ConsentStore for SqlStore {
             .await
     }
 
-    async fn consent_history(&self, consent_id: &str) -> Result<Vec<ConsentEventRow>> {
-        let consent_id = consent_id.to_owned();
+    async fn consent_history(&self, consent_id: &ConsentId) -> Result<Vec<ConsentEventRow>> {
+        let consent_id = consent_id.clone();
         self.db
             .read(move |c| {
                 all(

@@ -6,27 +6,29 @@ use crate::identity::{all, one};
 use crate::sql::{BulkTable, ColumnType, Conn, Param, RowReader, expect_one, string_list};
 use crate::{ExchangeStore, Result, SqlStore, StoreError, params};
 use async_trait::async_trait;
+use tsunagu_core::alert::AlertKind;
 use tsunagu_core::identity::{AccountStatus, Level};
 use tsunagu_core::service::ServiceStatus;
+use tsunagu_core::ticket::{Basis, TicketState};
+use tsunagu_core::{AccountId, PairwiseId, PurposeId, ServiceId, TicketId};
 
 /// A ticket and the state of its exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TicketRow {
-    pub id: String,
-    pub consumer_id: String,
-    pub provider_id: String,
-    pub account_id: String,
-    pub purpose_id: String,
+    pub id: TicketId,
+    pub consumer_id: ServiceId,
+    pub provider_id: ServiceId,
+    pub account_id: AccountId,
+    pub purpose_id: PurposeId,
     pub items: Vec<String>,
-    pub basis: String,
+    pub basis: Basis,
     pub requester: Option<String>,
     pub reason: Option<String>,
     pub issued_at: i64,
     pub expires_at: i64,
     pub consumer_receipt: Option<String>,
     pub provider_receipt: Option<String>,
-    /// `open`, `completed`, `mismatch`, `missing`.
-    pub state: String,
+    pub state: TicketState,
     pub updated_at: i64,
 }
 
@@ -35,8 +37,10 @@ pub struct TicketRow {
 pub struct AlertRow {
     /// Assigned by the database; ignored on insert.
     pub seq: i64,
-    pub kind: String,
-    pub service_id: Option<String>,
+    pub kind: AlertKind,
+    pub service_id: Option<ServiceId>,
+    /// The exchange the alert is about, if any.
+    pub ticket_id: Option<TicketId>,
     pub detail: String,
     pub created_at: i64,
 }
@@ -56,13 +60,14 @@ pub struct TicketContext {
 /// The resident behind a pairwise subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResidentRow {
-    pub account_id: String,
+    pub account_id: AccountId,
     pub level: Level,
     pub status: AccountStatus,
 }
 
-/// Which side of an exchange sends a receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A side of an exchange: the consumer or the provider (who sends a receipt, whose counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReceiptSide {
     Consumer,
     Provider,
@@ -74,9 +79,9 @@ pub enum ExchangeChange {
     /// Records that `subject` in `sector` is this account (kept if already recorded).
     /// Written in bulk by the group commit.
     LinkSubject {
-        sector: String,
-        subject: String,
-        account_id: String,
+        sector: ServiceId,
+        subject: PairwiseId,
+        account_id: AccountId,
         created_at: i64,
     },
     /// Written in bulk by the group commit: a ticket's id is revealed only once its batch
@@ -84,15 +89,15 @@ pub enum ExchangeChange {
     InsertTicket(Box<TicketRow>),
     /// Records one side's receipt, if that side has not sent one yet.
     SetReceipt {
-        ticket_id: String,
+        ticket_id: TicketId,
         side: ReceiptSide,
         payload_sha256: String,
         updated_at: i64,
     },
     /// Moves an exchange from `open` to a final state.
     CloseTicket {
-        ticket_id: String,
-        state: String,
+        ticket_id: TicketId,
+        state: TicketState,
         updated_at: i64,
     },
     InsertAlert(AlertRow),
@@ -135,9 +140,8 @@ const SQL_SET_CONSUMER_RECEIPT: &str = "UPDATE tickets SET consumer_receipt = $1
 const SQL_SET_PROVIDER_RECEIPT: &str = "UPDATE tickets SET provider_receipt = $1, updated_at = $2 WHERE id = $3 AND provider_receipt IS NULL";
 const SQL_CLOSE_TICKET: &str =
     "UPDATE tickets SET state = $1, updated_at = $2 WHERE id = $3 AND state = 'open'";
-const SQL_INSERT_ALERT: &str =
-    "INSERT INTO alerts (kind, service_id, detail, created_at) VALUES ($1, $2, $3, $4)";
-const SQL_ALERTS: &str = "SELECT seq, kind, service_id, detail, created_at FROM alerts WHERE seq > $1 ORDER BY seq LIMIT $2";
+const SQL_INSERT_ALERT: &str = "INSERT INTO alerts (kind, service_id, ticket_id, detail, created_at) VALUES ($1, $2, $3, $4, $5)";
+const SQL_ALERTS: &str = "SELECT seq, kind, service_id, ticket_id, detail, created_at FROM alerts WHERE seq > $1 ORDER BY seq LIMIT $2";
 const SQL_TICKET_COUNTS: &str = "SELECT 'consumer' AS role, state, COUNT(*) AS n FROM tickets WHERE consumer_id = $1 GROUP BY state UNION ALL SELECT 'provider' AS role, state, COUNT(*) AS n FROM tickets WHERE provider_id = $1 GROUP BY state ORDER BY role, state";
 
 const SUBJECTS: BulkTable = BulkTable {
@@ -181,14 +185,14 @@ fn ticket_params(r: &TicketRow) -> Vec<Param<'_>> {
         &r.account_id,
         &r.purpose_id,
         string_list(&r.items),
-        &r.basis,
+        r.basis.claim(),
         &r.requester,
         &r.reason,
         r.issued_at,
         r.expires_at,
         &r.consumer_receipt,
         &r.provider_receipt,
-        &r.state,
+        r.state.as_str(),
         r.updated_at,
     ]
     .to_vec()
@@ -196,20 +200,20 @@ fn ticket_params(r: &TicketRow) -> Vec<Param<'_>> {
 
 fn ticket_row(r: &mut RowReader) -> Result<TicketRow> {
     Ok(TicketRow {
-        id: r.text()?,
-        consumer_id: r.text()?,
-        provider_id: r.text()?,
-        account_id: r.text()?,
-        purpose_id: r.text()?,
+        id: r.id()?,
+        consumer_id: r.id()?,
+        provider_id: r.id()?,
+        account_id: r.id()?,
+        purpose_id: r.id()?,
         items: r.string_list()?,
-        basis: r.text()?,
+        basis: r.parsed("ticket basis", Basis::parse)?,
         requester: r.opt_text()?,
         reason: r.opt_text()?,
         issued_at: r.int()?,
         expires_at: r.int()?,
         consumer_receipt: r.opt_text()?,
         provider_receipt: r.opt_text()?,
-        state: r.text()?,
+        state: r.parsed("ticket state", TicketState::parse)?,
         updated_at: r.int()?,
     })
 }
@@ -217,8 +221,9 @@ fn ticket_row(r: &mut RowReader) -> Result<TicketRow> {
 fn alert_row(r: &mut RowReader) -> Result<AlertRow> {
     Ok(AlertRow {
         seq: r.int()?,
-        kind: r.text()?,
-        service_id: r.opt_text()?,
+        kind: r.parsed("alert kind", AlertKind::parse)?,
+        service_id: r.opt_id()?,
+        ticket_id: r.opt_id()?,
         detail: r.text()?,
         created_at: r.int()?,
     })
@@ -238,7 +243,7 @@ fn ticket_context(r: &mut RowReader) -> Result<TicketContext> {
     let status = r.opt_text()?;
     let resident = match (account_id, level, status) {
         (Some(account_id), Some(level), Some(status)) => Some(ResidentRow {
-            account_id,
+            account_id: account_id.into(),
             level: Level::parse(&level)
                 .ok_or_else(|| StoreError::Corrupt(format!("account level `{level}`")))?,
             status: AccountStatus::parse(&status)
@@ -295,13 +300,22 @@ impl Change for ExchangeChange {
                 state,
                 updated_at,
             } => {
-                let n = conn.execute(SQL_CLOSE_TICKET, &params![state, *updated_at, ticket_id])?;
+                let n = conn.execute(
+                    SQL_CLOSE_TICKET,
+                    &params![state.as_str(), *updated_at, ticket_id],
+                )?;
                 expect_one(n, "close ticket")
             }
             ExchangeChange::InsertAlert(r) => {
                 let n = conn.execute(
                     SQL_INSERT_ALERT,
-                    &params![&r.kind, &r.service_id, &r.detail, r.created_at],
+                    &params![
+                        r.kind.as_str(),
+                        r.service_id.as_ref(),
+                        r.ticket_id.as_ref(),
+                        &r.detail,
+                        r.created_at
+                    ],
                 )?;
                 expect_one(n, "insert alert")
             }
@@ -327,12 +341,16 @@ impl Change for ExchangeChange {
 
 #[async_trait]
 impl ExchangeStore for SqlStore {
-    async fn account_for_subject(&self, sector: &str, subject: &str) -> Result<Option<String>> {
-        let (sector, subject) = (sector.to_owned(), subject.to_owned());
+    async fn account_for_subject(
+        &self,
+        sector: &ServiceId,
+        subject: &PairwiseId,
+    ) -> Result<Option<AccountId>> {
+        let (sector, subject) = (sector.clone(), subject.clone());
         self.db
             .read(move |c| {
                 c.query_opt(SQL_ACCOUNT_FOR_SUBJECT, &params![&sector, &subject])?
-                    .map(|row| row.reader().text())
+                    .map(|row| row.reader().id())
                     .transpose()
             })
             .await
@@ -340,12 +358,18 @@ impl ExchangeStore for SqlStore {
 
     async fn ticket_context(
         &self,
-        consumer_id: &str,
-        provider_id: &str,
-        purpose_id: &str,
-        subject: &str,
+        consumer_id: &ServiceId,
+        provider_id: &ServiceId,
+        purpose_id: &PurposeId,
+        subject: &PairwiseId,
     ) -> Result<Option<TicketContext>> {
-        let args = [consumer_id, purpose_id, subject, provider_id].map(str::to_owned);
+        let args = [
+            consumer_id.as_str(),
+            purpose_id.as_str(),
+            subject.as_str(),
+            provider_id.as_str(),
+        ]
+        .map(str::to_owned);
         self.db
             .read(move |c| {
                 one(
@@ -359,8 +383,8 @@ impl ExchangeStore for SqlStore {
             .await
     }
 
-    async fn ticket(&self, id: &str) -> Result<Option<TicketRow>> {
-        let id = id.to_owned();
+    async fn ticket(&self, id: &TicketId) -> Result<Option<TicketRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_TICKET_BY_ID, &params![&id])?, ticket_row))
             .await
@@ -377,8 +401,8 @@ impl ExchangeStore for SqlStore {
             .await
     }
 
-    async fn tickets_of(&self, account_id: &str, limit: u32) -> Result<Vec<TicketRow>> {
-        let account_id = account_id.to_owned();
+    async fn tickets_of(&self, account_id: &AccountId, limit: u32) -> Result<Vec<TicketRow>> {
+        let account_id = account_id.clone();
         self.db
             .read(move |c| {
                 all(
@@ -395,15 +419,27 @@ impl ExchangeStore for SqlStore {
             .await
     }
 
-    async fn ticket_counts(&self, service_id: &str) -> Result<Vec<(String, String, u64)>> {
-        let service_id = service_id.to_owned();
+    async fn ticket_counts(
+        &self,
+        service_id: &ServiceId,
+    ) -> Result<Vec<(ReceiptSide, TicketState, u64)>> {
+        let service_id = service_id.clone();
         self.db
             .read(move |c| {
                 c.query(SQL_TICKET_COUNTS, &params![&service_id])?
                     .into_iter()
                     .map(|row| {
                         let mut r = row.reader();
-                        Ok((r.text()?, r.text()?, r.u64()?))
+                        let side = r.parsed("side", |s| match s {
+                            "consumer" => Some(ReceiptSide::Consumer),
+                            "provider" => Some(ReceiptSide::Provider),
+                            _ => None,
+                        })?;
+                        Ok((
+                            side,
+                            r.parsed("ticket state", TicketState::parse)?,
+                            r.u64()?,
+                        ))
                     })
                     .collect()
             })

@@ -5,11 +5,12 @@ use crate::sql::{BulkTable, ColumnType, Conn, Param, Row, RowReader, expect_one}
 use crate::{IdentityStore, NonceStore, Result, SessionStore, SqlStore, StoreError, params};
 use async_trait::async_trait;
 use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+use tsunagu_core::{AccountId, DeviceId};
 
 /// An account row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountRow {
-    pub id: String,
+    pub id: AccountId,
     pub level: Level,
     pub status: AccountStatus,
     /// Sealed basic items.
@@ -34,8 +35,8 @@ pub struct CardRef {
 /// A device credential row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRow {
-    pub id: String,
-    pub account_id: String,
+    pub id: DeviceId,
+    pub account_id: AccountId,
     pub jkt: String,
     pub jwk: String,
     pub status: DeviceStatus,
@@ -50,8 +51,8 @@ pub struct DeviceRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
     pub token_hash: String,
-    pub account_id: String,
-    pub device_id: String,
+    pub account_id: AccountId,
+    pub device_id: DeviceId,
     pub expires_at: i64,
     pub created_at: i64,
 }
@@ -63,7 +64,7 @@ pub enum IdentityChange {
     /// Records a (re)proof: level, status, sealed attributes and the card, if the account is
     /// still at `expected_version`.
     UpdateAccountProof {
-        id: String,
+        id: AccountId,
         expected_version: i64,
         level: Level,
         status: AccountStatus,
@@ -73,7 +74,7 @@ pub enum IdentityChange {
     },
     /// Sets the status if it is still `from`.
     SetAccountStatus {
-        id: String,
+        id: AccountId,
         from: AccountStatus,
         to: AccountStatus,
         updated_at: i64,
@@ -81,19 +82,19 @@ pub enum IdentityChange {
     InsertDevice(DeviceRow),
     /// Revokes a device that is still active.
     RevokeDevice {
-        id: String,
+        id: DeviceId,
         at: i64,
     },
     /// Sets the failed-login counter and lock, if the counter is still `expected_failures`.
     SetLoginState {
-        device_id: String,
+        device_id: DeviceId,
         expected_failures: i64,
         failures: i64,
         locked_until: Option<i64>,
     },
     InsertSession(SessionRow),
     DeleteDeviceSessions {
-        device_id: String,
+        device_id: DeviceId,
     },
     /// Deletes one session (a logout); nothing happens if it is already gone.
     DeleteSession {
@@ -180,7 +181,7 @@ pub(crate) const JTI_TABLE: BulkTable = BulkTable {
 };
 
 fn account_row(r: &mut RowReader) -> Result<AccountRow> {
-    let id = r.text()?;
+    let id = r.id()?;
     let level = r.parsed("account level", Level::parse)?;
     let status = r.parsed("account status", AccountStatus::parse)?;
     let attributes = r.opt_bytes()?;
@@ -211,8 +212,8 @@ fn account_row(r: &mut RowReader) -> Result<AccountRow> {
 
 fn device_row(r: &mut RowReader) -> Result<DeviceRow> {
     Ok(DeviceRow {
-        id: r.text()?,
-        account_id: r.text()?,
+        id: r.id()?,
+        account_id: r.id()?,
         jkt: r.text()?,
         jwk: r.text()?,
         status: r.parsed("device status", DeviceStatus::parse)?,
@@ -227,8 +228,8 @@ fn device_row(r: &mut RowReader) -> Result<DeviceRow> {
 fn session_row(r: &mut RowReader) -> Result<SessionRow> {
     Ok(SessionRow {
         token_hash: r.text()?,
-        account_id: r.text()?,
-        device_id: r.text()?,
+        account_id: r.id()?,
+        device_id: r.id()?,
         expires_at: r.int()?,
         created_at: r.int()?,
     })
@@ -379,8 +380,8 @@ impl Change for IdentityChange {
 
 #[async_trait]
 impl IdentityStore for SqlStore {
-    async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
-        let id = id.to_owned();
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_ACCOUNT_BY_ID, &params![&id])?, account_row))
             .await
@@ -410,8 +411,8 @@ impl IdentityStore for SqlStore {
             .await
     }
 
-    async fn device(&self, id: &str) -> Result<Option<DeviceRow>> {
-        let id = id.to_owned();
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_DEVICE_BY_ID, &params![&id])?, device_row))
             .await
@@ -424,8 +425,8 @@ impl IdentityStore for SqlStore {
             .await
     }
 
-    async fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRow>> {
-        let account_id = account_id.to_owned();
+    async fn devices_of(&self, account_id: &AccountId) -> Result<Vec<DeviceRow>> {
+        let account_id = account_id.clone();
         self.db
             .read(move |c| all(c.query(SQL_DEVICES_OF, &params![&account_id])?, device_row))
             .await

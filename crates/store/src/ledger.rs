@@ -5,6 +5,7 @@ use crate::identity::{all, one};
 use crate::sql::RowReader;
 use crate::{KeyStore, LedgerStore, Result, SqlStore, StoreError, params};
 use async_trait::async_trait;
+use tsunagu_core::AccountId;
 
 /// A stored ledger leaf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +124,7 @@ impl LedgerStore for SqlStore {
 
     async fn subject_leaves(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<LeafRow>> {
@@ -131,7 +132,7 @@ impl LedgerStore for SqlStore {
             Some(b) => to_i64(b)?,
             None => i64::MAX,
         };
-        let account_id = account_id.to_owned();
+        let account_id = account_id.clone();
         self.db
             .read(move |c| {
                 all(

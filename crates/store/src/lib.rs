@@ -52,6 +52,10 @@ use async_trait::async_trait;
 use std::path::Path;
 use std::sync::Arc;
 use tsunagu_core::service::ServiceStatus;
+use tsunagu_core::ticket::TicketState;
+use tsunagu_core::{
+    AccountId, ConsentId, DeviceId, GrantId, PairwiseId, PurposeId, RequestId, ServiceId, TicketId,
+};
 
 /// Errors of the store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,13 +79,13 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Accounts and their device credentials.
 #[async_trait]
 pub trait IdentityStore {
-    async fn account(&self, id: &str) -> Result<Option<AccountRow>>;
+    async fn account(&self, id: &AccountId) -> Result<Option<AccountRow>>;
     async fn account_by_card(&self, binding: &str) -> Result<Option<AccountRow>>;
     /// Accounts proofed with the certificate of this issuer (DER name) and serial.
     async fn accounts_with_card(&self, issuer: &[u8], serial: &[u8]) -> Result<Vec<AccountRow>>;
-    async fn device(&self, id: &str) -> Result<Option<DeviceRow>>;
+    async fn device(&self, id: &DeviceId) -> Result<Option<DeviceRow>>;
     async fn device_by_jkt(&self, jkt: &str) -> Result<Option<DeviceRow>>;
-    async fn devices_of(&self, account_id: &str) -> Result<Vec<DeviceRow>>;
+    async fn devices_of(&self, account_id: &AccountId) -> Result<Vec<DeviceRow>>;
     async fn count_accounts(&self) -> Result<u64>;
 }
 
@@ -113,7 +117,7 @@ pub trait LedgerStore {
     /// The leaves about an account, newest first, below `before` (exclusive) if given.
     async fn subject_leaves(
         &self,
-        account_id: &str,
+        account_id: &AccountId,
         before: Option<u64>,
         limit: u32,
     ) -> Result<Vec<LeafRow>>;
@@ -134,39 +138,43 @@ pub trait KeyStore {
 /// Services, their purposes and the committee's votes.
 #[async_trait]
 pub trait ServiceStore {
-    async fn service(&self, id: &str) -> Result<Option<ServiceRow>>;
+    async fn service(&self, id: &ServiceId) -> Result<Option<ServiceRow>>;
     /// All services, or those in one status; newest first.
     async fn services(&self, status: Option<ServiceStatus>) -> Result<Vec<ServiceRow>>;
-    async fn purpose(&self, consumer_id: &str, purpose_id: &str) -> Result<Option<PurposeRow>>;
+    async fn purpose(
+        &self,
+        consumer_id: &ServiceId,
+        purpose_id: &PurposeId,
+    ) -> Result<Option<PurposeRow>>;
     /// Every purpose of every service.
     async fn all_purposes(&self) -> Result<Vec<PurposeRow>>;
-    async fn purposes_of(&self, consumer_id: &str) -> Result<Vec<PurposeRow>>;
+    async fn purposes_of(&self, consumer_id: &ServiceId) -> Result<Vec<PurposeRow>>;
     /// Votes on a service in one round, in the order they were cast.
-    async fn votes(&self, service_id: &str, round: i64) -> Result<Vec<VoteRow>>;
+    async fn votes(&self, service_id: &ServiceId, round: i64) -> Result<Vec<VoteRow>>;
 }
 
 /// Consents, their changes and the feed.
 #[async_trait]
 pub trait ConsentStore {
-    async fn consent(&self, id: &str) -> Result<Option<ConsentRow>>;
+    async fn consent(&self, id: &ConsentId) -> Result<Option<ConsentRow>>;
     /// A resident's consents, newest first.
-    async fn consents_of(&self, account_id: &str) -> Result<Vec<ConsentRow>>;
+    async fn consents_of(&self, account_id: &AccountId) -> Result<Vec<ConsentRow>>;
     /// The newest consent to this purpose (the highest generation).
     async fn latest_consent(
         &self,
-        account_id: &str,
-        consumer_id: &str,
-        purpose_id: &str,
+        account_id: &AccountId,
+        consumer_id: &ServiceId,
+        purpose_id: &PurposeId,
     ) -> Result<Option<ConsentRow>>;
     /// Feed entries where the service is the consumer or the provider, after `since`.
     async fn consent_events(
         &self,
-        service_id: &str,
+        service_id: &ServiceId,
         since: i64,
         limit: u32,
     ) -> Result<Vec<ConsentEventRow>>;
     /// The feed entries of one consent, oldest first (for its receipt).
-    async fn consent_history(&self, consent_id: &str) -> Result<Vec<ConsentEventRow>>;
+    async fn consent_history(&self, consent_id: &ConsentId) -> Result<Vec<ConsentEventRow>>;
     /// Active consents whose expiry has passed.
     async fn due_expirations(&self, now: i64, limit: u32) -> Result<Vec<ConsentRow>>;
     async fn purge_resident_nonces(&self, now: i64) -> Result<u64>;
@@ -176,42 +184,49 @@ pub trait ConsentStore {
 #[async_trait]
 pub trait ExchangeStore {
     /// The account behind a pairwise subject in a sector.
-    async fn account_for_subject(&self, sector: &str, subject: &str) -> Result<Option<String>>;
+    async fn account_for_subject(
+        &self,
+        sector: &ServiceId,
+        subject: &PairwiseId,
+    ) -> Result<Option<AccountId>>;
     /// The statuses of both services, the resident behind `subject` at `consumer_id`, and
     /// their latest consent to the consumer's purpose, in one query. `None` when the
     /// consumer is unknown.
     async fn ticket_context(
         &self,
-        consumer_id: &str,
-        provider_id: &str,
-        purpose_id: &str,
-        subject: &str,
+        consumer_id: &ServiceId,
+        provider_id: &ServiceId,
+        purpose_id: &PurposeId,
+        subject: &PairwiseId,
     ) -> Result<Option<TicketContext>>;
-    async fn ticket(&self, id: &str) -> Result<Option<TicketRow>>;
+    async fn ticket(&self, id: &TicketId) -> Result<Option<TicketRow>>;
     /// Open exchanges whose ticket expired before `before`.
     async fn overdue_tickets(&self, before: i64, limit: u32) -> Result<Vec<TicketRow>>;
     /// A resident's tickets (for their history), newest first.
-    async fn tickets_of(&self, account_id: &str, limit: u32) -> Result<Vec<TicketRow>>;
+    async fn tickets_of(&self, account_id: &AccountId, limit: u32) -> Result<Vec<TicketRow>>;
     async fn alerts(&self, since: i64, limit: u32) -> Result<Vec<AlertRow>>;
-    /// Ticket counts by state where the service is the consumer (`"consumer"`) or the
-    /// provider (`"provider"`): (role, state, count), sorted.
-    async fn ticket_counts(&self, service_id: &str) -> Result<Vec<(String, String, u64)>>;
+    /// Ticket counts by state where the service is the consumer or the provider: (side,
+    /// state, count), sorted by side then state name.
+    async fn ticket_counts(
+        &self,
+        service_id: &ServiceId,
+    ) -> Result<Vec<(ReceiptSide, TicketState, u64)>>;
 }
 
 /// OpenID Connect: pending authorization requests, grants, codes and tokens.
 #[async_trait]
 pub trait OidcStore {
-    async fn authz_request(&self, id: &str) -> Result<Option<AuthzRequestRow>>;
+    async fn authz_request(&self, id: &RequestId) -> Result<Option<AuthzRequestRow>>;
     async fn authz_request_by_login_nonce(&self, nonce: &str) -> Result<Option<AuthzRequestRow>>;
-    async fn grant(&self, id: &str) -> Result<Option<GrantRow>>;
+    async fn grant(&self, id: &GrantId) -> Result<Option<GrantRow>>;
     /// A code and its grant, in one query.
     async fn code(&self, code_hash: &str) -> Result<Option<(CodeRow, GrantRow)>>;
     /// A token and its grant, in one query.
     async fn oauth_token(&self, token_hash: &str) -> Result<Option<(OauthTokenRow, GrantRow)>>;
     /// A resident's grants (for their view), newest first.
-    async fn grants_of(&self, account_id: &str, limit: u32) -> Result<Vec<GrantRow>>;
+    async fn grants_of(&self, account_id: &AccountId, limit: u32) -> Result<Vec<GrantRow>>;
     /// Grants to a client that are not revoked (for the service console's statistics).
-    async fn count_active_grants(&self, client_id: &str) -> Result<u64>;
+    async fn count_active_grants(&self, client_id: &ServiceId) -> Result<u64>;
     /// Deletes authorization requests that expired before `now`, codes and tokens that
     /// expired more than a day before `now`. Returns rows deleted.
     async fn purge_oidc(&self, now: i64) -> Result<u64>;
@@ -284,6 +299,12 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
             name: "oidc",
             sqlite: include_str!("../migrations/sqlite/0003_oidc.sql"),
             postgres: include_str!("../migrations/postgres/0003_oidc.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "alert_ticket",
+            sqlite: include_str!("../migrations/sqlite/0004_alert_ticket.sql"),
+            postgres: include_str!("../migrations/postgres/0004_alert_ticket.sql"),
         },
     ],
 };
@@ -372,4 +393,80 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn
 #[macro_export]
 macro_rules! changes {
     ($($c:expr),* $(,)?) => { vec![$($crate::AnyChange::from($c)),*] };
+}
+
+/// Upgrading a database that earlier versions wrote.
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+    use crate::params;
+
+    /// A database at the platform's schema version 3, with alerts as version 3 wrote them
+    /// (the ticket only in the detail's text); then opened by this version.
+    async fn upgraded_alerts(db: Database) -> Vec<AlertRow> {
+        let before = Migrations {
+            capability: PLATFORM,
+            steps: &PLATFORM_MIGRATIONS.steps[..3],
+        };
+        db.write(move |c| migrate::migrate(c, &[before], unix_now()))
+            .await
+            .unwrap();
+        db.write(|c| {
+            for (kind, detail) in [
+                (
+                    "legal_basis_use",
+                    "ticket abc_DEF-1: 消防局 used the standing rule `vital_interest`",
+                ),
+                ("receipt_missing", "ticket t1: the provider's receipt missing"),
+                ("service_suspended", "X was suspended by the committee"),
+                ("receipt_mismatch", "ticket : nothing"),
+                ("receipt_mismatch", "ticket a b: spaced"),
+            ] {
+                c.execute(
+                    "INSERT INTO alerts (kind, service_id, detail, created_at) VALUES ($1, NULL, $2, 1)",
+                    &params![kind, detail],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let store = SqlStore::with_platform_schema(db).await.unwrap();
+        store.alerts(0, 10).await.unwrap()
+    }
+
+    fn ticket_ids(alerts: &[AlertRow]) -> Vec<Option<&str>> {
+        alerts
+            .iter()
+            .map(|a| a.ticket_id.as_ref().map(|t| t.as_str()))
+            .collect()
+    }
+
+    /// The ticket of an exchange alert is read from its detail, `ticket <id>: …`, and
+    /// nothing else is taken for one.
+    const EXPECTED: [Option<&str>; 5] = [Some("abc_DEF-1"), Some("t1"), None, None, None];
+
+    #[tokio::test]
+    async fn sqlite_alerts_of_version_3_get_the_ticket_from_their_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = tokio::task::spawn_blocking(move || sqlite::open(&path))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ticket_ids(&upgraded_alerts(db).await), EXPECTED);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_alerts_of_version_3_get_the_ticket_from_their_detail() {
+        let Ok(url) = std::env::var("TSUNAGU_TEST_DATABASE_URL") else {
+            println!("NOTICE: TSUNAGU_TEST_DATABASE_URL not set: PostgreSQL case skipped");
+            return;
+        };
+        let schema = format!("t_upgrade_alerts_{}", std::process::id());
+        let db = postgres::open(&url, Some(&schema)).await.unwrap();
+        let got = upgraded_alerts(db).await;
+        SqlStore::drop_schema(&url, &schema).await.unwrap();
+        assert_eq!(ticket_ids(&got), EXPECTED);
+    }
 }

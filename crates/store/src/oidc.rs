@@ -6,13 +6,14 @@ use crate::identity::{all, one};
 use crate::sql::{Conn, RowReader, expect_one, string_list};
 use crate::{OidcStore, Result, SqlStore, StoreError, params};
 use async_trait::async_trait;
+use tsunagu_core::{AccountId, ConsentId, DeviceId, GrantId, RequestId, ServiceId};
 
 /// A pending OpenID Connect authorization request, between the authorization endpoint (or a
 /// pushed authorization request) and the resident's login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthzRequestRow {
-    pub id: String,
-    pub client_id: String,
+    pub id: RequestId,
+    pub client_id: ServiceId,
     /// The validated request parameters (JSON).
     pub params: String,
     /// Whether the client pushed the request (RFC 9126).
@@ -27,16 +28,16 @@ pub struct AuthzRequestRow {
 /// live and die with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRow {
-    pub id: String,
-    pub client_id: String,
-    pub account_id: String,
+    pub id: GrantId,
+    pub client_id: ServiceId,
+    pub account_id: AccountId,
     /// The device the resident logged in with.
-    pub device_id: String,
+    pub device_id: DeviceId,
     pub scope: String,
     /// The items released to the client.
     pub items: Vec<String>,
     /// The consent behind the released items, if any.
-    pub consent_id: Option<String>,
+    pub consent_id: Option<ConsentId>,
     /// When the resident authenticated.
     pub auth_time: i64,
     pub created_at: i64,
@@ -49,7 +50,7 @@ pub struct GrantRow {
 pub struct CodeRow {
     /// SHA-256 of the code, hex.
     pub code_hash: String,
-    pub grant_id: String,
+    pub grant_id: GrantId,
     pub redirect_uri: String,
     /// PKCE S256 challenge.
     pub code_challenge: String,
@@ -92,7 +93,7 @@ impl TokenKind {
 pub struct OauthTokenRow {
     /// SHA-256 of the token, hex.
     pub token_hash: String,
-    pub grant_id: String,
+    pub grant_id: GrantId,
     pub kind: TokenKind,
     pub scope: String,
     /// Thumbprint of the DPoP key the token is bound to.
@@ -111,18 +112,18 @@ pub enum OidcChange {
     /// Sets the login nonce of an authorization request (refused if the request is gone or
     /// the nonce is taken).
     SetAuthzLoginNonce {
-        id: String,
+        id: RequestId,
         login_nonce: String,
     },
     /// Deletes an authorization request; nothing happens if it is already gone.
     DeleteAuthzRequest {
-        id: String,
+        id: RequestId,
     },
     InsertGrant(GrantRow),
     /// Revokes a grant. Revoking a revoked grant succeeds and keeps the first time and
     /// reason; refused only if there is no such grant.
     RevokeGrant {
-        id: String,
+        id: GrantId,
         reason: String,
         at: i64,
     },
@@ -242,8 +243,8 @@ const SQL_PURGE_OAUTH_TOKENS: &str = "DELETE FROM oauth_tokens WHERE expires_at 
 
 fn authz_request_row(r: &mut RowReader) -> Result<AuthzRequestRow> {
     Ok(AuthzRequestRow {
-        id: r.text()?,
-        client_id: r.text()?,
+        id: r.id()?,
+        client_id: r.id()?,
         params: r.text()?,
         pushed: r.bool()?,
         login_nonce: r.opt_text()?,
@@ -254,13 +255,13 @@ fn authz_request_row(r: &mut RowReader) -> Result<AuthzRequestRow> {
 
 fn grant_row(r: &mut RowReader) -> Result<GrantRow> {
     Ok(GrantRow {
-        id: r.text()?,
-        client_id: r.text()?,
-        account_id: r.text()?,
-        device_id: r.text()?,
+        id: r.id()?,
+        client_id: r.id()?,
+        account_id: r.id()?,
+        device_id: r.id()?,
         scope: r.text()?,
         items: r.string_list()?,
-        consent_id: r.opt_text()?,
+        consent_id: r.opt_id()?,
         auth_time: r.int()?,
         created_at: r.int()?,
         revoked_at: r.opt_int()?,
@@ -271,7 +272,7 @@ fn grant_row(r: &mut RowReader) -> Result<GrantRow> {
 fn code_row(r: &mut RowReader) -> Result<CodeRow> {
     Ok(CodeRow {
         code_hash: r.text()?,
-        grant_id: r.text()?,
+        grant_id: r.id()?,
         redirect_uri: r.text()?,
         code_challenge: r.text()?,
         nonce: r.opt_text()?,
@@ -285,7 +286,7 @@ fn code_row(r: &mut RowReader) -> Result<CodeRow> {
 fn oauth_token_row(r: &mut RowReader) -> Result<OauthTokenRow> {
     Ok(OauthTokenRow {
         token_hash: r.text()?,
-        grant_id: r.text()?,
+        grant_id: r.id()?,
         kind: r.parsed("token kind", TokenKind::parse)?,
         scope: r.text()?,
         dpop_jkt: r.opt_text()?,
@@ -339,7 +340,7 @@ impl Change for OidcChange {
                         &g.device_id,
                         &g.scope,
                         string_list(&g.items),
-                        &g.consent_id,
+                        g.consent_id.as_ref(),
                         g.auth_time,
                         g.created_at,
                         g.revoked_at,
@@ -399,8 +400,8 @@ impl Change for OidcChange {
 
 #[async_trait]
 impl OidcStore for SqlStore {
-    async fn authz_request(&self, id: &str) -> Result<Option<AuthzRequestRow>> {
-        let id = id.to_owned();
+    async fn authz_request(&self, id: &RequestId) -> Result<Option<AuthzRequestRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| {
                 one(
@@ -423,8 +424,8 @@ impl OidcStore for SqlStore {
             .await
     }
 
-    async fn grant(&self, id: &str) -> Result<Option<GrantRow>> {
-        let id = id.to_owned();
+    async fn grant(&self, id: &GrantId) -> Result<Option<GrantRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_GRANT_BY_ID, &params![&id])?, grant_row))
             .await
@@ -454,8 +455,8 @@ impl OidcStore for SqlStore {
             .await
     }
 
-    async fn grants_of(&self, account_id: &str, limit: u32) -> Result<Vec<GrantRow>> {
-        let account_id = account_id.to_owned();
+    async fn grants_of(&self, account_id: &AccountId, limit: u32) -> Result<Vec<GrantRow>> {
+        let account_id = account_id.clone();
         self.db
             .read(move |c| {
                 all(
@@ -466,8 +467,8 @@ impl OidcStore for SqlStore {
             .await
     }
 
-    async fn count_active_grants(&self, client_id: &str) -> Result<u64> {
-        let client_id = client_id.to_owned();
+    async fn count_active_grants(&self, client_id: &ServiceId) -> Result<u64> {
+        let client_id = client_id.clone();
         self.db
             .read(move |c| {
                 let n = c.query_int(SQL_COUNT_ACTIVE_GRANTS, &params![&client_id])?;

@@ -5,12 +5,14 @@ use crate::identity::{all, one};
 use crate::sql::{Conn, RowReader, expect_one, string_list};
 use crate::{Result, ServiceStore, SqlStore, params};
 use async_trait::async_trait;
+use tsunagu_core::governance::Decision;
 use tsunagu_core::service::{LegalBasis, ServiceKind, ServiceStatus};
+use tsunagu_core::{MemberId, PurposeId, ServiceId};
 
 /// A service row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRow {
-    pub id: String,
+    pub id: ServiceId,
     pub name: String,
     pub organization: String,
     pub contact: String,
@@ -34,9 +36,9 @@ pub struct ServiceRow {
 /// A purpose of a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurposeRow {
-    pub consumer_id: String,
-    pub purpose_id: String,
-    pub provider_id: String,
+    pub consumer_id: ServiceId,
+    pub purpose_id: PurposeId,
+    pub provider_id: ServiceId,
     pub legal_basis: LegalBasis,
     pub items: Vec<String>,
     /// The purpose as applied for (JSON).
@@ -47,11 +49,11 @@ pub struct PurposeRow {
 /// A committee vote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoteRow {
-    pub member_id: String,
+    pub member_id: MemberId,
     pub nonce: String,
-    pub service_id: String,
+    pub service_id: ServiceId,
     pub round: i64,
-    pub decision: String,
+    pub decision: Decision,
     pub comment: String,
     pub issued_at: i64,
     pub jws: String,
@@ -67,7 +69,7 @@ pub enum ServiceChange {
     InsertVote(VoteRow),
     /// Sets the status if it is still `from` in round `round`, and starts the next round.
     SetServiceStatus {
-        id: String,
+        id: ServiceId,
         from: ServiceStatus,
         to: ServiceStatus,
         round: i64,
@@ -75,14 +77,14 @@ pub enum ServiceChange {
     },
     /// Sets or clears a service's client secret hash (refused if there is no such service).
     SetClientSecret {
-        service_id: String,
+        service_id: ServiceId,
         secret_hash: Option<String>,
         updated_at: i64,
     },
     /// Replaces a service's application, JWKS and endpoint (refused if there is no such
     /// service).
     UpdateServiceRegistration {
-        id: String,
+        id: ServiceId,
         application: String,
         jwks: String,
         endpoint: Option<String>,
@@ -152,7 +154,7 @@ const SQL_VOTES: &str = "SELECT member_id, nonce, service_id, round, decision, c
 
 fn service_row(r: &mut RowReader) -> Result<ServiceRow> {
     Ok(ServiceRow {
-        id: r.text()?,
+        id: r.id()?,
         name: r.text()?,
         organization: r.text()?,
         contact: r.text()?,
@@ -171,9 +173,9 @@ fn service_row(r: &mut RowReader) -> Result<ServiceRow> {
 
 fn purpose_row(r: &mut RowReader) -> Result<PurposeRow> {
     Ok(PurposeRow {
-        consumer_id: r.text()?,
-        purpose_id: r.text()?,
-        provider_id: r.text()?,
+        consumer_id: r.id()?,
+        purpose_id: r.id()?,
+        provider_id: r.id()?,
         legal_basis: r.parsed("legal basis", LegalBasis::parse)?,
         items: r.string_list()?,
         definition: r.text()?,
@@ -183,11 +185,11 @@ fn purpose_row(r: &mut RowReader) -> Result<PurposeRow> {
 
 fn vote_row(r: &mut RowReader) -> Result<VoteRow> {
     Ok(VoteRow {
-        member_id: r.text()?,
+        member_id: r.id()?,
         nonce: r.text()?,
-        service_id: r.text()?,
+        service_id: r.id()?,
         round: r.int()?,
-        decision: r.text()?,
+        decision: r.parsed("vote decision", Decision::parse)?,
         comment: r.text()?,
         issued_at: r.int()?,
         jws: r.text()?,
@@ -243,7 +245,7 @@ impl Change for ServiceChange {
                         &r.nonce,
                         &r.service_id,
                         r.round,
-                        &r.decision,
+                        r.decision.as_str(),
                         &r.comment,
                         r.issued_at,
                         &r.jws,
@@ -295,8 +297,8 @@ impl Change for ServiceChange {
 
 #[async_trait]
 impl ServiceStore for SqlStore {
-    async fn service(&self, id: &str) -> Result<Option<ServiceRow>> {
-        let id = id.to_owned();
+    async fn service(&self, id: &ServiceId) -> Result<Option<ServiceRow>> {
+        let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_SERVICE_BY_ID, &params![&id])?, service_row))
             .await
@@ -314,8 +316,12 @@ impl ServiceStore for SqlStore {
             .await
     }
 
-    async fn purpose(&self, consumer_id: &str, purpose_id: &str) -> Result<Option<PurposeRow>> {
-        let (consumer_id, purpose_id) = (consumer_id.to_owned(), purpose_id.to_owned());
+    async fn purpose(
+        &self,
+        consumer_id: &ServiceId,
+        purpose_id: &PurposeId,
+    ) -> Result<Option<PurposeRow>> {
+        let (consumer_id, purpose_id) = (consumer_id.clone(), purpose_id.clone());
         self.db
             .read(move |c| {
                 one(
@@ -332,8 +338,8 @@ impl ServiceStore for SqlStore {
             .await
     }
 
-    async fn purposes_of(&self, consumer_id: &str) -> Result<Vec<PurposeRow>> {
-        let consumer_id = consumer_id.to_owned();
+    async fn purposes_of(&self, consumer_id: &ServiceId) -> Result<Vec<PurposeRow>> {
+        let consumer_id = consumer_id.clone();
         self.db
             .read(move |c| {
                 all(
@@ -344,8 +350,8 @@ impl ServiceStore for SqlStore {
             .await
     }
 
-    async fn votes(&self, service_id: &str, round: i64) -> Result<Vec<VoteRow>> {
-        let service_id = service_id.to_owned();
+    async fn votes(&self, service_id: &ServiceId, round: i64) -> Result<Vec<VoteRow>> {
+        let service_id = service_id.clone();
         self.db
             .read(move |c| all(c.query(SQL_VOTES, &params![&service_id, round])?, vote_row))
             .await

@@ -106,6 +106,23 @@ impl<'a> From<&'a Option<Vec<u8>>> for Param<'a> {
     }
 }
 
+macro_rules! id_params {
+    ($($id:ident),*) => {
+        $(
+            impl<'a> From<&'a tsunagu_core::$id> for Param<'a> {
+                fn from(v: &'a tsunagu_core::$id) -> Self {
+                    Param::Text(Cow::Borrowed(v.as_str()))
+                }
+            }
+        )*
+    };
+}
+
+id_params!(
+    AccountId, DeviceId, ServiceId, PurposeId, ConsentId, TicketId, GrantId, PairwiseId, MemberId,
+    RequestId
+);
+
 /// `[Param; N]` from expressions that convert into parameters.
 #[macro_export]
 macro_rules! params {
@@ -185,6 +202,15 @@ impl RowReader {
             Value::Int(v) => Ok(Some(v)),
             other => Err(self.wrong("an integer or NULL", &other)),
         }
+    }
+
+    /// An identifier (stored as text).
+    pub fn id<T: From<String>>(&mut self) -> Result<T> {
+        self.text().map(T::from)
+    }
+
+    pub fn opt_id<T: From<String>>(&mut self) -> Result<Option<T>> {
+        Ok(self.opt_text()?.map(T::from))
     }
 
     /// A non-negative integer.

@@ -4,9 +4,12 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tsunagu_core::consent::ConsentStatus;
+use tsunagu_core::alert::AlertKind;
+use tsunagu_core::consent::{ConsentEventKind, ConsentStatus};
+use tsunagu_core::governance::Decision;
 use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
 use tsunagu_core::service::{LegalBasis, ServiceKind, ServiceStatus};
+use tsunagu_core::ticket::{Basis, TicketState};
 use tsunagu_store::*;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -101,7 +104,7 @@ fn leaf(n: u8, subjects: &[&str]) -> NewLeaf {
     NewLeaf {
         input: vec![n; 3],
         hash: [n; 32],
-        subjects: subjects.iter().map(|s| s.to_string()).collect(),
+        subjects: subjects.iter().map(|s| (*s).into()).collect(),
         created_at: 100 + i64::from(n),
     }
 }
@@ -178,7 +181,7 @@ fn event(consent_id: &str, status: &str, consumer: &str) -> ConsentEventRow {
         consumer_id: consumer.into(),
         provider_id: "school".into(),
         purpose_id: "allergy".into(),
-        status: status.into(),
+        status: ConsentEventKind::parse(status).unwrap(),
         items: vec!["allergy".into()],
         expires_at: 1_000,
         created_at: 100,
@@ -193,14 +196,14 @@ fn ticket(id: &str) -> TicketRow {
         account_id: "a1".into(),
         purpose_id: "allergy".into(),
         items: vec!["allergy".into()],
-        basis: "consent:c1".into(),
+        basis: Basis::Consent("c1".into()),
         requester: None,
         reason: None,
         issued_at: 100,
         expires_at: 220,
         consumer_receipt: None,
         provider_receipt: None,
-        state: "open".into(),
+        state: TicketState::Open,
         updated_at: 100,
     }
 }
@@ -283,14 +286,14 @@ fn is_conflict<T: std::fmt::Debug>(result: &std::result::Result<T, StoreError>) 
 store_tests! {
     accounts_and_devices_are_found_by_every_key => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
-        let a = store.account("a1").await.unwrap().unwrap();
+        let a = store.account(&"a1".into()).await.unwrap().unwrap();
         assert_eq!(a, account("a1", Some("card-1")));
         assert_eq!(store.account_by_card("card-1").await.unwrap().unwrap().id, "a1");
         assert_eq!(store.accounts_with_card(b"issuer", b"card-1").await.unwrap().len(), 1);
         assert!(store.accounts_with_card(b"other", b"card-1").await.unwrap().is_empty());
         assert_eq!(store.device_by_jkt("jkt-d1").await.unwrap().unwrap(), device("d1", "a1"));
-        assert_eq!(store.devices_of("a1").await.unwrap().len(), 1);
-        assert!(store.account("nope").await.unwrap().is_none());
+        assert_eq!(store.devices_of(&"a1".into()).await.unwrap().len(), 1);
+        assert!(store.account(&"nope".into()).await.unwrap().is_none());
         assert_eq!(store.count_accounts().await.unwrap(), 1);
     };
 
@@ -306,7 +309,7 @@ store_tests! {
         )
         .await;
         assert!(matches!(result, Err(StoreError::Conflict(_))), "{result:?}");
-        assert!(store.account("a2").await.unwrap().is_none());
+        assert!(store.account(&"a2".into()).await.unwrap().is_none());
         assert_eq!(store.ledger_size().await.unwrap(), 1);
     };
 
@@ -333,8 +336,8 @@ store_tests! {
         assert_eq!(outcome.results[0], Ok(Committed { first_leaf: 1, leaf_count: 2 }));
         assert!(matches!(outcome.results[1], Err(StoreError::Conflict(_))));
         assert_eq!(outcome.results[2], Ok(Committed { first_leaf: 3, leaf_count: 1 }));
-        assert!(store.account("a2").await.unwrap().is_some());
-        assert!(store.account("a3").await.unwrap().is_none());
+        assert!(store.account(&"a2".into()).await.unwrap().is_some());
+        assert!(store.account(&"a3".into()).await.unwrap().is_none());
         let hashes = store.leaf_hashes(0, 4).await.unwrap();
         assert_eq!(hashes, vec![[1; 32], [2; 32], [3; 32], [5; 32]]);
     };
@@ -344,7 +347,7 @@ store_tests! {
         let revoke = || IdentityChange::RevokeDevice { id: "d1".into(), at: 200 };
         commit(&store, changes![revoke()], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![revoke()], vec![]).await, Err(StoreError::Conflict(_))));
-        let d = store.device("d1").await.unwrap().unwrap();
+        let d = store.device(&"d1".into()).await.unwrap().unwrap();
         assert_eq!(d.status, DeviceStatus::Revoked);
         assert_eq!(d.revoked_at, Some(200));
 
@@ -353,7 +356,7 @@ store_tests! {
         };
         commit(&store, changes![set(0, 1)], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![set(0, 1)], vec![]).await, Err(StoreError::Conflict(_))));
-        assert_eq!(store.device("d1").await.unwrap().unwrap().failed_logins, 1);
+        assert_eq!(store.device(&"d1".into()).await.unwrap().unwrap().failed_logins, 1);
 
         let status = |from, to| IdentityChange::SetAccountStatus { id: "a1".into(), from, to, updated_at: 300 };
         commit(&store, changes![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await.unwrap();
@@ -361,7 +364,7 @@ store_tests! {
             commit(&store, changes![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await,
             Err(StoreError::Conflict(_))
         ));
-        let a = store.account("a1").await.unwrap().unwrap();
+        let a = store.account(&"a1".into()).await.unwrap().unwrap();
         assert_eq!(a.status, AccountStatus::ReproofRequired);
         assert_eq!(a.version, 1);
 
@@ -376,7 +379,7 @@ store_tests! {
         };
         assert!(matches!(commit(&store, changes![proof(0)], vec![]).await, Err(StoreError::Conflict(_))));
         commit(&store, changes![proof(1)], vec![]).await.unwrap();
-        let a = store.account("a1").await.unwrap().unwrap();
+        let a = store.account(&"a1".into()).await.unwrap().unwrap();
         assert_eq!(a.status, AccountStatus::Active);
         assert_eq!(a.card.unwrap().binding, "card-2");
         assert!(store.account_by_card("card-1").await.unwrap().is_none());
@@ -429,11 +432,11 @@ store_tests! {
         for n in 2..6 {
             commit(&store, changes![], vec![leaf(n, if n % 2 == 0 { &["a1"] } else { &["a1", "a2"] })]).await.unwrap();
         }
-        let all: Vec<u64> = store.subject_leaves("a1", None, 100).await.unwrap().iter().map(|l| l.index).collect();
+        let all: Vec<u64> = store.subject_leaves(&"a1".into(), None, 100).await.unwrap().iter().map(|l| l.index).collect();
         assert_eq!(all, vec![5, 4, 3, 2, 0]);
-        let page: Vec<u64> = store.subject_leaves("a1", Some(4), 2).await.unwrap().iter().map(|l| l.index).collect();
+        let page: Vec<u64> = store.subject_leaves(&"a1".into(), Some(4), 2).await.unwrap().iter().map(|l| l.index).collect();
         assert_eq!(page, vec![3, 2]);
-        let other: Vec<u64> = store.subject_leaves("a2", None, 100).await.unwrap().iter().map(|l| l.index).collect();
+        let other: Vec<u64> = store.subject_leaves(&"a2".into(), None, 100).await.unwrap().iter().map(|l| l.index).collect();
         assert_eq!(other, vec![5, 3, 1]);
     };
 
@@ -505,27 +508,27 @@ store_tests! {
             ServiceChange::InsertService(daycare.clone()),
             ServiceChange::InsertPurpose(purpose.clone()),
         ], vec![]).await.unwrap();
-        assert_eq!(store.service("school").await.unwrap(), Some(school));
+        assert_eq!(store.service(&"school".into()).await.unwrap(), Some(school));
         assert_eq!(store.services(Some(ServiceStatus::PendingReview)).await.unwrap().len(), 2);
         assert!(store.services(Some(ServiceStatus::Approved)).await.unwrap().is_empty());
-        assert_eq!(store.purpose("daycare", "allergy").await.unwrap(), Some(purpose.clone()));
-        assert_eq!(store.purposes_of("daycare").await.unwrap(), vec![purpose.clone()]);
+        assert_eq!(store.purpose(&"daycare".into(), &"allergy".into()).await.unwrap(), Some(purpose.clone()));
+        assert_eq!(store.purposes_of(&"daycare".into()).await.unwrap(), vec![purpose.clone()]);
         assert_eq!(store.all_purposes().await.unwrap(), vec![purpose]);
 
         let vote = |member: &str, nonce: &str| VoteRow {
             member_id: member.into(), nonce: nonce.into(), service_id: "daycare".into(), round: 0,
-            decision: "approve".into(), comment: "".into(), issued_at: 100, jws: "j".into(), created_at: 100,
+            decision: Decision::Approve, comment: "".into(), issued_at: 100, jws: "j".into(), created_at: 100,
         };
         commit(&store, changes![ServiceChange::InsertVote(vote("m1", "n1"))], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![ServiceChange::InsertVote(vote("m1", "n1"))], vec![]).await, Err(StoreError::Conflict(_))), "a vote nonce is used once");
         commit(&store, changes![ServiceChange::InsertVote(vote("m2", "n1"))], vec![]).await.unwrap();
-        assert_eq!(store.votes("daycare", 0).await.unwrap().len(), 2);
+        assert_eq!(store.votes(&"daycare".into(), 0).await.unwrap().len(), 2);
         let approve = |round| ServiceChange::SetServiceStatus { id: "daycare".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Approved, round, updated_at: 200 };
         assert!(matches!(commit(&store, changes![approve(1)], vec![]).await, Err(StoreError::Conflict(_))), "wrong round");
         commit(&store, changes![approve(0)], vec![]).await.unwrap();
-        let s = store.service("daycare").await.unwrap().unwrap();
+        let s = store.service(&"daycare".into()).await.unwrap().unwrap();
         assert_eq!((s.status, s.round), (ServiceStatus::Approved, 1));
-        assert!(store.votes("daycare", 1).await.unwrap().is_empty(), "a new round starts empty");
+        assert!(store.votes(&"daycare".into(), 1).await.unwrap().is_empty(), "a new round starts empty");
     };
 
     a_resident_has_at_most_one_active_consent_per_purpose => |store: Arc<dyn Store>| async move {
@@ -539,21 +542,21 @@ store_tests! {
             ConsentChange::SetConsentStatus { id: "c1".into(), from: ConsentStatus::Active, to: ConsentStatus::Superseded, updated_at: 101 },
             ConsentChange::InsertConsent(consent("c2", "a1", ConsentStatus::Active, 101)),
         ], vec![]).await.unwrap();
-        assert_eq!(store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap().id, "c2");
+        assert_eq!(store.latest_consent(&"a1".into(), &"daycare".into(), &"allergy".into()).await.unwrap().unwrap().id, "c2");
         commit(&store, changes![ConsentChange::SetConsentStatus { id: "c2".into(), from: ConsentStatus::Active, to: ConsentStatus::Revoked, updated_at: 102 }], vec![]).await.unwrap();
-        let latest = store.latest_consent("a1", "daycare", "allergy").await.unwrap().unwrap();
+        let latest = store.latest_consent(&"a1".into(), &"daycare".into(), &"allergy".into()).await.unwrap().unwrap();
         assert_eq!((latest.id.as_str(), latest.status), ("c2", ConsentStatus::Revoked), "the newest decides");
         let mut same_generation = consent("c9", "a1", ConsentStatus::Revoked, 101);
         same_generation.purpose_id = "allergy".into();
         assert!(matches!(commit(&store, changes![ConsentChange::InsertConsent(same_generation)], vec![]).await, Err(StoreError::Conflict(_))), "generations are unique");
-        assert_eq!(store.consents_of("a1").await.unwrap().len(), 2);
-        assert!(store.latest_consent("a1", "daycare", "other").await.unwrap().is_none());
+        assert_eq!(store.consents_of(&"a1".into()).await.unwrap().len(), 2);
+        assert!(store.latest_consent(&"a1".into(), &"daycare".into(), &"other".into()).await.unwrap().is_none());
 
         commit(&store, changes![ConsentChange::InsertConsent(consent("c3", "a1", ConsentStatus::Active, 103))], vec![]).await.unwrap();
         let set = |v| ConsentChange::SetConsentExpiry { id: "c3".into(), expected_version: v, expires_at: 5_000, updated_at: 104 };
         commit(&store, changes![set(0)], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![set(0)], vec![]).await, Err(StoreError::Conflict(_))));
-        assert_eq!(store.consent("c3").await.unwrap().unwrap().expires_at, 5_000);
+        assert_eq!(store.consent(&"c3".into()).await.unwrap().unwrap().expires_at, 5_000);
         assert!(store.due_expirations(4_999, 10).await.unwrap().is_empty());
         assert_eq!(store.due_expirations(5_000, 10).await.unwrap().len(), 1);
 
@@ -567,41 +570,41 @@ store_tests! {
         commit(&store, changes![ConsentChange::InsertConsentEvent(event("c1", "granted", "daycare"))], vec![]).await.unwrap();
         commit(&store, changes![ConsentChange::InsertConsentEvent(event("c2", "granted", "clinic"))], vec![]).await.unwrap();
         commit(&store, changes![ConsentChange::InsertConsentEvent(event("c1", "revoked", "daycare"))], vec![]).await.unwrap();
-        let daycare = store.consent_events("daycare", 0, 10).await.unwrap();
+        let daycare = store.consent_events(&"daycare".into(), 0, 10).await.unwrap();
         assert_eq!(daycare.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), vec!["granted", "revoked"]);
         assert!(daycare[0].seq < daycare[1].seq);
-        let after = store.consent_events("daycare", daycare[0].seq, 10).await.unwrap();
-        let history = store.consent_history("c1").await.unwrap();
+        let after = store.consent_events(&"daycare".into(), daycare[0].seq, 10).await.unwrap();
+        let history = store.consent_history(&"c1".into()).await.unwrap();
         assert_eq!(history.iter().map(|e| e.status.as_str()).collect::<Vec<_>>(), vec!["granted", "revoked"]);
         assert_eq!(after.len(), 1);
-        assert_eq!(store.consent_events("school", 0, 10).await.unwrap().len(), 3, "the provider sees all its purposes");
-        assert_eq!(store.consent_events("school", 0, 2).await.unwrap().len(), 2);
+        assert_eq!(store.consent_events(&"school".into(), 0, 10).await.unwrap().len(), 3, "the provider sees all its purposes");
+        assert_eq!(store.consent_events(&"school".into(), 0, 2).await.unwrap().len(), 2);
     };
 
     a_ticket_context_is_read_in_one_query => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
-        assert_eq!(store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap(), None, "unknown consumer");
+        assert_eq!(store.ticket_context(&"daycare".into(), &"school".into(), &"allergy".into(), &"sub-1".into()).await.unwrap(), None, "unknown consumer");
         commit(&store, changes![
             ServiceChange::InsertService(service("daycare", ServiceKind::Consumer)),
             ServiceChange::InsertService(service("school", ServiceKind::Provider)),
         ], vec![]).await.unwrap();
-        let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
+        let ctx = store.ticket_context(&"daycare".into(), &"school".into(), &"allergy".into(), &"sub-1".into()).await.unwrap().unwrap();
         assert_eq!((ctx.consumer_status, ctx.provider_status, ctx.resident.clone()), (ServiceStatus::PendingReview, Some(ServiceStatus::PendingReview), None));
-        assert_eq!(store.ticket_context("daycare", "nowhere", "allergy", "sub-1").await.unwrap().unwrap().provider_status, None);
+        assert_eq!(store.ticket_context(&"daycare".into(), &"nowhere".into(), &"allergy".into(), &"sub-1".into()).await.unwrap().unwrap().provider_status, None);
         let link = ExchangeChange::LinkSubject { sector: "daycare".into(), subject: "sub-1".into(), account_id: "a1".into(), created_at: 100 };
         commit(&store, changes![link.clone()], vec![]).await.unwrap();
         commit(&store, changes![link], vec![]).await.unwrap();
-        assert_eq!(store.account_for_subject("daycare", "sub-1").await.unwrap().as_deref(), Some("a1"));
-        assert_eq!(store.account_for_subject("school", "sub-1").await.unwrap(), None, "subjects are per sector");
-        let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
+        assert_eq!(store.account_for_subject(&"daycare".into(), &"sub-1".into()).await.unwrap(), Some("a1".into()));
+        assert_eq!(store.account_for_subject(&"school".into(), &"sub-1".into()).await.unwrap(), None, "subjects are per sector");
+        let ctx = store.ticket_context(&"daycare".into(), &"school".into(), &"allergy".into(), &"sub-1".into()).await.unwrap().unwrap();
         let resident = ctx.resident.unwrap();
         assert_eq!((resident.account_id.as_str(), resident.level, ctx.consent), ("a1", Level::Verified, None));
         commit(&store, changes![ConsentChange::InsertConsent(consent("c1", "a1", ConsentStatus::Active, 100))], vec![]).await.unwrap();
-        let ctx = store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap();
+        let ctx = store.ticket_context(&"daycare".into(), &"school".into(), &"allergy".into(), &"sub-1".into()).await.unwrap().unwrap();
         assert_eq!(ctx.consent, Some(consent("c1", "a1", ConsentStatus::Active, 100)));
-        assert_eq!(store.ticket_context("daycare", "school", "other", "sub-1").await.unwrap().unwrap().consent, None);
+        assert_eq!(store.ticket_context(&"daycare".into(), &"school".into(), &"other".into(), &"sub-1".into()).await.unwrap().unwrap().consent, None);
         commit(&store, changes![ServiceChange::SetServiceStatus { id: "school".into(), from: ServiceStatus::PendingReview, to: ServiceStatus::Suspended, round: 0, updated_at: 1 }], vec![]).await.unwrap();
-        assert_eq!(store.ticket_context("daycare", "school", "allergy", "sub-1").await.unwrap().unwrap().provider_status, Some(ServiceStatus::Suspended));
+        assert_eq!(store.ticket_context(&"daycare".into(), &"school".into(), &"allergy".into(), &"sub-1".into()).await.unwrap().unwrap().provider_status, Some(ServiceStatus::Suspended));
     };
 
     tickets_take_one_receipt_per_side_and_close_once => |store: Arc<dyn Store>| async move {
@@ -610,20 +613,20 @@ store_tests! {
         commit(&store, changes![receipt(ReceiptSide::Consumer)], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![receipt(ReceiptSide::Consumer)], vec![]).await, Err(StoreError::Conflict(_))));
         commit(&store, changes![receipt(ReceiptSide::Provider)], vec![]).await.unwrap();
-        let t = store.ticket("t1").await.unwrap().unwrap();
+        let t = store.ticket(&"t1".into()).await.unwrap().unwrap();
         assert_eq!((t.consumer_receipt.as_deref(), t.provider_receipt.as_deref()), (Some("ab"), Some("ab")));
         assert_eq!(store.overdue_tickets(300, 10).await.unwrap().len(), 1);
-        let close = || ExchangeChange::CloseTicket { ticket_id: "t1".into(), state: "completed".into(), updated_at: 160 };
+        let close = || ExchangeChange::CloseTicket { ticket_id: "t1".into(), state: TicketState::Completed, updated_at: 160 };
         commit(&store, changes![close()], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![close()], vec![]).await, Err(StoreError::Conflict(_))));
         assert!(store.overdue_tickets(300, 10).await.unwrap().is_empty());
-        assert_eq!(store.tickets_of("a1", 10).await.unwrap().len(), 1);
+        assert_eq!(store.tickets_of(&"a1".into(), 10).await.unwrap().len(), 1);
 
         let jti = || IdentityChange::UseJti { key: "svc:jti-1".into(), expires_at: 500 };
         commit(&store, changes![jti()], vec![]).await.unwrap();
         assert!(matches!(commit(&store, changes![jti()], vec![]).await, Err(StoreError::Conflict(_))), "an assertion is used once");
 
-        commit(&store, changes![ExchangeChange::InsertAlert(AlertRow { seq: 0, kind: "rule_use".into(), service_id: Some("fire".into()), detail: "d".into(), created_at: 1 })], vec![]).await.unwrap();
+        commit(&store, changes![ExchangeChange::InsertAlert(AlertRow { seq: 0, kind: AlertKind::LegalBasisUse, service_id: Some("fire".into()), ticket_id: Some("t1".into()), detail: "d".into(), created_at: 1 })], vec![]).await.unwrap();
         let alerts = store.alerts(0, 10).await.unwrap();
         assert_eq!(alerts.len(), 1);
         assert!(store.alerts(alerts[0].seq, 10).await.unwrap().is_empty());
@@ -635,7 +638,7 @@ store_tests! {
         let ticket_of = |n: u8| {
             let mut t = ticket(&format!("t{n}"));
             if n.is_multiple_of(2) {
-                t.basis = "rule:fire".into();
+                t.basis = Basis::Rule("fire".into());
                 t.requester = Some("crew 7".into());
                 t.reason = Some("a call".into());
             }
@@ -645,7 +648,7 @@ store_tests! {
             changes: changes![
                 IdentityChange::UseJti { key: format!("svc:{jti}"), expires_at: 500 },
                 ExchangeChange::InsertTicket(Box::new(ticket_of(n))),
-                ExchangeChange::LinkSubject { sector: "school".into(), subject: format!("s{}", n % 2), account_id: "a1".into(), created_at: 100 },
+                ExchangeChange::LinkSubject { sector: "school".into(), subject: format!("s{}", n % 2).into(), account_id: "a1".into(), created_at: 100 },
             ],
             leaves: vec![leaf(n, &["a1"])],
         };
@@ -655,10 +658,10 @@ store_tests! {
         assert_eq!(outcome.size_after - outcome.size_before, 3);
         for n in 1..=3u8 {
             let expected = ticket_of(n);
-            assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().as_ref(), Some(&expected));
+            assert_eq!(store.ticket(&format!("t{n}").into()).await.unwrap().as_ref(), Some(&expected));
         }
-        assert_eq!(store.account_for_subject("school", "s0").await.unwrap().as_deref(), Some("a1"));
-        assert_eq!(store.account_for_subject("school", "s1").await.unwrap().as_deref(), Some("a1"));
+        assert_eq!(store.account_for_subject(&"school".into(), &"s0".into()).await.unwrap(), Some("a1".into()));
+        assert_eq!(store.account_for_subject(&"school".into(), &"s1".into()).await.unwrap(), Some("a1".into()));
 
         // A jti used before and one used twice within the batch: only those commits are refused.
         let outcome = store
@@ -669,7 +672,7 @@ store_tests! {
         assert_eq!(refused, vec![false, true, false, true, false]);
         assert_eq!(outcome.size_after - outcome.size_before, 3, "refused commits add no leaves");
         for (n, present) in [(4, true), (5, false), (6, true), (7, false), (8, true)] {
-            assert_eq!(store.ticket(&format!("t{n}")).await.unwrap().is_some(), present, "ticket t{n}");
+            assert_eq!(store.ticket(&format!("t{n}").into()).await.unwrap().is_some(), present, "ticket t{n}");
         }
     };
 
@@ -677,28 +680,28 @@ store_tests! {
         oidc_city(&store).await;
         let r1 = authz_request("r1", 1_000);
         commit(&store, changes![OidcChange::InsertAuthzRequest(r1.clone())], vec![]).await.unwrap();
-        assert_eq!(store.authz_request("r1").await.unwrap(), Some(r1.clone()));
+        assert_eq!(store.authz_request(&"r1".into()).await.unwrap(), Some(r1.clone()));
         assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), None);
 
         let set = |id: &str, nonce: &str| OidcChange::SetAuthzLoginNonce { id: id.into(), login_nonce: nonce.into() };
         commit(&store, changes![set("r1", "ln1")], vec![]).await.unwrap();
         let with_nonce = AuthzRequestRow { login_nonce: Some("ln1".into()), ..r1 };
         assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), Some(with_nonce.clone()));
-        assert_eq!(store.authz_request("r1").await.unwrap(), Some(with_nonce));
+        assert_eq!(store.authz_request(&"r1".into()).await.unwrap(), Some(with_nonce));
 
         let mut r2 = authz_request("r2", 1_000);
         r2.pushed = false;
         commit(&store, changes![OidcChange::InsertAuthzRequest(r2.clone())], vec![]).await.unwrap();
-        assert_eq!(store.authz_request("r2").await.unwrap(), Some(r2));
+        assert_eq!(store.authz_request(&"r2".into()).await.unwrap(), Some(r2));
         assert!(is_conflict(&commit(&store, changes![set("r2", "ln1")], vec![]).await), "a login nonce answers one request");
         assert!(is_conflict(&commit(&store, changes![set("missing", "ln2")], vec![]).await), "no such request");
 
         let delete = || OidcChange::DeleteAuthzRequest { id: "r1".into() };
         commit(&store, changes![delete()], vec![]).await.unwrap();
-        assert_eq!(store.authz_request("r1").await.unwrap(), None);
+        assert_eq!(store.authz_request(&"r1".into()).await.unwrap(), None);
         assert_eq!(store.authz_request_by_login_nonce("ln1").await.unwrap(), None);
         commit(&store, changes![delete()], vec![]).await.expect("deleting a deleted request is fine");
-        assert!(store.authz_request("r2").await.unwrap().is_some());
+        assert!(store.authz_request(&"r2".into()).await.unwrap().is_some());
 
         let mut stranger = authz_request("r3", 1_000);
         stranger.client_id = "unknown".into();
@@ -711,7 +714,7 @@ store_tests! {
         let c = code("ch1", "g1", 160);
         commit(&store, changes![OidcChange::InsertGrant(g.clone()), OidcChange::InsertCode(c.clone())], vec![]).await.unwrap();
         assert_eq!(store.code("ch1").await.unwrap(), Some((c.clone(), g.clone())));
-        assert_eq!(store.grant("g1").await.unwrap(), Some(g.clone()));
+        assert_eq!(store.grant(&"g1".into()).await.unwrap(), Some(g.clone()));
 
         let redeem = |at| OidcChange::UseCode { code_hash: "ch1".into(), at };
         commit(&store, changes![redeem(130)], vec![]).await.unwrap();
@@ -751,10 +754,10 @@ store_tests! {
         let revoke = |id: &str, reason: &str, at| OidcChange::RevokeGrant { id: id.into(), reason: reason.into(), at };
         commit(&store, changes![revoke("g1", "resident", 300)], vec![]).await.unwrap();
         let revoked = GrantRow { revoked_at: Some(300), revoked_reason: Some("resident".into()), ..g };
-        assert_eq!(store.grant("g1").await.unwrap(), Some(revoked.clone()));
+        assert_eq!(store.grant(&"g1".into()).await.unwrap(), Some(revoked.clone()));
         assert_eq!(store.oauth_token("at1").await.unwrap(), Some((access, revoked.clone())));
         commit(&store, changes![revoke("g1", "replay", 400)], vec![]).await.expect("revoking twice is fine");
-        assert_eq!(store.grant("g1").await.unwrap(), Some(revoked), "the first revocation stays");
+        assert_eq!(store.grant(&"g1".into()).await.unwrap(), Some(revoked), "the first revocation stays");
         assert!(is_conflict(&commit(&store, changes![revoke("nope", "resident", 300)], vec![]).await), "no such grant");
     };
 
@@ -767,17 +770,17 @@ store_tests! {
             OidcChange::InsertGrant(grant("g4", "a2", "rp", 150)),
         ], vec![]).await.unwrap();
         let ids = |grants: Vec<GrantRow>| grants.into_iter().map(|g| g.id).collect::<Vec<_>>();
-        assert_eq!(ids(store.grants_of("a1", 10).await.unwrap()), vec!["g3", "g2", "g1"], "newest first");
-        assert_eq!(ids(store.grants_of("a1", 2).await.unwrap()), vec!["g3", "g2"]);
-        assert_eq!(ids(store.grants_of("a2", 10).await.unwrap()), vec!["g4"]);
-        assert!(store.grants_of("nobody", 10).await.unwrap().is_empty());
+        assert_eq!(ids(store.grants_of(&"a1".into(), 10).await.unwrap()), vec!["g3", "g2", "g1"], "newest first");
+        assert_eq!(ids(store.grants_of(&"a1".into(), 2).await.unwrap()), vec!["g3", "g2"]);
+        assert_eq!(ids(store.grants_of(&"a2".into(), 10).await.unwrap()), vec!["g4"]);
+        assert!(store.grants_of(&"nobody".into(), 10).await.unwrap().is_empty());
 
-        assert_eq!(store.count_active_grants("rp").await.unwrap(), 3);
-        assert_eq!(store.count_active_grants("rp2").await.unwrap(), 1);
+        assert_eq!(store.count_active_grants(&"rp".into()).await.unwrap(), 3);
+        assert_eq!(store.count_active_grants(&"rp2".into()).await.unwrap(), 1);
         commit(&store, changes![OidcChange::RevokeGrant { id: "g1".into(), reason: "resident".into(), at: 400 }], vec![]).await.unwrap();
-        assert_eq!(store.count_active_grants("rp").await.unwrap(), 2, "revoked grants do not count");
-        assert_eq!(store.count_active_grants("unknown").await.unwrap(), 0);
-        assert_eq!(store.grants_of("a1", 10).await.unwrap()[2].revoked_at, Some(400), "but are still listed");
+        assert_eq!(store.count_active_grants(&"rp".into()).await.unwrap(), 2, "revoked grants do not count");
+        assert_eq!(store.count_active_grants(&"unknown".into()).await.unwrap(), 0);
+        assert_eq!(store.grants_of(&"a1".into(), 10).await.unwrap()[2].revoked_at, Some(400), "but are still listed");
     };
 
     purge_oidc_keeps_live_rows => |store: Arc<dyn Store>| async move {
@@ -796,15 +799,15 @@ store_tests! {
             OidcChange::InsertOauthToken(oauth_token("t-live", "g1", TokenKind::Access, now + 3_600)),
         ], vec![]).await.unwrap();
         assert_eq!(store.purge_oidc(now).await.unwrap(), 3);
-        assert!(store.authz_request("r-expired").await.unwrap().is_none());
-        assert!(store.authz_request("r-live").await.unwrap().is_some());
+        assert!(store.authz_request(&"r-expired".into()).await.unwrap().is_none());
+        assert!(store.authz_request(&"r-live".into()).await.unwrap().is_some());
         assert!(store.code("c-old").await.unwrap().is_none());
         assert!(store.code("c-recent").await.unwrap().is_some(), "an expired code is kept a day, to recognise its replay");
         assert!(store.code("c-live").await.unwrap().is_some());
         assert!(store.oauth_token("t-old").await.unwrap().is_none());
         assert!(store.oauth_token("t-recent").await.unwrap().is_some());
         assert!(store.oauth_token("t-live").await.unwrap().is_some());
-        assert!(store.grant("g1").await.unwrap().is_some(), "grants are not purged");
+        assert!(store.grant(&"g1".into()).await.unwrap().is_some(), "grants are not purged");
         assert_eq!(store.purge_oidc(now).await.unwrap(), 0);
     };
 
@@ -812,16 +815,16 @@ store_tests! {
         let mut with_secret = service("rp", ServiceKind::Consumer);
         with_secret.client_secret_hash = Some("5e".into());
         commit(&store, changes![ServiceChange::InsertService(with_secret.clone())], vec![]).await.unwrap();
-        assert_eq!(store.service("rp").await.unwrap(), Some(with_secret.clone()));
+        assert_eq!(store.service(&"rp".into()).await.unwrap(), Some(with_secret.clone()));
 
         let secret = |id: &str, hash: Option<&str>, at| ServiceChange::SetClientSecret {
             service_id: id.into(), secret_hash: hash.map(Into::into), updated_at: at,
         };
         commit(&store, changes![secret("rp", Some("ab12"), 200)], vec![]).await.unwrap();
-        let s = store.service("rp").await.unwrap().unwrap();
+        let s = store.service(&"rp".into()).await.unwrap().unwrap();
         assert_eq!((s.client_secret_hash.as_deref(), s.updated_at), (Some("ab12"), 200));
         commit(&store, changes![secret("rp", None, 210)], vec![]).await.unwrap();
-        assert_eq!(store.service("rp").await.unwrap().unwrap().client_secret_hash, None);
+        assert_eq!(store.service(&"rp".into()).await.unwrap().unwrap().client_secret_hash, None);
         assert!(is_conflict(&commit(&store, changes![secret("nope", Some("ab12"), 200)], vec![]).await));
 
         let update = |id: &str| ServiceChange::UpdateServiceRegistration {
@@ -832,7 +835,7 @@ store_tests! {
             updated_at: 300,
         };
         commit(&store, changes![update("rp")], vec![]).await.unwrap();
-        assert_eq!(store.service("rp").await.unwrap(), Some(ServiceRow {
+        assert_eq!(store.service(&"rp".into()).await.unwrap(), Some(ServiceRow {
             application: r#"{"v":2}"#.into(),
             jwks: r#"{"keys":[{"kty":"EC"}]}"#.into(),
             endpoint: Some("https://rp.example.jp/tickets".into()),
@@ -867,19 +870,19 @@ store_tests! {
             ExchangeChange::InsertTicket(Box::new(exchange("t4", "clinic", "daycare"))),
             ExchangeChange::InsertTicket(Box::new(exchange("t5", "clinic", "school"))),
         ], vec![]).await.unwrap();
-        let close = |id: &str, state: &str| ExchangeChange::CloseTicket { ticket_id: id.into(), state: state.into(), updated_at: 300 };
+        let close = |id: &str, state: &str| ExchangeChange::CloseTicket { ticket_id: id.into(), state: TicketState::parse(state).unwrap(), updated_at: 300 };
         commit(&store, changes![close("t2", "completed"), close("t3", "completed"), close("t5", "missing")], vec![]).await.unwrap();
-        let counts = |v: &[(&str, &str, u64)]| v.iter().map(|(r, s, n)| (r.to_string(), s.to_string(), *n)).collect::<Vec<_>>();
+        let counts = |v: &[(&str, &str, u64)]| v.iter().map(|(r, s, n)| (if *r == "consumer" { ReceiptSide::Consumer } else { ReceiptSide::Provider }, TicketState::parse(s).unwrap(), *n)).collect::<Vec<_>>();
         assert_eq!(
-            store.ticket_counts("daycare").await.unwrap(),
+            store.ticket_counts(&"daycare".into()).await.unwrap(),
             counts(&[("consumer", "completed", 2), ("consumer", "open", 1), ("provider", "open", 1)])
         );
         assert_eq!(
-            store.ticket_counts("school").await.unwrap(),
+            store.ticket_counts(&"school".into()).await.unwrap(),
             counts(&[("provider", "completed", 2), ("provider", "missing", 1), ("provider", "open", 1)])
         );
-        assert_eq!(store.ticket_counts("clinic").await.unwrap(), counts(&[("consumer", "missing", 1), ("consumer", "open", 1)]));
-        assert!(store.ticket_counts("nobody").await.unwrap().is_empty());
+        assert_eq!(store.ticket_counts(&"clinic".into()).await.unwrap(), counts(&[("consumer", "missing", 1), ("consumer", "open", 1)]));
+        assert!(store.ticket_counts(&"nobody".into()).await.unwrap().is_empty());
     };
 
     a_replayed_code_refuses_only_its_commit => |store: Arc<dyn Store>| async move {

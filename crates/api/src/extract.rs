@@ -1,0 +1,181 @@
+//! Extractors and header readers shared by the API and the pages: bodies with their errors
+//! as problem+json, the bearer token, the authenticated resident, and what the OpenID
+//! Connect endpoints read from headers (Basic credentials, DPoP).
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use tsunagu_core::Code;
+use tsunagu_crypto::b64;
+use tsunagu_platform::Platform;
+use tsunagu_platform::identity::Session;
+use tsunagu_platform::oidc::{ClientAuthHeader, DpopHeader};
+
+/// The raw body, with a size error as problem+json.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Body)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(Code::PayloadTooLarge, "the request body is too large")
+                } else {
+                    ApiError::new(Code::InvalidRequest, e.body_text())
+                }
+            })
+    }
+}
+
+/// A JSON body of type `T`; any other body is `invalid_json` with the reason.
+pub struct Json<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::from_request(req, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| ApiError::new(Code::InvalidJson, format!("request body: {e}")))
+    }
+}
+
+/// Query parameters of type `T`; malformed ones are `invalid_request`.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::new(Code::InvalidRequest, e.body_text()))
+    }
+}
+
+/// The `Authorization: Bearer` token, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An authenticated resident (a session from `/v1/auth/login`).
+pub struct Resident(pub Session);
+
+impl FromRequestParts<Arc<Platform>> for Resident {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        platform: &Arc<Platform>,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or_else(|| {
+            ApiError::new(Code::Unauthorized, "a bearer access token is required")
+        })?;
+        Ok(Resident(platform.identity.authenticate(token).await?))
+    }
+}
+
+/// A JSON answer with a status.
+pub fn json_response<T: serde::Serialize>(status: axum::http::StatusCode, value: &T) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+/// `application/x-www-form-urlencoded` decoding of one component: `+` is a space, then
+/// percent-decoding (RFC 6749 §2.3.1 asks it of Basic credentials).
+pub fn form_decode(s: &str) -> Option<String> {
+    percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// The client credentials of an `Authorization: Basic` header.
+pub fn client_auth(headers: &HeaderMap) -> ClientAuthHeader {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return ClientAuthHeader::None;
+    };
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return ClientAuthHeader::None;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return ClientAuthHeader::None;
+    }
+    let decoded = b64::std_decode(rest.trim())
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok());
+    let Some((id, secret)) = decoded.as_deref().and_then(|t| t.split_once(':')) else {
+        return ClientAuthHeader::MalformedBasic;
+    };
+    match (form_decode(id), form_decode(secret)) {
+        (Some(id), Some(secret)) => ClientAuthHeader::Basic { id, secret },
+        _ => ClientAuthHeader::MalformedBasic,
+    }
+}
+
+/// The request's `DPoP` header.
+pub fn dpop(headers: &HeaderMap) -> DpopHeader {
+    let mut values = headers.get_all("dpop").iter();
+    let Some(value) = values.next() else {
+        return DpopHeader::Absent;
+    };
+    if values.next().is_some() {
+        return DpopHeader::Many;
+    }
+    match value.to_str() {
+        Ok(v) => DpopHeader::One(v.to_owned()),
+        Err(_) => DpopHeader::NotText,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let mut headers = HeaderMap::new();
+        let raw = b64::std_encode("svc_a%3Ab:s%2Bcret+x");
+        headers.insert(
+            header::AUTHORIZATION,
+            format!("Basic {raw}").parse().unwrap(),
+        );
+        assert_eq!(
+            client_auth(&headers),
+            ClientAuthHeader::Basic {
+                id: "svc_a:b".into(),
+                secret: "s+cret x".into()
+            }
+        );
+        headers.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
+        assert_eq!(client_auth(&headers), ClientAuthHeader::MalformedBasic);
+        headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert_eq!(client_auth(&headers), ClientAuthHeader::None);
+    }
+
+    #[test]
+    fn dpop_headers_are_counted() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(dpop(&headers), DpopHeader::Absent);
+        headers.append("dpop", "a".parse().unwrap());
+        assert_eq!(dpop(&headers), DpopHeader::One("a".into()));
+        headers.append("dpop", "b".parse().unwrap());
+        assert_eq!(dpop(&headers), DpopHeader::Many);
+    }
+}

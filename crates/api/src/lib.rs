@@ -1,0 +1,269 @@
+//! # tsunagu-api
+//!
+//! The HTTP JSON API over the platform's services, as capabilities: `identity` (enrollment,
+//! login, the resident's account, history and devices), `ledger` (tree heads, proofs,
+//! entries), `governance` (applications, the directory, votes, alerts), `exchange` (offers,
+//! consents, tickets, receipts, the consent feed) and `meta` (health, metrics, OpenAPI, the
+//! platform's keys). Also the HTTP edge the pages share: problem+json errors ([`ApiError`]),
+//! extractors, and what OAuth endpoints read from headers.
+//!
+//! Invariant: handlers decode, call one platform service, encode. No business rules here,
+//! and JSON exists only here and in the web crate's few JSON endpoints.
+
+pub mod error;
+pub mod exchange;
+pub mod extract;
+pub mod governance;
+pub mod identity;
+pub mod ledger;
+pub mod meta;
+
+pub use error::{ApiError, OAuthResponse};
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tsunagu_capability::{Capability, Context, Job, Mount};
+use tsunagu_platform::Platform;
+
+/// `identity`: enrollment, login, the resident's own account; CRL refresh with the status
+/// check (現況確認), and the purge of expired nonces and sessions.
+pub struct IdentityApi;
+
+impl Capability for IdentityApi {
+    fn name(&self) -> &'static str {
+        "identity"
+    }
+
+    fn config_sections(&self) -> &'static [&'static str] {
+        &["identity"]
+    }
+
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &[
+            "identity.enrolled",
+            "identity.device_added",
+            "identity.upgraded",
+            "identity.reproofed",
+            "identity.enrollment_refused",
+            "identity.reproof_required",
+            "identity.device_revoked",
+            "auth.login",
+            "auth.login_refused",
+        ]
+    }
+
+    fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
+        let p = ctx.platform.clone();
+        let full = Duration::from_secs(p.identity.crl_refresh_seconds().max(1));
+        let last_full = Arc::new(Mutex::new(Instant::now()));
+        let refresh = {
+            let p = p.clone();
+            Job::new("identity.crl_refresh", Duration::from_secs(2), move || {
+                let p = p.clone();
+                let last_full = last_full.clone();
+                async move {
+                    let due = {
+                        let mut last = last_full.lock().expect("job lock");
+                        let due = last.elapsed() >= full;
+                        if due {
+                            *last = Instant::now();
+                        }
+                        due
+                    };
+                    p.identity.refresh_trust(due).await
+                }
+            })
+        };
+        let purge = {
+            let p = p.clone();
+            Job::new("identity.purge", ctx.sweep_every, move || {
+                let p = p.clone();
+                async move { Ok(p.identity.purge().await?) }
+            })
+        };
+        Ok(Mount::routes(identity::router(p)).job(refresh).job(purge))
+    }
+}
+
+/// `ledger`: tree heads and proofs; signing tree heads and deleting contents past
+/// retention.
+pub struct LedgerApi;
+
+impl Capability for LedgerApi {
+    fn name(&self) -> &'static str {
+        "ledger"
+    }
+
+    fn config_sections(&self) -> &'static [&'static str] {
+        &["ledger"]
+    }
+
+    fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
+        let p = ctx.platform.clone();
+        let sign = {
+            let p = p.clone();
+            let every = Duration::from_secs(p.config.ledger.sth_interval_seconds.max(1));
+            Job::new("ledger.sign_tree_head", every, move || {
+                let p = p.clone();
+                async move {
+                    p.ledger.sth(tsunagu_platform::now()).await?;
+                    Ok(0)
+                }
+            })
+        };
+        let retention = {
+            let p = p.clone();
+            Job::new("ledger.retention", ctx.sweep_every, move || {
+                let p = p.clone();
+                async move { Ok(p.history.apply_retention(tsunagu_platform::now()).await?) }
+            })
+        };
+        Ok(Mount::routes(ledger::router(p)).job(sign).job(retention))
+    }
+}
+
+/// `governance`: applications and the policy lint, registrations, the committee's votes,
+/// alerts.
+pub struct GovernanceApi;
+
+impl Capability for GovernanceApi {
+    fn name(&self) -> &'static str {
+        "governance"
+    }
+
+    fn config_sections(&self) -> &'static [&'static str] {
+        &["governance"]
+    }
+
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &[
+            "service.applied",
+            "governance.vote",
+            "service.status_changed",
+            "service.registration_changed",
+        ]
+    }
+
+    fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
+        Ok(Mount::routes(governance::router(ctx.platform.clone())))
+    }
+}
+
+/// `exchange`: consents and the exchange; expiring consents, flagging missing receipts,
+/// purging residents' used nonces.
+pub struct ExchangeApi;
+
+impl Capability for ExchangeApi {
+    fn name(&self) -> &'static str {
+        "exchange"
+    }
+
+    fn config_sections(&self) -> &'static [&'static str] {
+        &["exchange"]
+    }
+
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &[
+            "identity.pairwise_shown",
+            "consent.granted",
+            "consent.expiry_changed",
+            "consent.revoked",
+            "consent.expired",
+            "consent.refused",
+            "ticket.issued",
+            "ticket.refused",
+            "exchange.receipt",
+            "exchange.completed",
+            "exchange.flagged",
+        ]
+    }
+
+    fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
+        let p: Arc<Platform> = ctx.platform.clone();
+        let every = ctx.sweep_every;
+        let expire = {
+            let p = p.clone();
+            Job::new("consents.expire", every, move || {
+                let p = p.clone();
+                async move { Ok(p.consents.sweep_expirations().await?) }
+            })
+        };
+        let nonces = {
+            let p = p.clone();
+            Job::new("consents.purge_nonces", every, move || {
+                let p = p.clone();
+                async move { Ok(p.consents.purge_nonces().await?) }
+            })
+        };
+        let receipts = {
+            let p = p.clone();
+            Job::new("exchange.missing_receipts", every, move || {
+                let p = p.clone();
+                async move { Ok(p.exchange.sweep_missing_receipts().await?) }
+            })
+        };
+        Ok(Mount::routes(exchange::router(p))
+            .job(expire)
+            .job(nonces)
+            .job(receipts))
+    }
+}
+
+/// `meta`: `/healthz`, `/metrics`, `/openapi.json`, the platform's public keys.
+pub struct MetaApi;
+
+impl Capability for MetaApi {
+    fn name(&self) -> &'static str {
+        "meta"
+    }
+
+    fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
+        metrics_handle();
+        Ok(Mount::routes(meta::router(ctx.platform.clone())))
+    }
+}
+
+pub use meta::metrics_handle;
+
+/// Every route of the JSON API (method, path): what `openapi.json` documents.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    [
+        meta::ROUTES,
+        identity::ROUTES,
+        ledger::ROUTES,
+        governance::ROUTES,
+        exchange::ROUTES,
+    ]
+    .concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::meta::OPENAPI;
+
+    #[test]
+    fn the_openapi_document_covers_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let routes = super::routes();
+        for (method, path) in &routes {
+            let operation = &doc["paths"][path][method.to_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            assert!(
+                operation["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            routes.len(),
+            "the document lists routes that do not exist"
+        );
+    }
+}

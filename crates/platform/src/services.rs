@@ -1,0 +1,485 @@
+//! Services: applications and the policy lint, registration updates, client secrets, and
+//! what a service or resident may see of them.
+
+use crate::config::RetentionLimits;
+use crate::directory::{Directory, ServiceEntry};
+use crate::ledger::{Committer, leaf};
+use crate::{Outcome, Refusal, now};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tsunagu_core::event::Event;
+use tsunagu_core::lint::{self, Finding, LintPolicy, ProviderView, Severity};
+use tsunagu_core::service::{
+    Application, PLATFORM_PROVIDER, ServiceKind, ServiceStatus, TOKEN_AUTH_CLIENT_SECRET_BASIC,
+    Terms,
+};
+use tsunagu_core::{Code, ServiceId};
+use tsunagu_crypto::jwk::{JwkSet, KeyMaterial};
+use tsunagu_crypto::{jcs, random, sha256};
+use tsunagu_store::{Commit, PurposeRow, ServiceChange, ServiceRow, Store, StoreError};
+
+/// The SHA-256 (hex) of the terms of a purpose: what a resident's consent refers to.
+pub fn terms_sha256(terms: &Terms) -> String {
+    hex::encode(sha256(
+        &jcs::to_vec(terms).expect("terms serialize to JSON"),
+    ))
+}
+
+fn invalid(detail: impl Into<String>) -> Refusal {
+    Refusal::new(Code::ApplicationInvalid, detail)
+}
+
+/// An accepted application.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    pub service_id: ServiceId,
+    pub status: ServiceStatus,
+    pub lint: Vec<Finding>,
+    /// For a service that registered `client_secret_basic`: its secret, shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl Applied {
+    /// Lint findings of severity `error` (the committee should not approve over them).
+    pub fn errors(&self) -> usize {
+        self.lint
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+}
+
+/// What a service may change about itself without a new review. Absent fields stay as they
+/// are; an empty `endpoint` removes it.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrationUpdate {
+    /// The new JWKS, as JSON text.
+    pub jwks: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub endpoint: Option<String>,
+}
+
+/// A registration after an update.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    pub service_id: ServiceId,
+    /// The fields that changed (none: nothing was committed).
+    pub changed: Vec<String>,
+    pub kids: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub endpoint: Option<String>,
+    pub updated_at: i64,
+}
+
+/// A new client secret, shown once.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientSecret {
+    pub service_id: ServiceId,
+    pub client_secret: String,
+    pub rotated_at: i64,
+}
+
+impl ServiceEntry {
+    /// The lint findings recorded with the application.
+    pub fn findings(&self) -> Vec<Finding> {
+        serde_json::from_str(&self.row.lint).unwrap_or_default()
+    }
+
+    /// Lint findings of severity `error`.
+    pub fn lint_errors(&self) -> usize {
+        self.findings()
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    /// The kind check for exchange calls: a consumer asks for tickets, a provider answers.
+    pub fn require_kind(&self, consumer: bool) -> Outcome<()> {
+        let kind: ServiceKind = self.row.kind;
+        let ok = if consumer {
+            kind.consumes()
+        } else {
+            kind.provides()
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                Code::Forbidden,
+                format!(
+                    "service `{}` is a {} and may not do this",
+                    self.row.id,
+                    kind.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+/// The SHA-256 (hex) of the JCS of a JWKS, as the ledger records it.
+fn jwks_sha256(jwks: &serde_json::Value) -> Outcome<String> {
+    Ok(hex::encode(sha256(
+        &jcs::to_vec(jwks).map_err(|e| Refusal::internal("jwks", e))?,
+    )))
+}
+
+/// Applications, registrations and the directory's answers.
+#[derive(Clone)]
+pub struct Services {
+    store: Arc<dyn Store>,
+    committer: Committer,
+    directory: Arc<Directory>,
+    limits: RetentionLimits,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        committer: Committer,
+        directory: Arc<Directory>,
+        limits: RetentionLimits,
+    ) -> Services {
+        Services {
+            store,
+            committer,
+            directory,
+            limits,
+        }
+    }
+
+    fn lint_policy(&self) -> LintPolicy {
+        LintPolicy {
+            max_retention_open: self.limits.open,
+            max_retention_limited: self.limits.limited,
+            max_retention_closed: self.limits.closed,
+        }
+    }
+
+    /// `POST /v1/services`: validates, lints and records an application (a JSON document).
+    pub async fn apply(&self, body: &[u8]) -> Outcome<Applied> {
+        let application: Application =
+            serde_json::from_slice(body).map_err(|e| invalid(format!("application: {e}")))?;
+        self.apply_application(application).await
+    }
+
+    /// Validates, lints and records an application.
+    pub async fn apply_application(&self, application: Application) -> Outcome<Applied> {
+        application.validate().map_err(invalid)?;
+        let jwks =
+            JwkSet::from_value(&application.jwks).map_err(|e| invalid(format!("jwks: {e}")))?;
+        if !jwks
+            .keys
+            .iter()
+            .any(|k| matches!(k.material, KeyMaterial::P256 { .. }))
+        {
+            return Err(invalid(
+                "jwks must hold at least one P-256 key (ES256): it signs the service's client assertions and payloads",
+            ));
+        }
+        let service_id = ServiceId::from(format!(
+            "svc_{}",
+            random::token(9).map_err(|e| Refusal::internal("id", e))?
+        ));
+        // A service that authenticates at the token endpoint with `client_secret_basic`
+        // gets a secret now, shown once in the answer; only its SHA-256 is stored.
+        let client_secret = if application.token_auth_method() == TOKEN_AUTH_CLIENT_SECRET_BASIC {
+            Some(random::token(32).map_err(|e| Refusal::internal("client secret", e))?)
+        } else {
+            None
+        };
+
+        // What the lint needs to know about the providers the purposes name.
+        let mut providers: HashMap<String, (ProviderView, String)> = HashMap::new();
+        for purpose in &application.purposes {
+            if purpose.provider == PLATFORM_PROVIDER || providers.contains_key(&purpose.provider) {
+                continue;
+            }
+            if let Some(entry) = self.directory.find(&purpose.provider).await? {
+                providers.insert(
+                    purpose.provider.clone(),
+                    (
+                        ProviderView {
+                            status: entry.row.status,
+                            offers: entry.application.offers.clone(),
+                        },
+                        entry.row.name.clone(),
+                    ),
+                );
+            }
+        }
+        let own = ProviderView {
+            status: ServiceStatus::PendingReview,
+            offers: application.offers.clone(),
+        };
+        let lookup = |id: &str| -> Option<ProviderView> {
+            if id == service_id.as_str() && application.kind.provides() {
+                return Some(own.clone());
+            }
+            providers.get(id).map(|(view, _)| view.clone())
+        };
+        let findings: Vec<Finding> = lint::lint(&application, &self.lint_policy(), &lookup);
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count() as u32;
+
+        let t = now();
+        let application_json =
+            jcs::to_vec(&application).map_err(|e| Refusal::internal("application", e))?;
+        let mut commit = Commit::new().change(ServiceChange::InsertService(ServiceRow {
+            id: service_id.clone(),
+            name: application.name.clone(),
+            organization: application.organization.clone(),
+            contact: application.contact.clone(),
+            kind: application.kind,
+            status: ServiceStatus::PendingReview,
+            application: String::from_utf8(application_json.clone())
+                .map_err(|e| Refusal::internal("application", e))?,
+            jwks: application.jwks.to_string(),
+            endpoint: application.endpoint.clone(),
+            lint: serde_json::to_string(&findings).map_err(|e| Refusal::internal("lint", e))?,
+            round: 0,
+            created_at: t,
+            updated_at: t,
+            client_secret_hash: client_secret
+                .as_ref()
+                .map(|secret| hex::encode(sha256(secret.as_bytes()))),
+        }));
+        for purpose in &application.purposes {
+            let provider_name = if purpose.provider == PLATFORM_PROVIDER {
+                "tsunagu".to_owned()
+            } else if purpose.provider == service_id.as_str() {
+                application.name.clone()
+            } else {
+                providers
+                    .get(&purpose.provider)
+                    .map(|(_, name)| name.clone())
+                    .unwrap_or_default()
+            };
+            let terms = Terms {
+                consumer: service_id.to_string(),
+                consumer_name: application.name.clone(),
+                provider: purpose.provider.clone(),
+                provider_name,
+                purpose: purpose.clone(),
+            };
+            commit.push(ServiceChange::InsertPurpose(PurposeRow {
+                consumer_id: service_id.clone(),
+                purpose_id: purpose.id.as_str().into(),
+                provider_id: purpose.provider.as_str().into(),
+                legal_basis: purpose.legal_basis,
+                items: purpose.items.clone(),
+                definition: serde_json::to_string(purpose)
+                    .map_err(|e| Refusal::internal("purpose", e))?,
+                terms_sha256: terms_sha256(&terms),
+            }));
+        }
+        let commit = commit.leaf(leaf(
+            &Event::ServiceApplied {
+                service: service_id.to_string(),
+                kind: application.kind,
+                application_sha256: hex::encode(sha256(&application_json)),
+                lint_errors: errors,
+            },
+            &[],
+            t,
+        ));
+        self.committer.commit(commit).await?;
+        metrics::counter!("tsunagu_service_applications_total").increment(1);
+        Ok(Applied {
+            service_id,
+            status: ServiceStatus::PendingReview,
+            lint: findings,
+            client_secret,
+        })
+    }
+
+    /// A registered service (`GET /v1/services/{id}`).
+    pub async fn get(&self, id: &ServiceId) -> Outcome<Arc<ServiceEntry>> {
+        self.directory
+            .get(id)
+            .await?
+            .ok_or_else(|| Refusal::new(Code::UnknownService, format!("no service `{id}`")))
+    }
+
+    /// A service as it is stored now (its status and round never from the cache).
+    pub async fn current(&self, id: &ServiceId) -> Outcome<ServiceRow> {
+        self.store
+            .service(id)
+            .await?
+            .ok_or_else(|| Refusal::new(Code::UnknownService, format!("no service `{id}`")))
+    }
+
+    /// Every service, or those in one status; newest first.
+    pub async fn list(&self, status: Option<ServiceStatus>) -> Outcome<Vec<ServiceRow>> {
+        Ok(self.store.services(status).await?)
+    }
+
+    /// Replaces a service's keys, redirect URIs or endpoint. Validated as an application is
+    /// (URI rules, a provider's endpoint, a JWKS of public keys); the new JWKS must keep a
+    /// P-256 signing key, or the service could no longer authenticate. Purposes, offers and
+    /// the review state are not touched: those change only by a new application. The change
+    /// and its ledger leaf are committed together; nothing is committed when nothing
+    /// changes.
+    pub async fn update_registration(
+        &self,
+        service_id: &ServiceId,
+        update: &RegistrationUpdate,
+    ) -> Outcome<Registration> {
+        let entry = self.get(service_id).await?;
+        let mut application = entry.application.clone();
+        let mut fields: Vec<String> = Vec::new();
+        if let Some(text) = &update.jwks {
+            let value: serde_json::Value = serde_json::from_str(text)
+                .map_err(|e| invalid(format!("jwks: not valid JSON ({e})")))?;
+            let set = JwkSet::from_value(&value).map_err(|e| invalid(format!("jwks: {e}")))?;
+            if !set.keys.iter().any(|k| {
+                matches!(k.material, KeyMaterial::P256 { .. }) && k.use_.as_deref() != Some("enc")
+            }) {
+                return Err(invalid(
+                    "jwks must keep at least one P-256 signing key (ES256): it authenticates the service",
+                ));
+            }
+            if set.to_value() != entry.jwks.to_value() {
+                application.jwks = set.to_value();
+                fields.push("jwks".into());
+            }
+        }
+        let lines = |uris: &[String]| -> Vec<String> {
+            uris.iter()
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect()
+        };
+        if let Some(uris) = &update.redirect_uris {
+            let uris = lines(uris);
+            if uris != application.redirect_uris {
+                application.redirect_uris = uris;
+                fields.push("redirect_uris".into());
+            }
+        }
+        if let Some(uris) = &update.post_logout_redirect_uris {
+            let uris = lines(uris);
+            if uris != application.post_logout_redirect_uris {
+                application.post_logout_redirect_uris = uris;
+                fields.push("post_logout_redirect_uris".into());
+            }
+        }
+        if let Some(endpoint) = &update.endpoint {
+            let endpoint = Some(endpoint.trim().to_owned()).filter(|e| !e.is_empty());
+            if endpoint != application.endpoint {
+                application.endpoint = endpoint;
+                fields.push("endpoint".into());
+            }
+        }
+        application.validate().map_err(invalid)?;
+
+        let t = now();
+        if !fields.is_empty() {
+            let application_json =
+                jcs::to_vec(&application).map_err(|e| Refusal::internal("application", e))?;
+            let commit = Commit::new()
+                .change(ServiceChange::UpdateServiceRegistration {
+                    id: service_id.clone(),
+                    application: String::from_utf8(application_json)
+                        .map_err(|e| Refusal::internal("application", e))?,
+                    jwks: application.jwks.to_string(),
+                    endpoint: application.endpoint.clone(),
+                    updated_at: t,
+                })
+                .leaf(leaf(
+                    &Event::ServiceRegistrationChanged {
+                        service: service_id.to_string(),
+                        fields: fields.clone(),
+                        jwks_sha256: jwks_sha256(&application.jwks)?,
+                    },
+                    &[],
+                    t,
+                ));
+            let committed = self.committer.commit(commit).await;
+            self.directory.invalidate(service_id);
+            match committed {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) => {
+                    return Err(Refusal::new(
+                        Code::UnknownService,
+                        format!("no service `{service_id}`"),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            metrics::counter!("tsunagu_service_registration_changes_total").increment(1);
+        }
+        let jwks =
+            JwkSet::from_value(&application.jwks).map_err(|e| invalid(format!("jwks: {e}")))?;
+        Ok(Registration {
+            service_id: service_id.clone(),
+            kids: jwks
+                .keys
+                .iter()
+                .map(|k| k.kid.clone().unwrap_or_else(|| k.thumbprint()))
+                .collect(),
+            redirect_uris: application.redirect_uris,
+            post_logout_redirect_uris: application.post_logout_redirect_uris,
+            endpoint: application.endpoint,
+            updated_at: if fields.is_empty() {
+                entry.row.updated_at
+            } else {
+                t
+            },
+            changed: fields,
+        })
+    }
+
+    /// A new client secret for a service that registered `client_secret_basic`. The secret
+    /// is returned once; only its SHA-256 (hex) is stored, and the old secret stops working
+    /// at once.
+    pub async fn rotate_client_secret(&self, service_id: &ServiceId) -> Outcome<ClientSecret> {
+        let entry = self.get(service_id).await?;
+        if entry.application.token_auth_method() != TOKEN_AUTH_CLIENT_SECRET_BASIC {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                "this service authenticates with private_key_jwt and has no client secret",
+            ));
+        }
+        let secret = random::token(32).map_err(|e| Refusal::internal("client secret", e))?;
+        let t = now();
+        let commit = Commit::new()
+            .change(ServiceChange::SetClientSecret {
+                service_id: service_id.clone(),
+                secret_hash: Some(hex::encode(sha256(secret.as_bytes()))),
+                updated_at: t,
+            })
+            .leaf(leaf(
+                &Event::ServiceRegistrationChanged {
+                    service: service_id.to_string(),
+                    fields: vec!["client_secret".into()],
+                    jwks_sha256: jwks_sha256(&entry.application.jwks)?,
+                },
+                &[],
+                t,
+            ));
+        let committed = self.committer.commit(commit).await;
+        self.directory.invalidate(service_id);
+        match committed {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(Refusal::new(
+                    Code::UnknownService,
+                    format!("no service `{service_id}`"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        metrics::counter!("tsunagu_client_secret_rotations_total").increment(1);
+        Ok(ClientSecret {
+            service_id: service_id.clone(),
+            client_secret: secret,
+            rotated_at: t,
+        })
+    }
+}

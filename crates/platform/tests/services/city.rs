@@ -1,0 +1,320 @@
+//! A small city for the service-boundary tests: a platform on SQLite in a temporary
+//! directory, a simulated JPKI whose cards proof residents, a committee of two (quorum 2),
+//! and helpers that act as a service, a member and a resident would.
+
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tsunagu_core::identity::Level;
+use tsunagu_core::{AccountId, MemberId, ServiceId};
+use tsunagu_crypto::keys::{Alg, SigningKey};
+use tsunagu_crypto::{b64, jcs, jws, proofing, random};
+use tsunagu_jpki_sim::{IssueRequest, SimCa};
+use tsunagu_platform::config::MemberConfig;
+use tsunagu_platform::exchange::ServiceAuth;
+use tsunagu_platform::identity::{Enrolled, NoncePurpose, Session};
+use tsunagu_platform::{Platform, PlatformConfig};
+
+pub const URL: &str = "https://tsunagu.test";
+pub const PURPOSE: &str = "meals";
+
+pub fn now() -> i64 {
+    tsunagu_platform::now()
+}
+
+/// A committee member with their key.
+pub struct Member {
+    pub id: MemberId,
+    pub key: SigningKey,
+}
+
+impl Member {
+    /// A vote signed by this member, as the console and `tsunagu admin vote` make it.
+    pub fn vote(&self, service: &ServiceId, decision: &str) -> String {
+        self.vote_with_key(&self.key, service, decision)
+    }
+
+    /// A vote naming this member but signed with `key`.
+    pub fn vote_with_key(&self, key: &SigningKey, service: &ServiceId, decision: &str) -> String {
+        let mut header = serde_json::Map::new();
+        header.insert("kid".into(), json!(self.id));
+        let payload = json!({"service_id": service, "decision": decision, "comment": "",
+            "issued_at": now(), "nonce": random::token(12).unwrap()});
+        jws::sign_with_header(key, header, &jcs::to_vec(&payload).unwrap()).unwrap()
+    }
+}
+
+/// A registered service and its signing key.
+pub struct Service {
+    pub id: ServiceId,
+    pub key: SigningKey,
+}
+
+impl Service {
+    /// A fresh client assertion for the platform (single use).
+    pub fn assertion(&self) -> String {
+        let t = now();
+        jws::sign_json(
+            &self.key,
+            Some("JWT"),
+            &json!({"iss": self.id, "sub": self.id, "aud": URL, "jti": random::token(16).unwrap(),
+                    "iat": t, "exp": t + 60}),
+        )
+        .unwrap()
+    }
+}
+
+/// A resident's device, logged in.
+pub struct Resident {
+    pub device: SigningKey,
+    pub enrolled: Enrolled,
+    pub session: Session,
+}
+
+impl Resident {
+    pub fn account(&self) -> &AccountId {
+        &self.session.account_id
+    }
+
+    /// A consent to the city's purpose, signed by the device.
+    pub fn consent(&self, city: &City, terms: &str, items: &[&str]) -> String {
+        self.sign(&json!({
+            "v": 1, "purpose_id": PURPOSE, "consumer": city.consumer.id, "provider": city.provider.id,
+            "items": items, "expires_at": now() + 30 * 86_400, "terms_sha256": terms,
+            "issued_at": now(), "nonce": random::token(12).unwrap(),
+        }))
+    }
+
+    /// A signed change of a consent (`revoke`, or `expiry` with `expires_at`).
+    pub fn change(&self, consent_id: &str, action: &str, expires_at: Option<i64>) -> String {
+        let mut payload = json!({"consent_id": consent_id, "action": action,
+            "issued_at": now(), "nonce": random::token(12).unwrap()});
+        if let Some(e) = expires_at {
+            payload["expires_at"] = json!(e);
+        }
+        self.sign(&payload)
+    }
+
+    pub fn sign(&self, payload: &Value) -> String {
+        jws::sign_json(&self.device, None, payload).unwrap()
+    }
+}
+
+pub struct City {
+    pub platform: Arc<Platform>,
+    pub members: Vec<Member>,
+    /// An approved provider of `allergy` and `class`.
+    pub provider: Service,
+    /// An approved consumer with the purpose `meals` (consent, opt-in).
+    pub consumer: Service,
+    ca: Mutex<SimCa>,
+    _dir: tempfile::TempDir,
+}
+
+fn application(kind: &str, key: &SigningKey, provider: Option<&ServiceId>) -> Value {
+    let mut app = json!({
+        "name": format!("{kind} of the city"), "organization": "city", "contact": "c@example.jp",
+        "kind": kind, "jwks": {"keys": [key.published_jwk().to_value()]},
+        "security": {"iso27001": true, "incident_contact": "soc@example.jp"},
+    });
+    match provider {
+        None => {
+            app["endpoint"] = json!("http://127.0.0.1:9/redeem");
+            app["offers"] = json!([
+                {"item": "allergy", "title_ja": "アレルギー", "data_class": "closed", "sensitive": true},
+                {"item": "class", "title_ja": "学級", "data_class": "limited"}]);
+        }
+        Some(provider) => {
+            app["purposes"] = json!([{"id": PURPOSE, "title_ja": "給食", "title_en": "Meals",
+                "description_ja": "保育園の給食からアレルゲンを除くためにアレルギー情報と学級を受け取ります。",
+                "description_en": "The day-care kitchen removes allergens from meals using the allergy record and class.",
+                "provider": provider, "items": ["allergy", "class"],
+                "uses": {"allergy": "献立からアレルゲンを除くため", "class": "配膳のため"},
+                "retention_days": 365, "legal_basis": "consent", "consent_mode": "opt_in"}]);
+        }
+    }
+    app
+}
+
+impl City {
+    /// A city with an approved provider and consumer.
+    pub async fn new() -> City {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = SimCa::init(&dir.path().join("ca")).unwrap();
+        let members: Vec<Member> = ["chair", "member-2"]
+            .into_iter()
+            .map(|id| Member {
+                id: MemberId::from(id),
+                key: SigningKey::generate(Alg::Es256).unwrap(),
+            })
+            .collect();
+        let mut config = PlatformConfig::default();
+        config.storage.data_dir = dir.path().join("data");
+        config.identity.jpki_trust_anchors = vec![ca.certificate_path()];
+        config.identity.jpki_crls = vec![ca.crl_path().to_string_lossy().into_owned()];
+        config.governance.quorum = 2;
+        config.governance.members = members
+            .iter()
+            .map(|m| MemberConfig {
+                id: m.id.clone(),
+                name: None,
+                jwk: m.key.public_jwk().clone(),
+            })
+            .collect();
+        config.exchange.resident_rate_per_minute = 1_000_000;
+        config.validate().unwrap();
+        let platform = Platform::start(config, URL.into(), &[]).await.unwrap();
+        let provider_key = SigningKey::generate(Alg::Es256).unwrap();
+        let consumer_key = SigningKey::generate(Alg::Es256).unwrap();
+        let mut city = City {
+            platform,
+            members,
+            provider: Service {
+                id: ServiceId::from(""),
+                key: provider_key,
+            },
+            consumer: Service {
+                id: ServiceId::from(""),
+                key: consumer_key,
+            },
+            ca: Mutex::new(ca),
+            _dir: dir,
+        };
+        city.provider.id = city
+            .apply(&application("provider", &city.provider.key, None))
+            .await;
+        city.approve(&city.provider.id.clone()).await;
+        let provider = city.provider.id.clone();
+        city.consumer.id = city
+            .apply(&application(
+                "consumer",
+                &city.consumer.key,
+                Some(&provider),
+            ))
+            .await;
+        city.approve(&city.consumer.id.clone()).await;
+        city
+    }
+
+    pub async fn apply(&self, application: &Value) -> ServiceId {
+        self.platform
+            .services
+            .apply(&serde_json::to_vec(application).unwrap())
+            .await
+            .unwrap()
+            .service_id
+    }
+
+    /// Every member approves.
+    pub async fn approve(&self, service: &ServiceId) {
+        for m in &self.members {
+            self.platform
+                .governance
+                .vote(service, &m.vote(service, "approve"))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// An enrollment request body for `device`, with a card proof for `name` when given.
+    pub fn enrollment(&self, device: &SigningKey, nonce: &str, card_for: Option<&str>) -> Vec<u8> {
+        let mut body = json!({"device_jwk": device.public_jwk().to_value(), "nonce": nonce});
+        if let Some(name) = card_for {
+            let mut card = self
+                .ca
+                .lock()
+                .unwrap()
+                .issue(
+                    &IssueRequest {
+                        name: name.into(),
+                        address: "群馬県前橋市大手町二丁目12番1号".into(),
+                        birthdate: "1988-04-01".into(),
+                        sex: "2".into(),
+                        valid_days: None,
+                        not_before: None,
+                    },
+                    "card2024",
+                )
+                .unwrap();
+            let signed = proofing::proof_payload(device.public_jwk(), nonce);
+            let signature = card.sign("card2024", &signed).unwrap();
+            let mut chain = vec![card.certificate.clone()];
+            chain.extend(card.chain.iter().cloned());
+            body["proof"] = json!({"type": "jpki", "certificate_chain": chain,
+                "signed_data": b64::std_encode(&signed), "signature": b64::std_encode(signature)});
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    /// A resident who enrolls a new device (proofed with a card when `card_for` names them)
+    /// and logs in.
+    pub async fn resident(&self, card_for: Option<&str>) -> Resident {
+        let identity = &self.platform.identity;
+        let device = SigningKey::generate(Alg::Es256).unwrap();
+        let nonce = identity
+            .challenge(NoncePurpose::Enroll)
+            .await
+            .unwrap()
+            .nonce;
+        let enrolled = identity
+            .enroll(&self.enrollment(&device, &nonce, card_for))
+            .await
+            .unwrap();
+        assert_eq!(
+            enrolled.level,
+            if card_for.is_some() {
+                Level::Verified
+            } else {
+                Level::Provisional
+            }
+        );
+        let session = self.login(&device, &enrolled.credential).await;
+        Resident {
+            device,
+            enrolled,
+            session,
+        }
+    }
+
+    pub async fn login(&self, device: &SigningKey, credential: &str) -> Session {
+        let identity = &self.platform.identity;
+        let nonce = identity.challenge(NoncePurpose::Login).await.unwrap().nonce;
+        let signature = b64::url_encode(device.sign(nonce.as_bytes()).unwrap());
+        let logged_in = identity
+            .login(credential, &nonce, &signature)
+            .await
+            .unwrap();
+        identity
+            .authenticate(&logged_in.access_token)
+            .await
+            .unwrap()
+    }
+
+    /// The terms of the city's purpose, as `resident` is offered them.
+    pub async fn terms(&self, resident: &Resident) -> String {
+        self.platform
+            .consents
+            .offers(&resident.session)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|o| o.purpose_id == PURPOSE)
+            .expect("the purpose is offered")
+            .terms_sha256
+    }
+
+    /// The consumer, authenticated by a fresh assertion.
+    pub async fn consumer_auth(&self) -> ServiceAuth {
+        self.platform
+            .exchange
+            .authenticate(Some(&self.consumer.assertion()))
+            .await
+            .unwrap()
+    }
+
+    /// The consumer's pairwise id for `resident`.
+    pub fn subject(&self, resident: &Resident) -> tsunagu_core::PairwiseId {
+        self.platform
+            .keys
+            .pairwise_id(&self.consumer.id, resident.account())
+    }
+}

@@ -1,0 +1,219 @@
+//! The exchange: tickets decided on a consent in force, receipts, the ledger of both.
+
+use crate::city::{City, PURPOSE};
+use tsunagu_core::Code;
+use tsunagu_core::PurposeId;
+use tsunagu_core::consent::ChangeAction;
+use tsunagu_core::ticket::TicketState;
+use tsunagu_platform::exchange::{ReceiptRequest, TicketRequest};
+use tsunagu_platform::history::EntryOutcome;
+
+fn request(city: &City, resident: &crate::city::Resident, items: &[&str]) -> TicketRequest {
+    TicketRequest {
+        subject: city.subject(resident),
+        purpose_id: PurposeId::from(PURPOSE),
+        items: items.iter().map(|s| s.to_string()).collect(),
+        requester: None,
+        reason: None,
+    }
+}
+
+#[tokio::test]
+async fn a_subject_the_consumer_never_got_through_a_consent_is_unknown() {
+    let city = City::new().await;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    // The consumer learns her pairwise id only through a consent; even guessed right, the
+    // platform knows no such subject of the consumer's.
+    let auth = city.consumer_auth().await;
+    let refusal = city
+        .platform
+        .exchange
+        .ticket(&auth, request(&city, &hanako, &["allergy"]))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.code, Code::UnknownSubject, "{refusal:?}");
+}
+
+#[tokio::test]
+async fn a_consent_buys_a_ticket_for_its_items_only_until_it_is_revoked() {
+    let city = City::new().await;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    let terms = city.terms(&hanako).await;
+    let consent = city
+        .platform
+        .consents
+        .grant(
+            &hanako.session,
+            &hanako.consent(&city, &terms, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    let exchange = &city.platform.exchange;
+
+    let ticket = exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ticket.provider, city.provider.id);
+    assert_eq!(ticket.basis, format!("consent:{}", consent.consent_id));
+    let row = exchange
+        .ticket_by_id(&ticket.ticket_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.state, TicketState::Open);
+
+    let beyond = exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy", "class"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(beyond.code, Code::ItemsNotCovered);
+
+    let id = consent.consent_id.clone();
+    city.platform
+        .consents
+        .change(
+            &hanako.session,
+            &id,
+            ChangeAction::Revoke,
+            &hanako.change(id.as_str(), "revoke", None),
+        )
+        .await
+        .unwrap();
+    let after = exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(after.code, Code::ConsentRevoked);
+
+    // Both the ticket and the refusals are in her history, as recorded and refused.
+    let page = city
+        .platform
+        .history
+        .page(&hanako.session, None, 50)
+        .await
+        .unwrap();
+    let outcomes: Vec<(Option<&str>, EntryOutcome)> =
+        page.items.iter().map(|i| (i.kind(), i.outcome)).collect();
+    assert!(
+        outcomes.contains(&(Some("ticket.issued"), EntryOutcome::Recorded)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .filter(|(k, o)| *k == Some("ticket.refused") && *o == EntryOutcome::Refused)
+            .count()
+            >= 2,
+        "{outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_assertion_is_good_once() {
+    let city = City::new().await;
+    let exchange = &city.platform.exchange;
+    let assertion = city.consumer.assertion();
+    let hanako = city.resident(Some("前橋　花子")).await;
+    let terms = city.terms(&hanako).await;
+    city.platform
+        .consents
+        .grant(
+            &hanako.session,
+            &hanako.consent(&city, &terms, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    let auth = exchange.authenticate(Some(&assertion)).await.unwrap();
+    exchange
+        .ticket(&auth, request(&city, &hanako, &["allergy"]))
+        .await
+        .unwrap();
+    let replay = exchange.authenticate(Some(&assertion)).await;
+    let refusal = match replay {
+        Err(r) => r,
+        Ok(auth) => exchange
+            .ticket(&auth, request(&city, &hanako, &["allergy"]))
+            .await
+            .unwrap_err(),
+    };
+    assert_eq!(refusal.code, Code::Unauthorized);
+    assert!(refusal.detail.contains("jti"), "{refusal:?}");
+}
+
+#[tokio::test]
+async fn receipts_from_both_sides_with_the_same_hash_complete_a_ticket_and_differing_ones_flag_it()
+{
+    let city = City::new().await;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    let terms = city.terms(&hanako).await;
+    city.platform
+        .consents
+        .grant(
+            &hanako.session,
+            &hanako.consent(&city, &terms, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    let exchange = &city.platform.exchange;
+    let provider = || async {
+        exchange
+            .authenticate(Some(&city.provider.assertion()))
+            .await
+            .unwrap()
+    };
+    let hash = "ab".repeat(32);
+
+    let ticket = exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    let receipt = |h: &str| ReceiptRequest {
+        ticket_id: ticket.ticket_id.clone(),
+        payload_sha256: h.to_owned(),
+    };
+    let first = exchange
+        .receipt(&provider().await, receipt(&hash))
+        .await
+        .unwrap();
+    assert_eq!(first.state, TicketState::Open);
+    let second = exchange
+        .receipt(&city.consumer_auth().await, receipt(&hash))
+        .await
+        .unwrap();
+    assert_eq!(second.state, TicketState::Completed);
+
+    let other = exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    let receipt = |h: &str| ReceiptRequest {
+        ticket_id: other.ticket_id.clone(),
+        payload_sha256: h.to_owned(),
+    };
+    exchange
+        .receipt(&provider().await, receipt(&hash))
+        .await
+        .unwrap();
+    let mismatch = exchange
+        .receipt(&city.consumer_auth().await, receipt(&"cd".repeat(32)))
+        .await
+        .unwrap();
+    assert_eq!(mismatch.state, TicketState::Mismatch);
+    assert!(mismatch.state.is_flagged());
+}

@@ -1,0 +1,104 @@
+//! Governance: the committee's signed votes and the quorum.
+
+use crate::city::City;
+use serde_json::json;
+use tsunagu_core::Code;
+use tsunagu_core::service::ServiceStatus;
+use tsunagu_crypto::keys::{Alg, SigningKey};
+
+fn application() -> serde_json::Value {
+    let key = SigningKey::generate(Alg::Es256).unwrap();
+    json!({
+        "name": "library", "organization": "city", "contact": "c@example.jp", "kind": "provider",
+        "jwks": {"keys": [key.published_jwk().to_value()]}, "endpoint": "http://127.0.0.1:9/redeem",
+        "offers": [{"item": "loans", "title_ja": "貸出記録", "data_class": "limited"}],
+        "security": {"iso27001": true, "incident_contact": "soc@example.jp"},
+    })
+}
+
+#[tokio::test]
+async fn a_service_is_approved_when_the_quorum_has_voted_for_it() {
+    let city = City::new().await;
+    let id = city.apply(&application()).await;
+    let governance = &city.platform.governance;
+    let [chair, second] = &city.members[..] else {
+        unreachable!()
+    };
+    let one = governance
+        .vote(&id, &chair.vote(&id, "approve"))
+        .await
+        .unwrap();
+    assert_eq!(one.status, ServiceStatus::PendingReview);
+    assert_eq!(one.votes.len(), 1);
+    assert_eq!(one.quorum, 2);
+    let two = governance
+        .vote(&id, &second.vote(&id, "approve"))
+        .await
+        .unwrap();
+    assert_eq!(two.status, ServiceStatus::Approved);
+}
+
+#[tokio::test]
+async fn a_vote_is_refused_unless_a_member_signed_it_for_this_service() {
+    let city = City::new().await;
+    let id = city.apply(&application()).await;
+    let other = city.apply(&application()).await;
+    let governance = &city.platform.governance;
+    let chair = &city.members[0];
+    let stranger = SigningKey::generate(Alg::Es256).unwrap();
+    let forged = governance
+        .vote(&id, &chair.vote_with_key(&stranger, &id, "approve"))
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code, Code::SignatureInvalid);
+    let elsewhere = governance
+        .vote(&id, &chair.vote(&other, "approve"))
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.code, Code::InvalidRequest);
+    let unsigned = governance.vote(&id, "a.b").await.unwrap_err();
+    assert_eq!(unsigned.code, Code::InvalidRequest);
+}
+
+/// The committee console: the vote must be the signed-in member's, and carry the decision of
+/// the button pressed.
+#[tokio::test]
+async fn a_console_vote_names_the_signed_in_member_and_the_button_pressed() {
+    let city = City::new().await;
+    let id = city.apply(&application()).await;
+    let governance = &city.platform.governance;
+    let [chair, second] = &city.members[..] else {
+        unreachable!()
+    };
+    // Signed by another member than the one signed in.
+    let theirs = governance
+        .vote_as(&chair.id, "approve", &id, &second.vote(&id, "approve"))
+        .await
+        .unwrap_err();
+    assert_eq!(theirs.code, Code::Forbidden);
+    // A vote without a member id: `jws::sign` names the key by its thumbprint.
+    let unnamed = tsunagu_crypto::jws::sign_json(
+        &chair.key,
+        None,
+        &json!({"service_id": id, "decision": "approve", "comment": "", "issued_at": crate::city::now(), "nonce": "n1"}),
+    )
+    .unwrap();
+    let refused = governance
+        .vote_as(&chair.id, "approve", &id, &unnamed)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, Code::Forbidden);
+    // The signed decision differs from the button.
+    let mismatch = governance
+        .vote_as(&chair.id, "reject", &id, &chair.vote(&id, "approve"))
+        .await
+        .unwrap_err();
+    assert_eq!(mismatch.code, Code::InvalidRequest);
+    // Nothing was recorded by the refusals; the right vote counts.
+    let cast = governance
+        .vote_as(&chair.id, "approve", &id, &chair.vote(&id, "approve"))
+        .await
+        .unwrap();
+    assert_eq!(cast.votes.len(), 1);
+    assert_eq!(cast.votes[0].member, chair.id);
+}
