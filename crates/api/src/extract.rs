@@ -178,4 +178,31 @@ mod tests {
         headers.append("dpop", "b".parse().unwrap());
         assert_eq!(dpop(&headers), DpopHeader::Many);
     }
+
+    proptest::proptest! {
+        /// What a client form-encodes (RFC 6749 §2.3.1) decodes back to the same text.
+        #[test]
+        fn form_encoding_round_trips(s in "\\PC*") {
+            let encoded = tsunagu_platform::oidc::urlencode(&s);
+            proptest::prop_assert_eq!(form_decode(&encoded), Some(s));
+        }
+
+        /// Any `Authorization` value is an answer, never a panic, and Basic credentials
+        /// that decode come back whole.
+        #[test]
+        fn any_authorization_header_is_classified(raw in "\\PC{0,64}", id in "[^:]{0,16}", secret in "\\PC{0,16}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = format!("Basic {raw}").parse() {
+                headers.insert(header::AUTHORIZATION, v);
+                let _ = client_auth(&headers);
+            }
+            let basic = b64::std_encode(format!(
+                "{}:{}",
+                tsunagu_platform::oidc::urlencode(&id),
+                tsunagu_platform::oidc::urlencode(&secret)
+            ));
+            headers.insert(header::AUTHORIZATION, format!("Basic {basic}").parse().unwrap());
+            proptest::prop_assert_eq!(client_auth(&headers), ClientAuthHeader::Basic { id, secret });
+        }
+    }
 }
