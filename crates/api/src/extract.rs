@@ -96,7 +96,18 @@ pub fn json_response<T: serde::Serialize>(status: axum::http::StatusCode, value:
 
 /// `application/x-www-form-urlencoded` decoding of one component: `+` is a space, then
 /// percent-decoding (RFC 6749 §2.3.1 asks it of Basic credentials).
+/// A `%` not followed by two hex digits is malformed (`None`), as is text that does not decode
+/// to UTF-8.
 pub fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
+    }
     percent_decode_str(&s.replace('+', " "))
         .decode_utf8()
         .ok()
@@ -165,6 +176,18 @@ mod tests {
         );
         headers.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
         assert_eq!(client_auth(&headers), ClientAuthHeader::MalformedBasic);
+        for bad in ["svc%zz:secret", "svc:secret%4", "svc%:secret"] {
+            let raw = b64::std_encode(bad);
+            headers.insert(
+                header::AUTHORIZATION,
+                format!("Basic {raw}").parse().unwrap(),
+            );
+            assert_eq!(
+                client_auth(&headers),
+                ClientAuthHeader::MalformedBasic,
+                "{bad}"
+            );
+        }
         headers.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(client_auth(&headers), ClientAuthHeader::None);
     }

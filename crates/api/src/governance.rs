@@ -16,7 +16,7 @@ use tsunagu_core::service::ServiceStatus;
 use tsunagu_platform::Platform;
 use tsunagu_platform::directory::ServiceEntry;
 use tsunagu_platform::exchange::AlertRow;
-use tsunagu_platform::services::RegistrationUpdate;
+use tsunagu_platform::services::{RegistrationUpdate, parse_application, parse_jwks};
 
 type State_ = State<Arc<Platform>>;
 
@@ -48,7 +48,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
 async fn apply(State(p): State_, Body(body): Body) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::CREATED,
-        &p.services.apply(&body).await?,
+        &p.services.apply(parse_application(&body)?).await?,
     ))
 }
 
@@ -90,7 +90,7 @@ pub fn public_view(entry: &ServiceEntry) -> Value {
         "round": entry.row.round,
         "lint": entry.findings(),
         "endpoint": entry.row.endpoint,
-        "jwks": entry.jwks.to_value(),
+        "jwks": entry.jwks().to_value(),
         "redirect_uris": entry.application.redirect_uris,
         "offers": entry.application.offers,
         "purposes": entry.purposes.iter().map(|p| {
@@ -133,7 +133,7 @@ async fn update_registration(
     let id = id.into();
     p.exchange.authenticate_self(bearer(&headers), &id).await?;
     let update = RegistrationUpdate {
-        jwks: body.jwks.map(|v| v.to_string()),
+        jwks: body.jwks.map(|v| parse_jwks(&v.to_string())).transpose()?,
         redirect_uris: body.redirect_uris,
         post_logout_redirect_uris: body.post_logout_redirect_uris,
         endpoint: body.endpoint,

@@ -47,7 +47,8 @@ async fn enrollment_challenge(State(p): State_) -> Result<Response, ApiError> {
 }
 
 async fn enroll(State(p): State_, Body(body): Body) -> Result<Response, ApiError> {
-    let enrolled = p.identity.enroll(&body).await?;
+    let request = tsunagu_platform::identity::parse_enrollment(&body)?;
+    let enrolled = p.identity.enroll(request).await?;
     let status = if enrolled.created {
         StatusCode::CREATED
     } else {

@@ -301,6 +301,38 @@ pub fn decide_enrollment(
     }
 }
 
+/// A device's state at a moment, as the resident is shown it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceState {
+    Active,
+    Locked,
+    Expired,
+    Revoked,
+}
+
+impl DeviceState {
+    /// The state at `now` of a device with this stored status, lock and credential expiry:
+    /// revoked stays revoked; an active credential past its expiry is expired; one whose
+    /// lock has not run out is locked.
+    pub fn at(status: DeviceStatus, locked_until: Option<i64>, expires_at: i64, now: i64) -> Self {
+        match status {
+            DeviceStatus::Revoked => DeviceState::Revoked,
+            DeviceStatus::Active if expires_at <= now => DeviceState::Expired,
+            DeviceStatus::Active if locked_until.is_some_and(|u| u > now) => DeviceState::Locked,
+            DeviceStatus::Active => DeviceState::Active,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Active => "active",
+            DeviceState::Locked => "locked",
+            DeviceState::Expired => "expired",
+            DeviceState::Revoked => "revoked",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +504,31 @@ mod tests {
         assert_eq!(Sex::from_jpki("女"), Some(Sex::Female));
         assert_eq!(Sex::from_jpki("3"), Some(Sex::Other));
         assert_eq!(Sex::from_jpki("x"), None);
+    }
+
+    #[test]
+    fn a_device_is_shown_revoked_expired_locked_or_active_in_that_order() {
+        use DeviceState::*;
+        let t = 1_000;
+        assert_eq!(
+            DeviceState::at(DeviceStatus::Revoked, Some(t + 9), t - 1, t),
+            Revoked
+        );
+        assert_eq!(
+            DeviceState::at(DeviceStatus::Active, Some(t + 9), t, t),
+            Expired
+        );
+        assert_eq!(
+            DeviceState::at(DeviceStatus::Active, Some(t + 9), t + 1, t),
+            Locked
+        );
+        assert_eq!(
+            DeviceState::at(DeviceStatus::Active, Some(t), t + 1, t),
+            Active
+        );
+        assert_eq!(
+            DeviceState::at(DeviceStatus::Active, None, t + 1, t),
+            Active
+        );
     }
 }

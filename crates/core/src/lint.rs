@@ -239,8 +239,8 @@ fn has_citation(p: &Purpose) -> bool {
 
 /// Lints an application. `provider` looks up a provider service by id (for the application's
 /// own offers, when it is both, it is consulted too: pass them in).
-pub fn lint(
-    app: &Application,
+pub fn lint<K>(
+    app: &Application<K>,
     policy: &LintPolicy,
     provider: &dyn Fn(&str) -> Option<ProviderView>,
 ) -> Vec<Finding> {
@@ -526,13 +526,13 @@ mod tests {
         }
     }
 
-    fn app(p: Purpose) -> Application {
+    fn app(p: Purpose) -> Application<()> {
         Application {
             name: "すくすく保育".into(),
             organization: "前橋市保育協会".into(),
             contact: "info@example.jp".into(),
             kind: ServiceKind::Consumer,
-            jwks: serde_json::json!({"keys": []}),
+            jwks: (),
             endpoint: None,
             redirect_uris: vec![],
             post_logout_redirect_uris: vec![],

@@ -183,15 +183,17 @@ pub struct Security {
     pub subcontractors: Vec<String>,
 }
 
-/// `POST /v1/services`.
+/// `POST /v1/services`. `K` is the service's JSON Web Key Set: the rules here do not look at
+/// keys, and this crate has no cryptography; the platform reads it as
+/// `tsunagu_crypto::jwk::JwkSet` (public keys only, each checked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Application {
+pub struct Application<K> {
     pub name: String,
     pub organization: String,
     pub contact: String,
     pub kind: ServiceKind,
-    pub jwks: serde_json::Value,
+    pub jwks: K,
     /// Providers: where tickets are redeemed.
     #[serde(default)]
     pub endpoint: Option<String>,
@@ -217,7 +219,7 @@ pub const TOKEN_AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
 /// Token endpoint authentication by HTTP Basic with a secret the platform issued.
 pub const TOKEN_AUTH_CLIENT_SECRET_BASIC: &str = "client_secret_basic";
 
-impl Application {
+impl<K> Application<K> {
     /// The token endpoint authentication method the service registered.
     pub fn token_auth_method(&self) -> &str {
         self.token_endpoint_auth_method
@@ -239,7 +241,7 @@ fn is_identifier(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-impl Application {
+impl<K> Application<K> {
     /// Structural checks an application must pass before it is even linted: required
     /// texts present, identifiers well-formed, kind-specific parts present, no duplicates.
     /// The message names the field.

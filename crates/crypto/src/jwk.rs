@@ -280,10 +280,24 @@ impl<'de> serde::Deserialize<'de> for PublicJwk {
     }
 }
 
-/// A JSON Web Key Set.
-#[derive(Clone, Debug, Default)]
+/// A JSON Web Key Set. Equal when the keys' material is, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct JwkSet {
     pub keys: Vec<PublicJwk>,
+}
+
+impl serde::Serialize for JwkSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+/// Reads `{"keys": [...]}` with every key checked (public keys only).
+impl<'de> serde::Deserialize<'de> for JwkSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        JwkSet::from_value(&value).map_err(|e| serde::de::Error::custom(format!("jwks: {e}")))
+    }
 }
 
 impl JwkSet {

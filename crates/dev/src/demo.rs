@@ -260,7 +260,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     let client = ApiClient::new(&url);
     n.say(format!(
         "listening on {url}, storage {}",
-        running.platform.store.backend()
+        running.platform.backend()
     ));
 
     n.step("Hanako installs the app: her phone makes a key and enrolls; then she proofs it with her card");

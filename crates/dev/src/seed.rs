@@ -19,11 +19,13 @@ use tsunagu_core::service::{
     ServiceStatus,
 };
 use tsunagu_core::{PurposeId, ServiceId};
+use tsunagu_crypto::jwk::JwkSet;
 use tsunagu_crypto::keys::{Alg, SigningKey};
 use tsunagu_crypto::{b64, jws, proofing, random};
 use tsunagu_jpki_sim::{CardKey, IssueRequest, IssuedCard, SimCa};
 use tsunagu_platform::Platform;
-use tsunagu_platform::identity::{NoncePurpose, Session};
+use tsunagu_platform::identity::{self, NoncePurpose, Session};
+use tsunagu_platform::services::ServiceApplication;
 
 const PURPOSE: &str = "allergy-to-daycare";
 /// Residents issued, enrolled and consenting at a time.
@@ -85,13 +87,15 @@ fn application(
     kind: ServiceKind,
     key: &SigningKey,
     provider: Option<&ServiceId>,
-) -> Application {
+) -> ServiceApplication {
     Application {
         name: name.into(),
         organization: "benchmark".into(),
         contact: "bench@example.jp".into(),
         kind,
-        jwks: json!({"keys": [key.published_jwk().to_value()]}),
+        jwks: JwkSet {
+            keys: vec![key.published_jwk()],
+        },
         endpoint: provider.is_none().then(|| "http://127.0.0.1:9/tsunagu/redeem".to_owned()),
         redirect_uris: vec![],
         post_logout_redirect_uris: vec![],
@@ -126,12 +130,12 @@ fn application(
 async fn register(
     platform: &Platform,
     members: &[Member],
-    application: Application,
+    application: ServiceApplication,
 ) -> anyhow::Result<ServiceId> {
     let name = application.name.clone();
     let applied = platform
         .services
-        .apply_application(application)
+        .apply(application)
         .await
         .with_context(|| format!("{name}'s application"))?;
     ensure!(
@@ -187,10 +191,8 @@ async fn enroll(
             "signature": b64::std_encode(signature),
         },
     });
-    let enrolled = platform
-        .identity
-        .enroll(&serde_json::to_vec(&body)?)
-        .await?;
+    let request = identity::parse_enrollment(&serde_json::to_vec(&body)?)?;
+    let enrolled = platform.identity.enroll(request).await?;
     ensure!(
         enrolled.level == Level::Verified,
         "the card did not verify the resident"

@@ -82,10 +82,17 @@ impl ConfigSource {
         );
         let source = ConfigSource {
             figment,
-            base: path
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
+            // Absolute, so that a section resolved once and written back (the server hands
+            // capabilities the platform's resolved sections) resolves to the same paths.
+            base: match path.and_then(Path::parent) {
+                Some(dir) if !dir.as_os_str().is_empty() => {
+                    std::path::absolute(dir).map_err(|e| ConfigError::File {
+                        path: dir.to_owned(),
+                        reason: e.to_string(),
+                    })?
+                }
+                _ => PathBuf::new(),
+            },
         };
         source.check_sections(sections)?;
         Ok(source)

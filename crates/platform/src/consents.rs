@@ -113,7 +113,7 @@ impl Offer {
         consent::default_expiry(self.retention_days, max_consent_days, now)
     }
 
-    /// The item's title in the resident's language.
+    /// Whether the resident's newest consent to this offer is active (data may flow under it).
     pub fn consent_in_force(&self) -> bool {
         self.consent
             .as_ref()

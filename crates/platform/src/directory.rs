@@ -2,10 +2,11 @@
 //! and cached for a moment. Statuses that decide anything (tickets, tokens) are always read
 //! fresh from the store; the directory serves what changes rarely and is checked anyway.
 
+use crate::services::ServiceApplication;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tsunagu_core::service::{Application, Purpose};
+use tsunagu_core::service::Purpose;
 use tsunagu_core::{PurposeId, ServiceId};
 use tsunagu_crypto::jwk::{JwkSet, KeyMaterial, PublicJwk};
 use tsunagu_store::{PurposeRow, ServiceRow, Store, StoreError};
@@ -17,8 +18,7 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct ServiceEntry {
     pub row: ServiceRow,
-    pub application: Application,
-    pub jwks: JwkSet,
+    pub application: ServiceApplication,
     pub purposes: Vec<PurposeEntry>,
     fetched: Instant,
 }
@@ -33,6 +33,11 @@ pub struct PurposeEntry {
 impl ServiceEntry {
     pub fn id(&self) -> &ServiceId {
         &self.row.id
+    }
+
+    /// The service's keys.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.application.jwks
     }
 
     pub fn purpose(&self, id: &str) -> Option<&PurposeEntry> {
@@ -62,13 +67,10 @@ impl ServiceEntry {
         if iss != self.row.id.as_str() {
             return None;
         }
-        let signing = |k: &&PublicJwk| {
-            matches!(k.material, KeyMaterial::P256 { .. }) && k.use_.as_deref() != Some("enc")
-        };
         match kid {
-            Some(kid) => self.jwks.find(kid).filter(signing).cloned(),
+            Some(kid) => self.jwks().find(kid).filter(|k| may_sign(k)).cloned(),
             None => {
-                let mut candidates = self.jwks.keys.iter().filter(signing);
+                let mut candidates = self.jwks().keys.iter().filter(|k| may_sign(k));
                 match (candidates.next(), candidates.next()) {
                     (Some(only), None) => Some(only.clone()),
                     _ => None,
@@ -76,6 +78,12 @@ impl ServiceEntry {
             }
         }
     }
+}
+
+/// Whether a key of a service's JWKS may sign for it: a P-256 key not registered for
+/// encryption. Applications and registration updates must keep one.
+pub fn may_sign(key: &PublicJwk) -> bool {
+    matches!(key.material, KeyMaterial::P256 { .. }) && key.use_.as_deref() != Some("enc")
 }
 
 /// A cache of service definitions (applications, keys, purposes).
@@ -102,12 +110,8 @@ impl Directory {
         let Some(row) = self.store.service(id).await? else {
             return Ok(None);
         };
-        let application: Application = serde_json::from_str(&row.application)
+        let application: ServiceApplication = serde_json::from_str(&row.application)
             .map_err(|e| StoreError::Corrupt(format!("service {id} application: {e}")))?;
-        let jwks_value: serde_json::Value = serde_json::from_str(&row.jwks)
-            .map_err(|e| StoreError::Corrupt(format!("service {id} jwks: {e}")))?;
-        let jwks = JwkSet::from_value(&jwks_value)
-            .map_err(|e| StoreError::Corrupt(format!("service {id} jwks: {e}")))?;
         let purposes = self
             .store
             .purposes_of(id)
@@ -122,7 +126,6 @@ impl Directory {
         let entry = Arc::new(ServiceEntry {
             row,
             application,
-            jwks,
             purposes,
             fetched: Instant::now(),
         });

@@ -16,12 +16,14 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tsunagu_core::event::{Actor, Event, ProofMethod};
+pub use tsunagu_core::identity::DeviceState;
 use tsunagu_core::identity::{
     AccountFacts, AccountStatus, BasicAttributes, CardProof, DeviceGate, DeviceStatus,
     EnrolledDevice, EnrollmentPlan, Level, credential_expiry, decide_enrollment, login_gate,
 };
 use tsunagu_core::{AccountId, Code, DeviceId, PairwiseId};
 use tsunagu_crypto::jwk::PublicJwk;
+pub use tsunagu_crypto::proofing::EnrollmentRequest;
 use tsunagu_crypto::proofing::{self, ProofContext, ProvenIdentity};
 use tsunagu_crypto::{jws, keys, random, sha256};
 use tsunagu_store::{
@@ -44,6 +46,12 @@ impl NoncePurpose {
             NoncePurpose::Login => "login",
         }
     }
+}
+
+/// Reads an enrollment request (`POST /v1/enrollment`'s body) strictly: a public P-256
+/// device key, and a proof whose signed data is exactly the binding.
+pub fn parse_enrollment(body: &[u8]) -> Outcome<EnrollmentRequest> {
+    proofing::parse_enrollment(body).map_err(|e| Refusal::new(e.code, e.detail))
 }
 
 /// A fresh challenge.
@@ -103,36 +111,9 @@ pub struct DeviceView {
 }
 
 impl DeviceView {
-    /// What the device can do at `now`: an active credential past its expiry is expired.
+    /// What the device can do at `now`.
     pub fn state_at(&self, now: i64) -> DeviceState {
-        match self.status {
-            DeviceStatus::Revoked => DeviceState::Revoked,
-            DeviceStatus::Active if self.expires_at <= now => DeviceState::Expired,
-            DeviceStatus::Active if self.locked_until.is_some_and(|u| u > now) => {
-                DeviceState::Locked
-            }
-            DeviceStatus::Active => DeviceState::Active,
-        }
-    }
-}
-
-/// A device's state at a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceState {
-    Active,
-    Locked,
-    Expired,
-    Revoked,
-}
-
-impl DeviceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceState::Active => "active",
-            DeviceState::Locked => "locked",
-            DeviceState::Expired => "expired",
-            DeviceState::Revoked => "revoked",
-        }
+        DeviceState::at(self.status, self.locked_until, self.expires_at, now)
     }
 }
 
@@ -319,10 +300,9 @@ impl Identity {
         .map_err(|e| Refusal::internal("signing a credential", e))
     }
 
-    /// `POST /v1/enrollment`: a device key, a nonce, and optionally a JPKI proof.
-    pub async fn enroll(&self, body: &[u8]) -> Outcome<Enrolled> {
-        let request =
-            proofing::parse_enrollment(body).map_err(|e| Refusal::new(e.code, e.detail))?;
+    /// `POST /v1/enrollment`: a device key, a nonce, and optionally a JPKI proof (the
+    /// request as [`parse_enrollment`] reads it).
+    pub async fn enroll(&self, request: EnrollmentRequest) -> Outcome<Enrolled> {
         let jkt = request.device_jwk.thumbprint();
         let t = now();
         if !self
@@ -956,13 +936,23 @@ impl Identity {
     }
 
     /// Loads the CRLs again when their files changed or `full` is due, then runs the status
-    /// check. Returns the accounts flagged.
+    /// check. Returns the accounts flagged; a CRL that could not be loaded or fetched (even
+    /// when a cached copy stood in) makes it an error, after the status check has run.
     pub async fn refresh_trust(&self, full: bool) -> anyhow::Result<u64> {
         if !full && !self.trust.files_changed() {
             return Ok(0);
         }
-        self.trust.refresh().await?;
-        self.status_check().await
+        let state = self.trust.refresh().await?;
+        let flagged = self.status_check().await?;
+        let failed: Vec<String> = state
+            .sources
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.location)))
+            .collect();
+        if !failed.is_empty() {
+            anyhow::bail!("CRLs not refreshed: {}", failed.join("; "));
+        }
+        Ok(flagged)
     }
 
     /// How often CRLs are fetched again in full.

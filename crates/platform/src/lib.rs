@@ -28,6 +28,7 @@ pub mod oidc;
 pub mod rates;
 mod refusal;
 pub mod services;
+pub mod sessions;
 pub mod trust;
 
 pub use config::{ConfigError, ConfigSource, PlatformConfig, Section};
@@ -61,7 +62,9 @@ pub struct Platform {
     pub config: Arc<PlatformConfig>,
     /// The public URL without a trailing slash (issuer, audience).
     pub public_url: String,
-    pub store: Arc<dyn Store>,
+    /// The store, for the services. A capability with tables of its own reaches them
+    /// through [`Platform::database`]; the API and the pages only call services.
+    pub(crate) store: Arc<dyn Store>,
     pub keys: Arc<keys::PlatformKeys>,
     pub trust: Arc<trust::Trust>,
     pub ledger: Arc<ledger::LedgerService>,
@@ -75,6 +78,7 @@ pub struct Platform {
     pub exchange: exchange::Exchange,
     pub history: history::History,
     pub oidc: oidc::Oidc,
+    pub console_sessions: sessions::ConsoleSessions,
 }
 
 /// How the platform is doing, for `/healthz`.
@@ -88,6 +92,17 @@ pub struct Health {
 }
 
 impl Platform {
+    /// The database, for a capability's own tables (its statements run on the same threads,
+    /// its changes commit with the platform's `committer`).
+    pub fn database(&self) -> &tsunagu_store::Database {
+        self.store.database()
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     /// Checks the database and reports the ledger's size and the trust in JPKI.
     pub async fn health(&self) -> Health {
         Health {
@@ -181,6 +196,7 @@ impl Platform {
             config.exchange.max_consent_days,
             public_url.clone(),
         );
+        let console_sessions = sessions::ConsoleSessions::new(keys.clone(), public_url.clone());
         let platform = Arc::new(Platform {
             config,
             public_url,
@@ -198,6 +214,7 @@ impl Platform {
             exchange,
             history,
             oidc,
+            console_sessions,
         });
         platform.identity.status_check().await?;
         Ok(platform)

@@ -28,11 +28,6 @@ impl Refusal {
             "an internal error occurred; it has been logged",
         )
     }
-
-    /// Whether the platform failed (rather than refused the request).
-    pub fn is_internal(&self) -> bool {
-        matches!(self.code, Code::InternalError | Code::Unavailable)
-    }
 }
 
 impl From<StoreError> for Refusal {

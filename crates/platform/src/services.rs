@@ -2,7 +2,7 @@
 //! what a service or resident may see of them.
 
 use crate::config::RetentionLimits;
-use crate::directory::{Directory, ServiceEntry};
+use crate::directory::{Directory, ServiceEntry, may_sign};
 use crate::ledger::{Committer, leaf};
 use crate::{Outcome, Refusal, now};
 use serde::Serialize;
@@ -15,9 +15,12 @@ use tsunagu_core::service::{
     Terms,
 };
 use tsunagu_core::{Code, ServiceId};
-use tsunagu_crypto::jwk::{JwkSet, KeyMaterial};
+use tsunagu_crypto::jwk::JwkSet;
 use tsunagu_crypto::{jcs, random, sha256};
 use tsunagu_store::{Commit, PurposeRow, ServiceChange, ServiceRow, Store, StoreError};
+
+/// An application as the platform reads it: its JWKS parsed into public keys.
+pub type ServiceApplication = Application<JwkSet>;
 
 /// The SHA-256 (hex) of the terms of a purpose: what a resident's consent refers to.
 pub fn terms_sha256(terms: &Terms) -> String {
@@ -55,8 +58,8 @@ impl Applied {
 /// are; an empty `endpoint` removes it.
 #[derive(Debug, Clone, Default)]
 pub struct RegistrationUpdate {
-    /// The new JWKS, as JSON text.
-    pub jwks: Option<String>,
+    /// The new JWKS.
+    pub jwks: Option<JwkSet>,
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub endpoint: Option<String>,
@@ -121,10 +124,34 @@ impl ServiceEntry {
 }
 
 /// The SHA-256 (hex) of the JCS of a JWKS, as the ledger records it.
-fn jwks_sha256(jwks: &serde_json::Value) -> Outcome<String> {
+fn jwks_sha256(jwks: &JwkSet) -> Outcome<String> {
     Ok(hex::encode(sha256(
-        &jcs::to_vec(jwks).map_err(|e| Refusal::internal("jwks", e))?,
+        &jcs::to_vec(&jwks.to_value()).map_err(|e| Refusal::internal("jwks", e))?,
     )))
+}
+
+/// Reads an application (`POST /v1/services`'s body, or the console's form made into one);
+/// the message names the field.
+pub fn parse_application(json: &[u8]) -> Outcome<ServiceApplication> {
+    serde_json::from_slice(json).map_err(|e| invalid(format!("application: {e}")))
+}
+
+/// Reads a JWKS given as JSON text (a registration update).
+pub fn parse_jwks(json: &str) -> Outcome<JwkSet> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| invalid(format!("jwks: not valid JSON ({e})")))?;
+    JwkSet::from_value(&value).map_err(|e| invalid(format!("jwks: {e}")))
+}
+
+/// A JWKS is usable when a key of it may sign the service's assertions and payloads.
+fn require_signing_key(jwks: &JwkSet, what: &str) -> Outcome<()> {
+    if jwks.keys.iter().any(may_sign) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "jwks must {what} at least one P-256 signing key (ES256, not `use: enc`): it signs the service's client assertions and payloads"
+        )))
+    }
 }
 
 /// Applications, registrations and the directory's answers.
@@ -159,27 +186,10 @@ impl Services {
         }
     }
 
-    /// `POST /v1/services`: validates, lints and records an application (a JSON document).
-    pub async fn apply(&self, body: &[u8]) -> Outcome<Applied> {
-        let application: Application =
-            serde_json::from_slice(body).map_err(|e| invalid(format!("application: {e}")))?;
-        self.apply_application(application).await
-    }
-
-    /// Validates, lints and records an application.
-    pub async fn apply_application(&self, application: Application) -> Outcome<Applied> {
+    /// `POST /v1/services`: validates, lints and records an application.
+    pub async fn apply(&self, application: ServiceApplication) -> Outcome<Applied> {
         application.validate().map_err(invalid)?;
-        let jwks =
-            JwkSet::from_value(&application.jwks).map_err(|e| invalid(format!("jwks: {e}")))?;
-        if !jwks
-            .keys
-            .iter()
-            .any(|k| matches!(k.material, KeyMaterial::P256 { .. }))
-        {
-            return Err(invalid(
-                "jwks must hold at least one P-256 key (ES256): it signs the service's client assertions and payloads",
-            ));
-        }
+        require_signing_key(&application.jwks, "hold")?;
         let service_id = ServiceId::from(format!(
             "svc_{}",
             random::token(9).map_err(|e| Refusal::internal("id", e))?
@@ -239,7 +249,7 @@ impl Services {
             status: ServiceStatus::PendingReview,
             application: String::from_utf8(application_json.clone())
                 .map_err(|e| Refusal::internal("application", e))?,
-            jwks: application.jwks.to_string(),
+            jwks: application.jwks.to_value().to_string(),
             endpoint: application.endpoint.clone(),
             lint: serde_json::to_string(&findings).map_err(|e| Refusal::internal("lint", e))?,
             round: 0,
@@ -333,19 +343,10 @@ impl Services {
         let entry = self.get(service_id).await?;
         let mut application = entry.application.clone();
         let mut fields: Vec<String> = Vec::new();
-        if let Some(text) = &update.jwks {
-            let value: serde_json::Value = serde_json::from_str(text)
-                .map_err(|e| invalid(format!("jwks: not valid JSON ({e})")))?;
-            let set = JwkSet::from_value(&value).map_err(|e| invalid(format!("jwks: {e}")))?;
-            if !set.keys.iter().any(|k| {
-                matches!(k.material, KeyMaterial::P256 { .. }) && k.use_.as_deref() != Some("enc")
-            }) {
-                return Err(invalid(
-                    "jwks must keep at least one P-256 signing key (ES256): it authenticates the service",
-                ));
-            }
-            if set.to_value() != entry.jwks.to_value() {
-                application.jwks = set.to_value();
+        if let Some(set) = &update.jwks {
+            require_signing_key(set, "keep")?;
+            if set.to_value() != entry.jwks().to_value() {
+                application.jwks = set.clone();
                 fields.push("jwks".into());
             }
         }
@@ -387,7 +388,7 @@ impl Services {
                     id: service_id.clone(),
                     application: String::from_utf8(application_json)
                         .map_err(|e| Refusal::internal("application", e))?,
-                    jwks: application.jwks.to_string(),
+                    jwks: application.jwks.to_value().to_string(),
                     endpoint: application.endpoint.clone(),
                     updated_at: t,
                 })
@@ -414,11 +415,10 @@ impl Services {
             }
             metrics::counter!("tsunagu_service_registration_changes_total").increment(1);
         }
-        let jwks =
-            JwkSet::from_value(&application.jwks).map_err(|e| invalid(format!("jwks: {e}")))?;
         Ok(Registration {
             service_id: service_id.clone(),
-            kids: jwks
+            kids: application
+                .jwks
                 .keys
                 .iter()
                 .map(|k| k.kid.clone().unwrap_or_else(|| k.thumbprint()))

@@ -158,6 +158,8 @@ impl Trust {
         let mut sources = Vec::new();
         let mut stamps = HashMap::new();
         for location in &self.config.jpki_crls {
+            // A fetch that failed although a cached copy stood in: reported, not fatal.
+            let mut fetch_failed = None;
             let loaded: Result<Vec<u8>, String> = if is_url(location) {
                 match self.fetch(location).await {
                     Ok(bytes) => {
@@ -169,6 +171,7 @@ impl Trust {
                     }
                     Err(e) => {
                         tracing::error!(%location, error = %e, "CRL fetch failed; using the cached copy if any");
+                        fetch_failed = Some(format!("fetch failed ({e}); the cached copy is used"));
                         std::fs::read(self.cache_path(location))
                             .map_err(|_| format!("fetch failed ({e}) and no cached copy"))
                     }
@@ -190,7 +193,7 @@ impl Trust {
                     sources.push(CrlSource {
                         location: location.clone(),
                         loaded: true,
-                        error: None,
+                        error: fetch_failed,
                         this_update: None,
                         next_update: None,
                         revoked: 0,

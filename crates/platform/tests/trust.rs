@@ -56,6 +56,7 @@ async fn a_crl_url_is_fetched_cached_and_used_from_cache_when_the_server_is_down
     let trust = Trust::load(&config, &data).await.unwrap();
     let state = trust.current();
     assert!(state.sources[0].loaded, "{:?}", state.sources[0]);
+    assert_eq!(state.sources[0].error, None);
     assert_eq!(state.sources[0].revoked, 1);
     assert_eq!(state.crls.infos().len(), 1);
 
@@ -67,6 +68,17 @@ async fn a_crl_url_is_fetched_cached_and_used_from_cache_when_the_server_is_down
         state.sources[0]
     );
     assert_eq!(state.sources[0].revoked, 1);
+    // …and the failed fetch is still reported (on /healthz, and as an error of the
+    // refresh job).
+    assert!(
+        state.sources[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("the cached copy is used"),
+        "{:?}",
+        state.sources[0]
+    );
 
     // A fresh start during the outage also has the cached copy.
     let restarted = Trust::load(&config, &data).await.unwrap();

@@ -226,6 +226,28 @@ mod tests {
     }
 
     #[test]
+    fn a_section_written_back_resolves_to_the_same_paths() {
+        jailed(|dir| {
+            let sub = dir.join("etc");
+            std::fs::create_dir_all(&sub).unwrap();
+            write(&sub, "ca.pem", "x");
+            write(
+                &sub,
+                "c.toml",
+                "[storage]\ndata_dir = \"data\"\n[identity]\njpki_trust_anchors = [\"ca.pem\"]\n",
+            );
+            // A configuration file named relative to the working directory.
+            let mut c = load(Some(Path::new("etc/c.toml"))).unwrap();
+            assert!(c.identity.jpki_trust_anchors[0].is_absolute());
+            c.platform.write_to(&mut c.source);
+            let again: IdentityConfig = c.source.section().unwrap();
+            assert_eq!(again.jpki_trust_anchors, c.identity.jpki_trust_anchors);
+            let storage: StorageConfig = c.source.section().unwrap();
+            assert_eq!(storage.data_dir, c.storage.data_dir);
+        });
+    }
+
+    #[test]
     fn a_missing_config_file_is_an_error() {
         jailed(|_| {
             let err = load(Some(Path::new("/nonexistent/tsunagu.toml")))

@@ -178,12 +178,15 @@ impl Server {
             .layer(axum::extract::DefaultBodyLimit::max(
                 config.server.body_limit_bytes,
             ));
+        let job_names: Vec<&'static str> = jobs.iter().map(|j| j.name).collect();
         let scheduler = scheduler::start(jobs);
         let task = tokio::spawn(async move { axum::serve(listener, router).await });
-        tracing::info!(%addr, backend = platform.store.backend(), "tsunagu is listening");
+        tracing::info!(%addr, backend = platform.backend(), capabilities = ?ctx.capabilities, jobs = ?job_names, "tsunagu is listening");
         Ok(Running {
             addr,
             platform,
+            capabilities: ctx.capabilities,
+            jobs: job_names,
             task,
             _scheduler: scheduler,
         })
@@ -199,6 +202,10 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
 pub struct Running {
     pub addr: SocketAddr,
     pub platform: Arc<Platform>,
+    /// The capabilities mounted (those turned on), in order.
+    pub capabilities: Vec<&'static str>,
+    /// The background jobs the scheduler runs.
+    pub jobs: Vec<&'static str>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _scheduler: scheduler::Scheduler,
 }
@@ -388,6 +395,34 @@ mod tests {
         config.storage.data_dir = dir.path().join("data");
         config.set(&ProbeConfig { on });
         (server.spawn(config).await.unwrap(), runs, dir)
+    }
+
+    /// Every background job of the platform is scheduled (before the capability contract,
+    /// `oidc.purge` was implemented but never run).
+    #[tokio::test]
+    async fn the_default_server_schedules_every_job_of_the_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.bind = "127.0.0.1:0".into();
+        config.storage.data_dir = dir.path().join("data");
+        let running = Server::new().spawn(config).await.unwrap();
+        let mut jobs = running.jobs.clone();
+        jobs.sort_unstable();
+        assert_eq!(
+            jobs,
+            [
+                "consents.expire",
+                "consents.purge_nonces",
+                "exchange.missing_receipts",
+                "identity.crl_refresh",
+                "identity.purge",
+                "ledger.retention",
+                "ledger.sign_tree_head",
+                "oidc.purge",
+            ]
+        );
+        assert_eq!(running.capabilities, Server::new().names());
+        running.abort();
     }
 
     #[tokio::test]

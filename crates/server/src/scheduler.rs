@@ -39,7 +39,12 @@ pub fn start(jobs: Vec<Job>) -> Scheduler {
 
 async fn run_once(job: &Job) {
     let started = Instant::now();
-    let outcome = job.run().await;
+    // On a task of its own, so that a run that panics is an error like any other and the
+    // job runs again at its next tick.
+    let outcome = match tokio::spawn(job.run()).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(anyhow::anyhow!("the run panicked: {e}")),
+    };
     metrics::histogram!("tsunagu_job_duration_seconds", "job" => job.name)
         .record(started.elapsed().as_secs_f64());
     match outcome {
@@ -69,10 +74,11 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
-    async fn every_job_runs_on_its_interval_and_a_failing_one_keeps_running() {
+    async fn every_job_runs_on_its_interval_and_a_failing_or_panicking_one_keeps_running() {
         let ok = Arc::new(AtomicU64::new(0));
         let failing = Arc::new(AtomicU64::new(0));
-        let (a, b) = (ok.clone(), failing.clone());
+        let panicking = Arc::new(AtomicU64::new(0));
+        let (a, b, c) = (ok.clone(), failing.clone(), panicking.clone());
         let scheduler = start(vec![
             Job::new("test.ok", Duration::from_secs(10), move || {
                 let a = a.clone();
@@ -83,6 +89,15 @@ mod tests {
                 async move {
                     b.fetch_add(1, Ordering::SeqCst);
                     anyhow::bail!("the database is away")
+                }
+            }),
+            Job::new("test.panicking", Duration::from_secs(10), move || {
+                let c = c.clone();
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) < 10 {
+                        panic!("a bug in a job");
+                    }
+                    Ok(0)
                 }
             }),
         ]);

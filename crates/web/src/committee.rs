@@ -28,13 +28,16 @@ use tsunagu_core::service::{PLATFORM_PROVIDER, ServiceStatus};
 use tsunagu_core::{Code, MemberId, ServiceId};
 use tsunagu_platform::Refusal;
 use tsunagu_platform::exchange::AlertRow;
+use tsunagu_platform::sessions;
 
 /// The committee console's session: cookie `tsunagu_committee`, `typ` `committee+jwt`,
 /// claim `member_id`.
 const COMMITTEE: SessionKind = SessionKind {
-    typ: "committee+jwt",
+    token: sessions::SessionKind {
+        typ: "committee+jwt",
+        claim: "member_id",
+    },
     cookie: "tsunagu_committee",
-    claim: "member_id",
     home: "/committee",
     login: "/committee/login",
 };
@@ -42,15 +45,6 @@ const COMMITTEE: SessionKind = SessionKind {
 const ALERTS_SHOWN: usize = 100;
 const ALERT_PAGE: u32 = 500;
 const ALERT_PAGES: usize = 40;
-
-/// This module's routes (method, path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/committee"),
-    ("GET", "/committee/login"),
-    ("POST", "/committee/login"),
-    ("POST", "/committee/logout"),
-    ("POST", "/committee/votes"),
-];
 
 pub fn routes() -> Router<AppState> {
     Router::new()

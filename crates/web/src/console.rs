@@ -30,15 +30,18 @@ use tsunagu_core::service::TOKEN_AUTH_CLIENT_SECRET_BASIC;
 use tsunagu_platform::Refusal;
 use tsunagu_platform::directory::ServiceEntry;
 use tsunagu_platform::exchange::FeedEvent;
-use tsunagu_platform::services::RegistrationUpdate;
+use tsunagu_platform::services::{RegistrationUpdate, parse_application, parse_jwks};
+use tsunagu_platform::sessions;
 
 /// The `typ` of the console's session token.
 const CONSOLE_TYP: &str = "console+jwt";
 /// The service console's session: cookie `tsunagu_console`, claim `service_id`.
 const CONSOLE: SessionKind = SessionKind {
-    typ: CONSOLE_TYP,
+    token: sessions::SessionKind {
+        typ: CONSOLE_TYP,
+        claim: "service_id",
+    },
     cookie: "tsunagu_console",
-    claim: "service_id",
     home: "/console",
     login: "/console/login",
 };
@@ -47,18 +50,6 @@ const FEED_SHOWN: usize = 50;
 /// The feed is read in pages of this size, at most `FEED_PAGES` pages.
 const FEED_PAGE: u32 = 1000;
 const FEED_PAGES: usize = 100;
-
-/// This module's routes (method, path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/console"),
-    ("GET", "/console/login"),
-    ("POST", "/console/login"),
-    ("POST", "/console/logout"),
-    ("GET", "/console/apply"),
-    ("POST", "/console/apply"),
-    ("POST", "/console/registration"),
-    ("POST", "/console/client_secret"),
-];
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -469,8 +460,11 @@ async fn apply(
             );
         }
     };
-    let body = application.to_string();
-    match app.services.apply(body.as_bytes()).await {
+    let applied = match parse_application(application.to_string().as_bytes()) {
+        Ok(application) => app.services.apply(application).await,
+        Err(e) => Err(e),
+    };
+    match applied {
         Ok(answer) => html(
             StatusCode::CREATED,
             &AppliedPage {
@@ -677,7 +671,7 @@ async fn render_home(
         uses_secret: application.token_auth_method() == TOKEN_AUTH_CLIENT_SECRET_BASIC,
         endpoint: application.endpoint.clone().unwrap_or_default(),
         keys: entry
-            .jwks
+            .jwks()
             .keys
             .iter()
             .map(|k| KeyView {
@@ -687,7 +681,7 @@ async fn render_home(
                 thumbprint: k.thumbprint(),
             })
             .collect(),
-        jwks_json: serde_json::to_string_pretty(&entry.jwks.to_value()).unwrap_or_default(),
+        jwks_json: serde_json::to_string_pretty(&entry.jwks().to_value()).unwrap_or_default(),
         redirect_uris: application.redirect_uris.clone(),
         post_logout_redirect_uris: application.post_logout_redirect_uris.clone(),
         redirect_text: application.redirect_uris.join("\n"),
@@ -737,8 +731,15 @@ async fn update_registration(
         Err(r) => return *r,
     };
     let jwks = match form.get("jwks").map(|s| s.trim()) {
-        None | Some("") => None,
-        Some(text) => Some(text.to_owned()),
+        None | Some("") => Ok(None),
+        Some(text) => parse_jwks(text).map(Some),
+    };
+    let jwks = match jwks {
+        Ok(jwks) => jwks,
+        Err(e) => {
+            let message = format!("{} ({})", e.detail, e.code.as_str());
+            return refused(&app, lang, &session, message, super::status_of(&e)).await;
+        }
     };
     let update = RegistrationUpdate {
         jwks,
@@ -811,68 +812,6 @@ async fn rotate_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signed_session::{SESSION_SECONDS, verify_session};
-    use serde_json::Map;
-    use tsunagu_crypto::jwk::JwkSet;
-    use tsunagu_crypto::jws;
-    use tsunagu_crypto::keys::{Alg, SigningKey};
-
-    fn claims(service: &str) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("service_id".into(), Value::String(service.into()));
-        m
-    }
-
-    fn sign(key: &SigningKey, typ: &str, iss: &str, iat: i64, exp: i64) -> String {
-        let mut c = claims("svc_a");
-        c.insert("iss".into(), json!(iss));
-        c.insert("iat".into(), json!(iat));
-        c.insert("exp".into(), json!(exp));
-        jws::sign_json(key, Some(typ), &Value::Object(c)).unwrap()
-    }
-
-    #[test]
-    fn a_session_token_is_checked_for_signer_type_issuer_and_time() {
-        let platform = SigningKey::generate(Alg::Es256).unwrap();
-        let other = SigningKey::generate(Alg::Es256).unwrap();
-        let jwks = JwkSet {
-            keys: vec![platform.published_jwk()],
-        };
-        let iss = "https://city.example.jp";
-        let t = 1_800_000_000;
-        let good = sign(&platform, CONSOLE_TYP, iss, t, t + SESSION_SECONDS);
-        let c = verify_session(&jwks, iss, CONSOLE_TYP, &good, t + 10).expect("valid");
-        assert_eq!(c["service_id"], "svc_a");
-
-        // Expired, and not yet valid.
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &good, t + SESSION_SECONDS).is_none());
-        let future = sign(&platform, CONSOLE_TYP, iss, t + 3600, t + 3600 + 60);
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &future, t).is_none());
-        // A lifetime longer than a session.
-        let long = sign(&platform, CONSOLE_TYP, iss, t, t + SESSION_SECONDS + 1);
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &long, t).is_none());
-        // Another type (the committee's), another issuer, another signer.
-        let committee = sign(&platform, "committee+jwt", iss, t, t + 60);
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &committee, t).is_none());
-        let elsewhere = sign(&platform, CONSOLE_TYP, "https://evil.example", t, t + 60);
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &elsewhere, t).is_none());
-        let forged = sign(&other, CONSOLE_TYP, iss, t, t + 60);
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &forged, t).is_none());
-        // A changed payload under the platform's signature.
-        let parts: Vec<&str> = good.split('.').collect();
-        let mut c = claims("svc_b");
-        c.insert("iss".into(), json!(iss));
-        c.insert("iat".into(), json!(t));
-        c.insert("exp".into(), json!(t + 60));
-        let swapped = format!(
-            "{}.{}.{}",
-            parts[0],
-            tsunagu_crypto::b64::url_encode(serde_json::to_vec(&c).unwrap()),
-            parts[2]
-        );
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, &swapped, t).is_none());
-        assert!(verify_session(&jwks, iss, CONSOLE_TYP, "not-a-token", t).is_none());
-    }
 
     #[test]
     fn the_apply_form_becomes_an_application() {
@@ -908,7 +847,7 @@ mod tests {
         assert_eq!(app["offers"], json!([]));
         assert_eq!(app["security"]["iso27001"], true);
         assert_eq!(app["security"]["subcontractors"], json!(["A社", "B社"]));
-        let parsed: tsunagu_core::service::Application =
+        let parsed: tsunagu_core::service::Application<serde_json::Value> =
             serde_json::from_value(app).expect("the JSON an application takes");
         assert_eq!(parsed.token_auth_method(), "client_secret_basic");
 

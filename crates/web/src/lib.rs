@@ -73,39 +73,6 @@ pub const AUTHZ_COOKIE: &str = "tsunagu_authz";
 /// The language switch.
 pub const LANG_COOKIE: &str = "tsunagu_lang";
 
-/// Every web route (method, path), for the router and the route tests.
-pub const WEB_ROUTES: &[(&str, &str)] = &[
-    ("GET", "/"),
-    ("GET", "/login"),
-    ("POST", "/login"),
-    ("POST", "/logout"),
-    ("GET", "/app"),
-    ("GET", "/static/{*file}"),
-];
-
-/// The OpenID Connect routes (the `oidc` capability).
-pub const OIDC_ROUTES: &[(&str, &str)] = &[
-    ("GET", "/.well-known/openid-configuration"),
-    ("GET", "/oauth2/authorize"),
-    ("POST", "/oauth2/authorize"),
-    ("POST", "/oauth2/consent"),
-    ("POST", "/oauth2/token"),
-    ("GET", "/oauth2/userinfo"),
-    ("POST", "/oauth2/userinfo"),
-    ("POST", "/oauth2/par"),
-    ("GET", "/oauth2/logout"),
-    ("POST", "/oauth2/logout"),
-];
-
-/// Every route of the web capability's page modules.
-pub fn all_routes() -> Vec<(&'static str, &'static str)> {
-    let mut all = WEB_ROUTES.to_vec();
-    all.extend_from_slice(resident::ROUTES);
-    all.extend_from_slice(console::ROUTES);
-    all.extend_from_slice(committee::ROUTES);
-    all
-}
-
 /// The pages' router.
 pub fn router(state: AppState) -> axum::Router {
     Router::new()

@@ -29,20 +29,6 @@ use tsunagu_platform::history::{HistoryItem, ServiceRef};
 use tsunagu_platform::identity::Session;
 use tsunagu_platform::{Refusal, now};
 
-/// This module's routes (method, path).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/enroll"),
-    ("GET", "/app/consents"),
-    ("POST", "/app/consents"),
-    ("POST", "/app/consents/{id}/revoke"),
-    ("POST", "/app/consents/{id}/expiry"),
-    ("GET", "/app/consents/{id}/receipt.json"),
-    ("GET", "/app/history"),
-    ("GET", "/app/history.json"),
-    ("GET", "/app/devices"),
-    ("POST", "/app/devices/{id}/revoke"),
-];
-
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/enroll", get(enroll_page))
@@ -439,7 +425,7 @@ async fn render_consents(
                 verified,
                 offers,
                 consents,
-                max_expires: now() + app.config.exchange.max_consent_days * 86_400,
+                max_expires: now() + app.consents.max_consent_days() * 86_400,
                 done,
                 error,
             },

@@ -1,9 +1,9 @@
 //! The signed-cookie session shared by the service console and the committee console.
 //!
 //! Signing in posts an assertion signed with the party's own key (checked by each console);
-//! the platform answers with a cookie holding a compact JWS it signs itself (its own `typ`,
-//! eight hours), checked on every request, so no session state is kept. Forms that change
-//! something carry a CSRF token derived from the cookie and must come from this origin.
+//! the platform answers with a cookie holding its session token
+//! (`tsunagu_platform::sessions`), checked on every request. Forms that change something
+//! carry a CSRF token derived from the cookie and must come from this origin.
 
 use super::App;
 use super::{
@@ -12,27 +12,18 @@ use super::{
 };
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::future::Future;
 use tsunagu_core::Code;
-use tsunagu_crypto::jwk::JwkSet;
-use tsunagu_crypto::jws;
+use tsunagu_platform::sessions::{self, SESSION_SECONDS};
 use tsunagu_platform::{Refusal, now};
-
-/// How long a console session lasts.
-pub(super) const SESSION_SECONDS: i64 = 8 * 3600;
-/// Clock skew tolerated on a session token's `iat`.
-const SKEW: i64 = 60;
 
 /// What tells one console's sessions from another's.
 pub(super) struct SessionKind {
-    /// The `typ` of the session token.
-    pub(super) typ: &'static str,
+    /// The session token's type and the claim naming who is signed in.
+    pub(super) token: sessions::SessionKind,
     /// The session cookie.
     pub(super) cookie: &'static str,
-    /// The claim naming who is signed in.
-    pub(super) claim: &'static str,
     /// The console's home path; also the audience's path (`<public_url><home>`).
     pub(super) home: &'static str,
     /// The sign-in page.
@@ -54,15 +45,14 @@ impl SessionKind {
     /// A sign-in form's party id (the field named as the claim) and assertion, trimmed.
     pub(super) fn login_fields<'f>(&self, form: &'f HashMap<String, String>) -> (String, &'f str) {
         let field = |k: &str| form.get(k).map(|s| s.trim()).unwrap_or("");
-        (field(self.claim).to_owned(), field("assertion"))
+        (field(self.token.claim).to_owned(), field("assertion"))
     }
 
     /// The session of the request's cookie, if the platform signed it and it is current.
     pub(super) fn session(&self, app: &App, headers: &HeaderMap) -> Option<SignedIn> {
         let token = cookie(headers, self.cookie)?;
-        let claims = verify_session(&app.keys.jwks, &app.public_url, self.typ, token, now())?;
         Some(SignedIn {
-            party: claims.get(self.claim)?.as_str()?.to_owned(),
+            party: app.console_sessions.verify(self.token, token, now())?,
             token: token.to_owned(),
         })
     }
@@ -94,9 +84,7 @@ impl SessionKind {
                 );
             }
         };
-        let mut claims = Map::new();
-        claims.insert(self.claim.into(), Value::String(party));
-        let token = match sign_session(app, self.typ, claims, now()) {
+        let token = match app.console_sessions.issue(self.token, &party, now()) {
             Ok(t) => t,
             Err(e) => return api_error_page(app, lang_of(headers, None), &e),
         };
@@ -139,46 +127,6 @@ pub(super) fn session_page(
         page.csrf = csrf_token(&s.token);
     }
     page
-}
-
-/// A session token: a compact JWS by the platform's signing key over `claims` plus `iss`,
-/// `iat` and `exp`.
-pub(super) fn sign_session(
-    app: &App,
-    typ: &str,
-    mut claims: Map<String, Value>,
-    t: i64,
-) -> Result<String, Refusal> {
-    claims.insert("iss".into(), Value::String(app.public_url.clone()));
-    claims.insert("iat".into(), json!(t));
-    claims.insert("exp".into(), json!(t + SESSION_SECONDS));
-    jws::sign_json(&app.keys.signing, Some(typ), &Value::Object(claims))
-        .map_err(|e| Refusal::internal("signing a console session", e))
-}
-
-/// The claims of a session token, if the platform signed it (a key of its JWKS), it has type
-/// `typ`, names this platform as issuer and has not expired at `t`.
-pub(super) fn verify_session(
-    jwks: &JwkSet,
-    issuer: &str,
-    typ: &str,
-    token: &str,
-    t: i64,
-) -> Option<Map<String, Value>> {
-    let parsed = jws::parse(token).ok()?;
-    if parsed.typ.as_deref() != Some(typ) {
-        return None;
-    }
-    let key = jwks.find(parsed.kid.as_deref()?)?;
-    parsed.verify(key).ok()?;
-    let claims = parsed.json_payload().ok()?;
-    let exp = claims.get("exp")?.as_i64()?;
-    let iat = claims.get("iat")?.as_i64()?;
-    let ok = claims.get("iss")?.as_str()? == issuer
-        && exp > t
-        && iat <= t + SKEW
-        && exp - iat <= SESSION_SECONDS;
-    ok.then_some(claims)
 }
 
 /// Whether a cookie-authenticated form may proceed: from this origin, with the CSRF token

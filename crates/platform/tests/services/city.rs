@@ -4,14 +4,20 @@
 
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
+use tsunagu_core::consent::ChangeAction;
 use tsunagu_core::identity::Level;
-use tsunagu_core::{AccountId, MemberId, ServiceId};
+use tsunagu_core::{AccountId, ConsentId, MemberId, ServiceId};
 use tsunagu_crypto::keys::{Alg, SigningKey};
 use tsunagu_crypto::{b64, jcs, jws, proofing, random};
 use tsunagu_jpki_sim::{IssueRequest, SimCa};
+use tsunagu_platform::Outcome;
 use tsunagu_platform::config::MemberConfig;
+use tsunagu_platform::consents::ConsentRecord;
 use tsunagu_platform::exchange::ServiceAuth;
-use tsunagu_platform::identity::{Enrolled, NoncePurpose, Session};
+use tsunagu_platform::identity::{
+    Enrolled, EnrollmentRequest, NoncePurpose, Session, parse_enrollment,
+};
+use tsunagu_platform::services::parse_application;
 use tsunagu_platform::{Platform, PlatformConfig};
 
 pub const URL: &str = "https://tsunagu.test";
@@ -198,7 +204,7 @@ impl City {
     pub async fn apply(&self, application: &Value) -> ServiceId {
         self.platform
             .services
-            .apply(&serde_json::to_vec(application).unwrap())
+            .apply(parse_application(&serde_json::to_vec(application).unwrap()).unwrap())
             .await
             .unwrap()
             .service_id
@@ -215,8 +221,14 @@ impl City {
         }
     }
 
-    /// An enrollment request body for `device`, with a card proof for `name` when given.
-    pub fn enrollment(&self, device: &SigningKey, nonce: &str, card_for: Option<&str>) -> Vec<u8> {
+    /// An enrollment request for `device`, with a card proof for `name` when given, as a
+    /// device sends it and the API reads it.
+    pub fn enrollment(
+        &self,
+        device: &SigningKey,
+        nonce: &str,
+        card_for: Option<&str>,
+    ) -> EnrollmentRequest {
         let mut body = json!({"device_jwk": device.public_jwk().to_value(), "nonce": nonce});
         if let Some(name) = card_for {
             let mut card = self
@@ -242,7 +254,7 @@ impl City {
             body["proof"] = json!({"type": "jpki", "certificate_chain": chain,
                 "signed_data": b64::std_encode(&signed), "signature": b64::std_encode(signature)});
         }
-        serde_json::to_vec(&body).unwrap()
+        parse_enrollment(&serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     /// A resident who enrolls a new device (proofed with a card when `card_for` names them)
@@ -256,7 +268,7 @@ impl City {
             .unwrap()
             .nonce;
         let enrolled = identity
-            .enroll(&self.enrollment(&device, &nonce, card_for))
+            .enroll(self.enrollment(&device, &nonce, card_for))
             .await
             .unwrap();
         assert_eq!(
@@ -300,6 +312,29 @@ impl City {
             .find(|o| o.purpose_id == PURPOSE)
             .expect("the purpose is offered")
             .terms_sha256
+    }
+
+    /// `resident` consents to the city's purpose for `items`, on the terms offered.
+    pub async fn consented(&self, resident: &Resident, items: &[&str]) -> ConsentRecord {
+        let terms = self.terms(resident).await;
+        self.platform
+            .consents
+            .grant(&resident.session, &resident.consent(self, &terms, items))
+            .await
+            .unwrap()
+    }
+
+    /// `resident` revokes a consent with a change signed by the device.
+    pub async fn revoke(&self, resident: &Resident, id: &ConsentId) -> Outcome<ConsentRecord> {
+        self.platform
+            .consents
+            .change(
+                &resident.session,
+                id,
+                ChangeAction::Revoke,
+                &resident.change(id.as_str(), "revoke", None),
+            )
+            .await
     }
 
     /// The consumer, authenticated by a fresh assertion.

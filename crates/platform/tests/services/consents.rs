@@ -188,16 +188,7 @@ async fn another_residents_consent_is_not_found() {
     let city = City::new().await;
     let hanako = city.resident(Some("前橋　花子")).await;
     let taro = city.resident(Some("前橋　太郎")).await;
-    let terms = city.terms(&hanako).await;
-    let granted = city
-        .platform
-        .consents
-        .grant(
-            &hanako.session,
-            &hanako.consent(&city, &terms, &["allergy"]),
-        )
-        .await
-        .unwrap();
+    let granted = city.consented(&hanako, &["allergy"]).await;
     let refusal = city
         .platform
         .consents

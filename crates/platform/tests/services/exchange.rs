@@ -3,7 +3,6 @@
 use crate::city::{City, PURPOSE};
 use tsunagu_core::Code;
 use tsunagu_core::PurposeId;
-use tsunagu_core::consent::ChangeAction;
 use tsunagu_core::ticket::TicketState;
 use tsunagu_platform::exchange::{ReceiptRequest, TicketRequest};
 use tsunagu_platform::history::EntryOutcome;
@@ -38,16 +37,7 @@ async fn a_subject_the_consumer_never_got_through_a_consent_is_unknown() {
 async fn a_consent_buys_a_ticket_for_its_items_only_until_it_is_revoked() {
     let city = City::new().await;
     let hanako = city.resident(Some("前橋　花子")).await;
-    let terms = city.terms(&hanako).await;
-    let consent = city
-        .platform
-        .consents
-        .grant(
-            &hanako.session,
-            &hanako.consent(&city, &terms, &["allergy"]),
-        )
-        .await
-        .unwrap();
+    let consent = city.consented(&hanako, &["allergy"]).await;
     let exchange = &city.platform.exchange;
 
     let ticket = exchange
@@ -76,16 +66,7 @@ async fn a_consent_buys_a_ticket_for_its_items_only_until_it_is_revoked() {
     assert_eq!(beyond.code, Code::ItemsNotCovered);
 
     let id = consent.consent_id.clone();
-    city.platform
-        .consents
-        .change(
-            &hanako.session,
-            &id,
-            ChangeAction::Revoke,
-            &hanako.change(id.as_str(), "revoke", None),
-        )
-        .await
-        .unwrap();
+    city.revoke(&hanako, &id).await.unwrap();
     let after = exchange
         .ticket(
             &city.consumer_auth().await,
@@ -124,15 +105,7 @@ async fn a_client_assertion_is_good_once() {
     let exchange = &city.platform.exchange;
     let assertion = city.consumer.assertion();
     let hanako = city.resident(Some("前橋　花子")).await;
-    let terms = city.terms(&hanako).await;
-    city.platform
-        .consents
-        .grant(
-            &hanako.session,
-            &hanako.consent(&city, &terms, &["allergy"]),
-        )
-        .await
-        .unwrap();
+    city.consented(&hanako, &["allergy"]).await;
     let auth = exchange.authenticate(Some(&assertion)).await.unwrap();
     exchange
         .ticket(&auth, request(&city, &hanako, &["allergy"]))
@@ -155,15 +128,7 @@ async fn receipts_from_both_sides_with_the_same_hash_complete_a_ticket_and_diffe
 {
     let city = City::new().await;
     let hanako = city.resident(Some("前橋　花子")).await;
-    let terms = city.terms(&hanako).await;
-    city.platform
-        .consents
-        .grant(
-            &hanako.session,
-            &hanako.consent(&city, &terms, &["allergy"]),
-        )
-        .await
-        .unwrap();
+    city.consented(&hanako, &["allergy"]).await;
     let exchange = &city.platform.exchange;
     let provider = || async {
         exchange

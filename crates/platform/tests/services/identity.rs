@@ -27,7 +27,7 @@ async fn the_card_proofs_the_same_device_up_to_verified() {
         .unwrap()
         .nonce;
     let upgraded = identity
-        .enroll(&city.enrollment(&resident.device, &nonce, Some("前橋　花子")))
+        .enroll(city.enrollment(&resident.device, &nonce, Some("前橋　花子")))
         .await
         .unwrap();
     assert_eq!(upgraded.account_id, *resident.account());
@@ -47,12 +47,12 @@ async fn an_enrollment_nonce_is_good_once() {
         .nonce;
     let first = SigningKey::generate(Alg::Es256).unwrap();
     identity
-        .enroll(&city.enrollment(&first, &nonce, None))
+        .enroll(city.enrollment(&first, &nonce, None))
         .await
         .unwrap();
     let second = SigningKey::generate(Alg::Es256).unwrap();
     let refusal = identity
-        .enroll(&city.enrollment(&second, &nonce, None))
+        .enroll(city.enrollment(&second, &nonce, None))
         .await
         .unwrap_err();
     assert_eq!(refusal.code, Code::NonceInvalid);

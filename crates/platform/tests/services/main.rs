@@ -7,4 +7,7 @@ mod city;
 mod consents;
 mod exchange;
 mod governance;
+mod history;
 mod identity;
+mod oidc;
+mod services;

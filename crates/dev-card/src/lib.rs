@@ -1,4 +1,13 @@
+//! # tsunagu-dev-card
+//!
 //! The `dev-card` capability: a simulated My Number card for browsers without a card reader.
+//! `POST /dev/simulated-card` issues a card of the simulated J-LIS (`tsunagu-jpki-sim`) for
+//! the given basic items and signs an enrollment binding with it; the web app's enrollment
+//! page offers it when this capability is on, which it is only when `[dev] simulated_jpki`
+//! names a CA.
+//!
+//! Invariant: a development tool. Only the binary adds it to a server; the platform itself
+//! never depends on the simulated J-LIS.
 
 use axum::Router;
 use axum::body::Bytes;
