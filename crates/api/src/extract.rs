@@ -8,11 +8,9 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use tsunagu_core::Code;
-use tsunagu_crypto::b64;
 use tsunagu_platform::Platform;
 use tsunagu_platform::identity::Session;
 use tsunagu_platform::oidc::{ClientAuthHeader, DpopHeader};
@@ -94,49 +92,16 @@ pub fn json_response<T: serde::Serialize>(status: axum::http::StatusCode, value:
     (status, axum::Json(value)).into_response()
 }
 
-/// `application/x-www-form-urlencoded` decoding of one component: `+` is a space, then
-/// percent-decoding (RFC 6749 §2.3.1 asks it of Basic credentials).
-/// A `%` not followed by two hex digits is malformed (`None`), as is text that does not decode
-/// to UTF-8.
-pub fn form_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
-        b != b'%'
-            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return None;
-    }
-    percent_decode_str(&s.replace('+', " "))
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
-}
+pub use tsunagu_core::oidc::form_decode;
 
 /// The client credentials of an `Authorization: Basic` header.
 pub fn client_auth(headers: &HeaderMap) -> ClientAuthHeader {
-    let Some(value) = headers
+    match headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    else {
-        return ClientAuthHeader::None;
-    };
-    let Some((scheme, rest)) = value.split_once(' ') else {
-        return ClientAuthHeader::None;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return ClientAuthHeader::None;
-    }
-    let decoded = b64::std_decode(rest.trim())
-        .ok()
-        .and_then(|d| String::from_utf8(d).ok());
-    let Some((id, secret)) = decoded.as_deref().and_then(|t| t.split_once(':')) else {
-        return ClientAuthHeader::MalformedBasic;
-    };
-    match (form_decode(id), form_decode(secret)) {
-        (Some(id), Some(secret)) => ClientAuthHeader::Basic { id, secret },
-        _ => ClientAuthHeader::MalformedBasic,
+    {
+        Some(value) => ClientAuthHeader::parse(value),
+        None => ClientAuthHeader::None,
     }
 }
 
@@ -158,6 +123,7 @@ pub fn dpop(headers: &HeaderMap) -> DpopHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tsunagu_crypto::b64;
 
     #[test]
     fn basic_credentials_are_form_decoded() {

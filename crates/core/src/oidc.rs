@@ -427,6 +427,61 @@ pub fn refresh_decision(
     }
 }
 
+/// What a request's `Authorization` header says about the client (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthHeader {
+    /// No header, or another scheme.
+    None,
+    /// `Basic` with the form-decoded client id and secret.
+    Basic { id: String, secret: String },
+    /// `Basic` that does not decode to `id:secret`.
+    MalformedBasic,
+}
+
+impl ClientAuthHeader {
+    /// Reads an `Authorization` header's value: `Basic` credentials are base64 of
+    /// `form-encoded id:form-encoded secret`.
+    pub fn parse(value: &str) -> ClientAuthHeader {
+        let Some((scheme, rest)) = value.split_once(' ') else {
+            return ClientAuthHeader::None;
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return ClientAuthHeader::None;
+        }
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|d| String::from_utf8(d).ok());
+        let Some((id, secret)) = decoded.as_deref().and_then(|t| t.split_once(':')) else {
+            return ClientAuthHeader::MalformedBasic;
+        };
+        match (form_decode(id), form_decode(secret)) {
+            (Some(id), Some(secret)) => ClientAuthHeader::Basic { id, secret },
+            _ => ClientAuthHeader::MalformedBasic,
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding of one component: `+` is a space, then
+/// percent-decoding. A `%` not followed by two hex digits is malformed (`None`), as is text
+/// that does not decode to UTF-8.
+pub fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
+    }
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

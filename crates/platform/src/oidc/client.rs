@@ -16,16 +16,7 @@ use tsunagu_store::IdentityChange;
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// What the request's `Authorization` header says about the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientAuthHeader {
-    /// No header, or another scheme.
-    None,
-    /// `Basic` with the form-decoded client id and secret.
-    Basic { id: String, secret: String },
-    /// `Basic` that does not decode to `id:secret`.
-    MalformedBasic,
-}
+pub use tsunagu_core::oidc::ClientAuthHeader;
 
 /// An authenticated client.
 pub struct Client {
