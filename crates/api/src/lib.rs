@@ -22,7 +22,10 @@ pub use error::{ApiError, OAuthResponse};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tsunagu_capability::{Capability, Context, Job, Mount};
+use tsunagu_capability::{
+    AssessmentSection, Capability, Context, DataFile, DataFlow, DataItem, Job, Measure, Mount,
+    SectionFuture,
+};
 use tsunagu_platform::Platform;
 
 /// `identity`: enrollment, login, the resident's own account; CRL refresh with the status
@@ -83,6 +86,81 @@ impl Capability for IdentityApi {
         };
         Ok(Mount::routes(identity::router(p)).job(refresh).job(purge))
     }
+
+    fn assessment<'a>(&'a self, ctx: &'a Context) -> SectionFuture<'a> {
+        let config = &ctx.platform.config;
+        let identity = &config.identity;
+        let keyring = config.keyring_path();
+        Box::pin(async move {
+            Ok(AssessmentSection {
+                files: vec![DataFile {
+                    id: "identity.accounts".into(),
+                    name: "Residents' accounts and devices".into(),
+                    items: vec![
+                        DataItem::new("name", true),
+                        DataItem::new("address", true),
+                        DataItem::new("birthdate", true),
+                        DataItem::new("sex", true),
+                        DataItem::new("card certificate issuer and serial", false),
+                        DataItem::new("device public keys", false),
+                    ],
+                    subjects: None,
+                    sources: vec![
+                        "the My Number card's signing certificate (JPKI), read at enrollment"
+                            .into(),
+                        "the resident's device".into(),
+                    ],
+                    uses: vec![
+                        "log in".into(),
+                        "proof of identity before data linkage".into(),
+                        "status check against J-LIS's CRL (現況確認)".into(),
+                    ],
+                    retention: format!(
+                        "while the account exists; sessions {} s; device credentials at most {} days",
+                        identity.session_ttl_seconds, identity.credential_max_days
+                    ),
+                }],
+                flows: vec![],
+                measures: vec![
+                    Measure::new(
+                        "identity.attributes_sealed",
+                        "The four basic items are stored sealed (AES-256-GCM) with keys kept apart from the database",
+                        keyring.is_file(),
+                        format!(
+                            "keyring {} {}",
+                            keyring.display(),
+                            if keyring.is_file() {
+                                "present"
+                            } else {
+                                "missing"
+                            }
+                        ),
+                    ),
+                    Measure::new(
+                        "identity.revocation_checked",
+                        "Card certificates are checked against J-LIS's CRL at enrollment and accounts are re-checked when it changes",
+                        !identity.jpki_crls.is_empty() && identity.require_revocation_status,
+                        format!(
+                            "{} CRL source(s); require_revocation_status = {}",
+                            identity.jpki_crls.len(),
+                            identity.require_revocation_status
+                        ),
+                    ),
+                    Measure::new(
+                        "identity.lockout",
+                        "Repeated failed logins lock the device, for longer each time",
+                        identity.lockout.threshold > 0,
+                        format!(
+                            "lockout after {} failures, {}–{} s",
+                            identity.lockout.threshold,
+                            identity.lockout.base_seconds,
+                            identity.lockout.max_seconds
+                        ),
+                    ),
+                ],
+            })
+        })
+    }
 }
 
 /// `ledger`: tree heads and proofs; signing tree heads and deleting contents past
@@ -120,6 +198,36 @@ impl Capability for LedgerApi {
         };
         Ok(Mount::routes(ledger::router(p)).job(sign).job(retention))
     }
+
+    fn assessment<'a>(&'a self, ctx: &'a Context) -> SectionFuture<'a> {
+        let days = ctx.platform.config.ledger.retention_days;
+        Box::pin(async move {
+            Ok(AssessmentSection {
+                files: vec![DataFile {
+                    id: "ledger.leaves".into(),
+                    name: "The transparency ledger and its history index".into(),
+                    items: vec![
+                        DataItem::new("events with pseudonyms and codes", false),
+                        DataItem::new("account to entry index (outside the log)", false),
+                    ],
+                    subjects: None,
+                    sources: vec!["every service of the platform".into()],
+                    uses: vec![
+                        "the resident's history".into(),
+                        "audit (signed tree heads, proofs)".into(),
+                    ],
+                    retention: format!("contents {days} days; hashes and proofs for good"),
+                }],
+                flows: vec![],
+                measures: vec![Measure::new(
+                    "ledger.retention",
+                    "Ledger entry contents are deleted after the retention period (their hashes stay)",
+                    days > 0,
+                    format!("ledger.retention_days = {days}"),
+                )],
+            })
+        })
+    }
 }
 
 /// `governance`: applications and the policy lint, registrations, the committee's votes,
@@ -146,6 +254,36 @@ impl Capability for GovernanceApi {
 
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
         Ok(Mount::routes(governance::router(ctx.platform.clone())))
+    }
+
+    /// The flows the committee approved: each purpose of an approved consumer, from its
+    /// provider, with its items and legal basis.
+    fn assessment<'a>(&'a self, ctx: &'a Context) -> SectionFuture<'a> {
+        let p = ctx.platform.clone();
+        Box::pin(async move {
+            let mut flows = Vec::new();
+            for row in p
+                .services
+                .list(Some(tsunagu_core::service::ServiceStatus::Approved))
+                .await?
+            {
+                let entry = p.services.get(&row.id).await?;
+                for purpose in &entry.purposes {
+                    flows.push(DataFlow {
+                        from: purpose.row.provider_id.to_string(),
+                        to: row.id.to_string(),
+                        items: purpose.row.items.clone(),
+                        purpose: purpose.row.purpose_id.to_string(),
+                        basis: purpose.row.legal_basis.as_str().into(),
+                        provisions: None,
+                    });
+                }
+            }
+            Ok(AssessmentSection {
+                flows,
+                ..AssessmentSection::default()
+            })
+        })
     }
 }
 
@@ -206,6 +344,38 @@ impl Capability for ExchangeApi {
             .job(expire)
             .job(nonces)
             .job(receipts))
+    }
+
+    fn assessment<'a>(&'a self, ctx: &'a Context) -> SectionFuture<'a> {
+        let exchange = &ctx.platform.config.exchange;
+        let max_days = exchange.max_consent_days;
+        Box::pin(async move {
+            Ok(AssessmentSection {
+                files: vec![DataFile {
+                    id: "exchange.consents".into(),
+                    name: "Residents' consents, tickets and receipts".into(),
+                    items: vec![
+                        DataItem::new("signed consents and their changes", false),
+                        DataItem::new("tickets (who asked, for which items)", false),
+                        DataItem::new("receipts (payload hashes only)", false),
+                    ],
+                    subjects: None,
+                    sources: vec!["residents' devices".into(), "services' connectors".into()],
+                    uses: vec![
+                        "deciding each exchange".into(),
+                        "the resident's receipts and history".into(),
+                    ],
+                    retention: format!("consents expire at most {max_days} days after signing"),
+                }],
+                flows: vec![],
+                measures: vec![Measure::new(
+                    "exchange.consent_expiry",
+                    "Every consent expires; none lasts longer than the platform's maximum",
+                    max_days > 0,
+                    format!("exchange.max_consent_days = {max_days}"),
+                )],
+            })
+        })
     }
 }
 

@@ -11,10 +11,16 @@
 //!   `TSUNAGU_<SECTION>__` prefixes; it reads them with [`Context::section`]),
 //! - its **migrations** (its own tables, one SQL text per dialect, numbered per capability),
 //! - the **ledger event types** it writes (the server refuses two capabilities that claim
-//!   the same type).
+//!   the same type),
+//! - its **assessment section**: the personal-data files it keeps, the flows it makes and the
+//!   measures it enforces, read from the running deployment ([`assessment`]).
 //!
 //! Invariant: a capability crate depends on this crate, the platform and the store, never on
 //! `tsunagu-server`. ARCHITECTURE.md has the recipe for a new capability.
+
+pub mod assessment;
+
+pub use assessment::{AssessmentSection, DataFile, DataFlow, DataItem, Measure};
 
 use axum::Router;
 use std::future::Future;
@@ -24,6 +30,10 @@ use std::time::Duration;
 
 pub use tsunagu_platform::{ConfigError, ConfigSource, Platform, Section};
 pub use tsunagu_store::{Migration, Migrations};
+
+/// What [`Capability::assessment`] returns.
+pub type SectionFuture<'a> =
+    Pin<Box<dyn Future<Output = anyhow::Result<AssessmentSection>> + Send + 'a>>;
 
 /// What a job's run returns: how many things it did (logged when not zero).
 pub type JobResult = anyhow::Result<u64>;
@@ -139,4 +149,11 @@ pub trait Capability: Send + Sync {
 
     /// Its routes and jobs, given the running platform.
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount>;
+
+    /// Its part of the privacy impact assessment, read from the running deployment. A
+    /// capability that keeps no personal data, makes no flows and enforces no measure of its
+    /// own has nothing to say (the default).
+    fn assessment<'a>(&'a self, _ctx: &'a Context) -> SectionFuture<'a> {
+        Box::pin(async { Ok(AssessmentSection::default()) })
+    }
 }

@@ -527,15 +527,12 @@ async fn approve(platform: &Platform, members: &[Member], service: &str) -> anyh
 }
 
 pub async fn run(args: OidcSeedArgs) -> anyhow::Result<()> {
-    let server = tsunagu_server::Server::new().with(crate::SimulatedCard);
-    let config = server.load_config(Some(&args.config))?;
-    let members = crate::seed::committee(&config, &args.config, &args.members)?;
-    let dev: crate::DevConfig = config.source.section()?;
-    let jpki = args
-        .jpki
-        .clone()
-        .or(dev.simulated_jpki)
-        .context("give --jpki DIR or set [dev] simulated_jpki in the configuration")?;
+    let crate::seed::Setup {
+        config,
+        members,
+        jpki,
+        ..
+    } = crate::seed::Setup::load(&args.config, &args.members, args.jpki.as_deref())?;
     std::fs::create_dir_all(&args.out)?;
     let out = std::fs::canonicalize(&args.out)?;
     let platform = Platform::discover(&args.url).await?;

@@ -52,34 +52,58 @@ pub struct SeedArgs {
     pub jpki: Option<PathBuf>,
 }
 
-/// The members given on the command line, checked against the configuration.
-pub(crate) fn committee(
-    config: &tsunagu_server::Config,
-    config_path: &Path,
-    specs: &[String],
-) -> anyhow::Result<Vec<Member>> {
-    let members = specs
-        .iter()
-        .map(|m| Member::from_spec(m).map_err(anyhow::Error::msg))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    for m in &members {
+/// What a benchmark setup reads from the platform's configuration: the server that runs it
+/// (the platform's capabilities and the simulated card), its configuration, the committee
+/// members given on the command line (checked against it) and the simulated JPKI directory
+/// (`--jpki`, else `[dev] simulated_jpki`).
+pub(crate) struct Setup {
+    pub server: tsunagu_server::Server,
+    pub config: tsunagu_server::Config,
+    pub members: Vec<Member>,
+    pub jpki: PathBuf,
+}
+
+impl Setup {
+    pub fn load(
+        config_path: &Path,
+        specs: &[String],
+        jpki: Option<&Path>,
+    ) -> anyhow::Result<Setup> {
+        let server = tsunagu_server::Server::new().with(crate::SimulatedCard);
+        let config = server.load_config(Some(config_path))?;
+        let members = specs
+            .iter()
+            .map(|m| Member::from_spec(m).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for m in &members {
+            ensure!(
+                config
+                    .governance
+                    .members
+                    .iter()
+                    .any(|c| c.id == m.id.as_str()),
+                "`{}` is not a committee member in {}",
+                m.id,
+                config_path.display()
+            );
+        }
         ensure!(
-            config
-                .governance
-                .members
-                .iter()
-                .any(|c| c.id == m.id.as_str()),
-            "`{}` is not a committee member in {}",
-            m.id,
-            config_path.display()
+            members.len() >= config.governance.quorum,
+            "the quorum is {}: give that many --member",
+            config.governance.quorum
         );
+        let dev: crate::DevConfig = config.source.section()?;
+        let jpki = jpki
+            .map(Path::to_path_buf)
+            .or(dev.simulated_jpki)
+            .context("give --jpki DIR or set [dev] simulated_jpki in the configuration")?;
+        Ok(Setup {
+            server,
+            config,
+            members,
+            jpki,
+        })
     }
-    ensure!(
-        members.len() >= config.governance.quorum,
-        "the quorum is {}: give that many --member",
-        config.governance.quorum
-    );
-    Ok(members)
 }
 
 fn application(
@@ -281,15 +305,12 @@ fn card_requests(from: u64, n: u64) -> Vec<IssueRequest> {
 
 pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     ensure!(args.residents > 0, "--residents must be at least 1");
-    let server = tsunagu_server::Server::new().with(crate::SimulatedCard);
-    let mut config = server.load_config(Some(&args.config))?;
-    let members = committee(&config, &args.config, &args.members)?;
-    let dev: crate::DevConfig = config.source.section()?;
-    let jpki = args
-        .jpki
-        .clone()
-        .or(dev.simulated_jpki)
-        .context("give --jpki DIR or set [dev] simulated_jpki in the configuration")?;
+    let Setup {
+        server,
+        mut config,
+        members,
+        jpki,
+    } = Setup::load(&args.config, &args.members, args.jpki.as_deref())?;
     let mut ca =
         SimCa::open(&jpki).with_context(|| format!("simulated JPKI {}", jpki.display()))?;
     let platform = server.platform(&mut config).await?;

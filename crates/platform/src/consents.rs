@@ -337,6 +337,11 @@ impl Consents {
         self.max_consent_days * 86_400
     }
 
+    /// The latest expiry a consent signed at `now` may have.
+    pub fn latest_expiry(&self, now: i64) -> i64 {
+        now + self.max_seconds()
+    }
+
     /// A resident-signed JWS: parsed, its signing device found (header `kid` = the device
     /// key's thumbprint), belonging to the session's account, active, unexpired, and the
     /// signature verified.

@@ -401,18 +401,7 @@ impl Services {
                     &[],
                     t,
                 ));
-            let committed = self.committer.commit(commit).await;
-            self.directory.invalidate(service_id);
-            match committed {
-                Ok(_) => {}
-                Err(StoreError::Conflict(_)) => {
-                    return Err(Refusal::new(
-                        Code::UnknownService,
-                        format!("no service `{service_id}`"),
-                    ));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            self.commit_change(service_id, commit).await?;
             metrics::counter!("tsunagu_service_registration_changes_total").increment(1);
         }
         Ok(Registration {
@@ -433,6 +422,21 @@ impl Services {
             },
             changed: fields,
         })
+    }
+
+    /// Commits a change to a registered service and forgets its cached definition; a
+    /// conflict means the service is gone.
+    async fn commit_change(&self, service_id: &ServiceId, commit: Commit) -> Outcome<()> {
+        let committed = self.committer.commit(commit).await;
+        self.directory.invalidate(service_id);
+        match committed {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(Refusal::new(
+                Code::UnknownService,
+                format!("no service `{service_id}`"),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A new client secret for a service that registered `client_secret_basic`. The secret
@@ -463,18 +467,7 @@ impl Services {
                 &[],
                 t,
             ));
-        let committed = self.committer.commit(commit).await;
-        self.directory.invalidate(service_id);
-        match committed {
-            Ok(_) => {}
-            Err(StoreError::Conflict(_)) => {
-                return Err(Refusal::new(
-                    Code::UnknownService,
-                    format!("no service `{service_id}`"),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        self.commit_change(service_id, commit).await?;
         metrics::counter!("tsunagu_client_secret_rotations_total").increment(1);
         Ok(ClientSecret {
             service_id: service_id.clone(),

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tsunagu_api::ApiError;
-use tsunagu_capability::{Capability, Context, Migrations};
+use tsunagu_capability::{AssessmentSection, Capability, Context, Migrations};
 use tsunagu_core::Code;
 use tsunagu_platform::Platform;
 
@@ -185,8 +185,9 @@ impl Server {
         Ok(Running {
             addr,
             platform,
-            capabilities: ctx.capabilities,
             jobs: job_names,
+            active,
+            ctx,
             task,
             _scheduler: scheduler,
         })
@@ -202,15 +203,34 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
 pub struct Running {
     pub addr: SocketAddr,
     pub platform: Arc<Platform>,
-    /// The capabilities mounted (those turned on), in order.
-    pub capabilities: Vec<&'static str>,
     /// The background jobs the scheduler runs.
     pub jobs: Vec<&'static str>,
+    active: Vec<Arc<dyn Capability>>,
+    ctx: Context,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _scheduler: scheduler::Scheduler,
 }
 
 impl Running {
+    /// The capabilities mounted (those turned on), in order.
+    pub fn capabilities(&self) -> &[&'static str] {
+        &self.ctx.capabilities
+    }
+
+    /// Every mounted capability's part of the privacy impact assessment, by capability name,
+    /// read from the running deployment now.
+    pub async fn assessment(&self) -> anyhow::Result<Vec<(&'static str, AssessmentSection)>> {
+        let mut sections = Vec::with_capacity(self.active.len());
+        for c in &self.active {
+            let section = c
+                .assessment(&self.ctx)
+                .await
+                .map_err(|e| anyhow::anyhow!("capability `{}`: {e:#}", c.name()))?;
+            sections.push((c.name(), section));
+        }
+        Ok(sections)
+    }
+
     /// The base URL on loopback.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -421,7 +441,99 @@ mod tests {
                 "oidc.purge",
             ]
         );
-        assert_eq!(running.capabilities, Server::new().names());
+        assert_eq!(running.capabilities(), Server::new().names());
+        running.abort();
+    }
+
+    /// The assessment is read from the deployment: its configuration, and the flows the
+    /// committee approved.
+    #[tokio::test]
+    async fn each_capability_reports_its_part_of_the_assessment_from_the_deployment() {
+        use tsunagu_crypto::keys::{Alg, SigningKey};
+        let dir = tempfile::tempdir().unwrap();
+        let member = SigningKey::generate(Alg::Es256).unwrap();
+        let mut config = Config::default();
+        config.server.bind = "127.0.0.1:0".into();
+        config.storage.data_dir = dir.path().join("data");
+        config.ledger.retention_days = 0;
+        config.governance.quorum = 1;
+        config.governance.members = vec![config::MemberConfig {
+            id: "chair".into(),
+            name: None,
+            jwk: member.public_jwk().clone(),
+        }];
+        let running = Server::new().spawn(config).await.unwrap();
+        let sections = running.assessment().await.unwrap();
+        let names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, Server::new().names());
+        let measure = |id: &str| {
+            sections
+                .iter()
+                .flat_map(|(_, s)| &s.measures)
+                .find(|m| m.id == id)
+                .unwrap_or_else(|| panic!("no measure {id}"))
+                .clone()
+        };
+        // No CRL configured: revocation is not checked. Retention 0: contents kept.
+        assert!(!measure("identity.revocation_checked").in_force);
+        assert!(!measure("ledger.retention").in_force);
+        assert!(
+            measure("identity.attributes_sealed").in_force,
+            "the keyring was created"
+        );
+        let flows = |sections: &[(&str, AssessmentSection)]| -> usize {
+            sections.iter().map(|(_, s)| s.flows.len()).sum()
+        };
+        assert_eq!(flows(&sections), 0);
+
+        // A provider and a consumer with one purpose, approved: one flow.
+        let platform = &running.platform;
+        let key = SigningKey::generate(Alg::Es256).unwrap();
+        let jwks = serde_json::json!({"keys": [key.published_jwk().to_value()]});
+        let member = &member;
+        let apply = |app: serde_json::Value| async move {
+            let app =
+                tsunagu_platform::services::parse_application(app.to_string().as_bytes()).unwrap();
+            let id = platform.services.apply(app).await.unwrap().service_id;
+            let mut header = serde_json::Map::new();
+            header.insert("kid".into(), "chair".into());
+            let vote = serde_json::json!({"service_id": id, "decision": "approve", "comment": "",
+                "issued_at": tsunagu_platform::now(), "nonce": id.to_string()});
+            let vote = tsunagu_crypto::jws::sign_with_header(
+                member,
+                header,
+                &tsunagu_crypto::jcs::to_vec(&vote).unwrap(),
+            )
+            .unwrap();
+            platform.governance.vote(&id, &vote).await.unwrap();
+            id
+        };
+        let school = apply(serde_json::json!({
+            "name": "school", "organization": "city", "contact": "c@example.jp", "kind": "provider",
+            "jwks": jwks.clone(), "endpoint": "http://127.0.0.1:9/redeem",
+            "offers": [{"item": "allergy", "title_ja": "アレルギー", "data_class": "closed", "sensitive": true}],
+            "security": {"iso27001": true, "incident_contact": "soc@example.jp"}
+        }))
+        .await;
+        let daycare = apply(serde_json::json!({
+            "name": "daycare", "organization": "org", "contact": "c@example.jp", "kind": "consumer",
+            "jwks": jwks,
+            "purposes": [{"id": "meals", "title_ja": "給食", "title_en": "Meals",
+                "description_ja": "保育園の給食からアレルゲンを除くためにアレルギー情報を受け取ります。",
+                "description_en": "The day-care kitchen removes allergens from meals using the allergy record.",
+                "provider": school, "items": ["allergy"], "uses": {"allergy": "献立からアレルゲンを除くため"},
+                "retention_days": 365, "legal_basis": "consent", "consent_mode": "opt_in"}],
+            "security": {"iso27001": true, "incident_contact": "soc@example.jp"}
+        }))
+        .await;
+        let sections = running.assessment().await.unwrap();
+        let all: Vec<&tsunagu_capability::DataFlow> =
+            sections.iter().flat_map(|(_, s)| &s.flows).collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].from, school.as_str());
+        assert_eq!(all[0].to, daycare.as_str());
+        assert_eq!(all[0].items, ["allergy"]);
+        assert_eq!(all[0].basis, "consent");
         running.abort();
     }
 

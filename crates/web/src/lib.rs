@@ -37,7 +37,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 pub use i18n::Lang;
 use std::sync::Arc;
 use tsunagu_api::ApiError;
-use tsunagu_capability::{Capability, Context, Job, Mount};
+use tsunagu_capability::{
+    AssessmentSection, Capability, Context, DataFile, DataItem, Job, Mount, SectionFuture,
+};
+use tsunagu_core::Code;
 use tsunagu_crypto::{constant_time_eq, sha256};
 use tsunagu_platform::identity::Session;
 use tsunagu_platform::oidc::{
@@ -158,6 +161,29 @@ impl Capability for OidcProvider {
             async move { Ok(platform.oidc.purge().await?) }
         });
         Ok(Mount::routes(oidc_router(state(ctx))).job(purge))
+    }
+
+    fn assessment<'a>(&'a self, ctx: &'a Context) -> SectionFuture<'a> {
+        let oidc = &ctx.platform.config.oidc;
+        let refresh_days = oidc.refresh_token_days;
+        Box::pin(async move {
+            Ok(AssessmentSection {
+                files: vec![DataFile {
+                    id: "oidc.grants".into(),
+                    name: "Logins to services (grants, codes, tokens)".into(),
+                    items: vec![
+                        DataItem::new("pairwise subject per service", false),
+                        DataItem::new("codes and tokens (SHA-256 only)", false),
+                    ],
+                    subjects: None,
+                    sources: vec!["the resident's login and signed consent".into()],
+                    uses: vec!["\"log in with tsunagu\" for approved services".into()],
+                    retention: format!("refresh tokens {refresh_days} days; codes 60 s"),
+                }],
+                flows: vec![],
+                measures: vec![],
+            })
+        })
     }
 }
 
@@ -427,6 +453,8 @@ pub fn see_other(to: &str) -> Response {
 #[template(path = "error.html")]
 pub struct ErrorPage {
     pub page: Page,
+    /// The refusal code's title in the page's language, for a refusal of the platform.
+    pub title: Option<String>,
     pub code: String,
     pub description: String,
 }
@@ -443,10 +471,16 @@ pub fn error_page(
         status,
         &ErrorPage {
             page: Page::new(app, lang, "error-title", ""),
+            title: Code::parse(code).map(|c| code_title(lang, c).to_owned()),
             code: code.to_owned(),
             description: description.to_owned(),
         },
     )
+}
+
+/// A refusal code's title in `lang` (every code has one in both languages).
+pub fn code_title(lang: Lang, code: Code) -> &'static str {
+    i18n::lookup(lang, &i18n::key("code-", code.as_str())).unwrap_or_else(|| code.title())
 }
 
 /// A refusal as an error page.
@@ -462,6 +496,23 @@ pub fn status_of(e: &Refusal) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_refusal_code_has_a_title_in_both_languages() {
+        for code in Code::ALL {
+            let key = i18n::key("code-", code.as_str());
+            let ja = i18n::lookup(Lang::Ja, &key);
+            let en = i18n::lookup(Lang::En, &key);
+            assert!(ja.is_some() && en.is_some(), "{key}");
+            assert_eq!(
+                en,
+                Some(code.title()),
+                "{key}: the English title is the API's"
+            );
+            assert_ne!(ja, en, "{key} is not translated");
+        }
+        assert_eq!(code_title(Lang::Ja, Code::ProvisionalId), "仮IDです");
+    }
 
     #[test]
     fn the_csrf_token_is_compared_whole() {

@@ -425,7 +425,7 @@ async fn render_consents(
                 verified,
                 offers,
                 consents,
-                max_expires: now() + app.consents.max_consent_days() * 86_400,
+                max_expires: app.consents.latest_expiry(now()),
                 done,
                 error,
             },
@@ -442,7 +442,7 @@ async fn consents_view(app: &App, lang: Lang, sess: &Session) -> Result<Consents
     let verified = me.may_link_data();
     let offers = app.consents.offers(sess).await?;
     let list = app.consents.list(sess).await?;
-    let max_days = app.consents.max_consent_days().max(1);
+    let max_days = app.consents.max_consent_days();
 
     let mut offer_views = Vec::new();
     for o in &offers {
@@ -505,7 +505,7 @@ async fn consents_view(app: &App, lang: Lang, sess: &Session) -> Result<Consents
             },
             current_expires_on,
             expires_min: date_input(t),
-            expires_max: date_input(t + max_days * 86_400),
+            expires_max: date_input(app.consents.latest_expiry(t)),
             consumer_id,
             purpose_id,
             provider_id: provider_id.to_string(),

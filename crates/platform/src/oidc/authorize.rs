@@ -220,20 +220,32 @@ impl Oidc {
         session: Option<&Session>,
     ) -> Outcome<AuthorizeOutcome> {
         let t = now();
+        let Some((row, a)) = self.pending(request_id, t).await? else {
+            return Ok(show(
+                "invalid_request",
+                "this login request has expired; start again from the service",
+            ));
+        };
+        self.proceed(a, session, Some(row), t).await
+    }
+
+    /// A pending authorization request that has not expired at `t`, with its parameters.
+    async fn pending(
+        &self,
+        request_id: &RequestId,
+        t: i64,
+    ) -> Outcome<Option<(AuthzRequestRow, Authorization)>> {
         let Some(row) = self
             .store
             .authz_request(request_id)
             .await?
             .filter(|r| r.expires_at > t)
         else {
-            return Ok(show(
-                "invalid_request",
-                "this login request has expired; start again from the service",
-            ));
+            return Ok(None);
         };
         let a: Authorization = serde_json::from_str(&row.params)
             .map_err(|e| Refusal::internal("pending request", e))?;
-        self.proceed(a, session, Some(row), t).await
+        Ok(Some((row, a)))
     }
 
     async fn proceed(
@@ -557,19 +569,12 @@ impl Oidc {
         consent_jws: Option<&str>,
     ) -> Outcome<AuthorizeOutcome> {
         let t = now();
-        let Some(row) = self
-            .store
-            .authz_request(request_id)
-            .await?
-            .filter(|r| r.expires_at > t)
-        else {
+        let Some((row, a)) = self.pending(request_id, t).await? else {
             return Ok(show(
                 "invalid_request",
                 "this login request has expired; start again from the service",
             ));
         };
-        let a: Authorization = serde_json::from_str(&row.params)
-            .map_err(|e| Refusal::internal("pending request", e))?;
         match decision {
             "deny" => {
                 self.committer
