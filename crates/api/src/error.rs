@@ -75,7 +75,10 @@ impl IntoResponse for OAuthResponse {
     fn into_response(self) -> Response {
         let e = self.0;
         let status = StatusCode::from_u16(e.status.code()).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = json!({"error": e.error, "error_description": e.description});
+        let mut body = json!({"error": e.error, "error_description": e.description});
+        if let Some(code) = e.code {
+            body["code"] = json!(code.as_str());
+        }
         let mut response = (status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(

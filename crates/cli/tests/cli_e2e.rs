@@ -236,6 +236,19 @@ fn configuration_errors_name_what_is_wrong() {
     assert!(err.contains("nowhere.pem"), "{err}");
     let err = fails(tsunagu(d, &["serve", "--config", "absent.toml"], &[]));
     assert!(err.contains("absent.toml"), "{err}");
+    // Revocation checking fails closed: trust anchors without any CRL while the status is
+    // required is refused at start, naming the keys (it used to accept certificates unchecked).
+    std::fs::write(d.join("anchor.pem"), "not read before validation").unwrap();
+    std::fs::write(
+        d.join("no-crl.toml"),
+        "[server]\nbind = \"127.0.0.1:0\"\n[identity]\njpki_trust_anchors = [\"anchor.pem\"]\n",
+    )
+    .unwrap();
+    let err = fails(tsunagu(d, &["serve", "--config", "no-crl.toml"], &[]));
+    assert!(
+        err.contains("identity.jpki_crls") && err.contains("require_revocation_status"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -225,6 +225,8 @@ pub struct AccountFacts {
     pub status: AccountStatus,
     /// Birth date of the proofed person, when the account is verified.
     pub birthdate: Option<String>,
+    /// Name of the proofed person (as on the residence record), when the account is verified.
+    pub name: Option<String>,
 }
 
 /// A device key that is already enrolled.
@@ -239,8 +241,13 @@ pub struct EnrolledDevice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardProof {
     pub birthdate: String,
+    pub name: String,
     /// The account this very card certificate already proofed, if any.
     pub bound_account: Option<AccountFacts>,
+    /// The account an earlier certificate of the same person proofed, when J-LIS links that
+    /// certificate's serial number to this one (シリアル番号の紐付け: the card was renewed or
+    /// the certificate reissued after a move or a change of name).
+    pub linked_account: Option<AccountFacts>,
 }
 
 /// What an accepted enrollment does.
@@ -256,14 +263,42 @@ pub enum EnrollmentPlan {
     Upgrade { account_id: String },
     /// A verified ID proofed again (a new card certificate after a move or renewal).
     Reproof { account_id: String },
+    /// A new device for an account whose earlier certificate J-LIS links to this card's: the
+    /// account is proofed again with the new certificate and the device added to it.
+    ReproofWithNewDevice { account_id: String },
+}
+
+/// Names as the residence record writes them, compared without the spaces (half- or
+/// full-width) that separate family and given names.
+pub fn same_name(a: &str, b: &str) -> bool {
+    let strip = |s: &str| -> String { s.chars().filter(|c| !c.is_whitespace()).collect() };
+    let (a, b) = (strip(a), strip(b));
+    !a.is_empty() && a == b
+}
+
+/// Whether a new certificate may re-proof a verified account: the unchangeable birth date and
+/// the name must both match, or J-LIS must link the account's certificate to the new one (a
+/// change of name, by marriage for example, is only followed through that linkage). A birth
+/// date alone is shared by twins and by strangers.
+fn same_person(account: &AccountFacts, proof: &CardProof) -> bool {
+    let linked = proof
+        .linked_account
+        .as_ref()
+        .is_some_and(|l| l.account_id == account.account_id);
+    let matches = account.birthdate.as_deref() == Some(proof.birthdate.as_str())
+        && account
+            .name
+            .as_deref()
+            .is_some_and(|n| same_name(n, &proof.name));
+    linked || matches
 }
 
 /// Decides how an enrollment binds, from the enrolled device (if the key is known) and the
 /// verified card proof (if one was given).
 ///
-/// Without the J-LIS serial-number linkage service the platform cannot tell that a new card
-/// certificate belongs to a person who already has an account; re-proofing therefore goes
-/// through an enrolled device, and the unchangeable birth date must match.
+/// A new card certificate reaches an existing account in two ways: through an enrolled device
+/// of that account when the birth date and the name match, or through J-LIS's linkage of the
+/// old certificate's serial number to the new one. Otherwise it is a different person.
 pub fn decide_enrollment(
     device: Option<&EnrolledDevice>,
     proof: Option<&CardProof>,
@@ -272,31 +307,32 @@ pub fn decide_enrollment(
         (Some(d), _) if d.status == DeviceStatus::Revoked => Err(Code::CredentialRevoked),
         (Some(_), None) => Err(Code::DeviceAlreadyEnrolled),
         (Some(d), Some(p)) => {
-            if let Some(bound) = &p.bound_account
-                && bound.account_id != d.account.account_id
-            {
+            let elsewhere = |a: &Option<AccountFacts>| {
+                a.as_ref()
+                    .is_some_and(|a| a.account_id != d.account.account_id)
+            };
+            if elsewhere(&p.bound_account) || elsewhere(&p.linked_account) {
                 return Err(Code::IdentityMismatch);
             }
             match d.account.level {
                 Level::Provisional => Ok(EnrollmentPlan::Upgrade {
                     account_id: d.account.account_id.clone(),
                 }),
-                Level::Verified => {
-                    if d.account.birthdate.as_deref() != Some(p.birthdate.as_str()) {
-                        return Err(Code::IdentityMismatch);
-                    }
-                    Ok(EnrollmentPlan::Reproof {
-                        account_id: d.account.account_id.clone(),
-                    })
-                }
+                Level::Verified if same_person(&d.account, p) => Ok(EnrollmentPlan::Reproof {
+                    account_id: d.account.account_id.clone(),
+                }),
+                Level::Verified => Err(Code::IdentityMismatch),
             }
         }
         (None, None) => Ok(EnrollmentPlan::NewProvisional),
-        (None, Some(p)) => match &p.bound_account {
-            Some(bound) => Ok(EnrollmentPlan::AddDevice {
+        (None, Some(p)) => match (&p.bound_account, &p.linked_account) {
+            (Some(bound), _) => Ok(EnrollmentPlan::AddDevice {
                 account_id: bound.account_id.clone(),
             }),
-            None => Ok(EnrollmentPlan::NewVerified),
+            (None, Some(linked)) => Ok(EnrollmentPlan::ReproofWithNewDevice {
+                account_id: linked.account_id.clone(),
+            }),
+            (None, None) => Ok(EnrollmentPlan::NewVerified),
         },
     }
 }
@@ -343,6 +379,7 @@ mod tests {
             level,
             status: AccountStatus::Active,
             birthdate: birthdate.map(str::to_owned),
+            name: birthdate.map(|_| "山田 花子".to_owned()),
         }
     }
 
@@ -355,9 +392,15 @@ mod tests {
     }
 
     fn proof(birthdate: &str, bound: Option<AccountFacts>) -> CardProof {
+        named("山田　花子", birthdate, bound)
+    }
+
+    fn named(name: &str, birthdate: &str, bound: Option<AccountFacts>) -> CardProof {
         CardProof {
             birthdate: birthdate.into(),
+            name: name.into(),
             bound_account: bound,
+            linked_account: None,
         }
     }
 
@@ -433,6 +476,66 @@ mod tests {
             decide_enrollment(Some(&d), Some(&proof("1990-05-05", None))),
             Err(Code::IdentityMismatch)
         );
+    }
+
+    #[test]
+    fn the_same_birth_date_with_another_name_is_another_person() {
+        // A twin or a sibling with the same birth date holding the device cannot take over.
+        let d = device(
+            DeviceStatus::Active,
+            account(Level::Verified, Some("1980-01-01")),
+        );
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&named("山田 太郎", "1980-01-01", None))),
+            Err(Code::IdentityMismatch)
+        );
+    }
+
+    #[test]
+    fn a_change_of_name_is_followed_only_through_the_serial_linkage() {
+        let acct = account(Level::Verified, Some("1980-01-01"));
+        let d = device(DeviceStatus::Active, acct.clone());
+        let married = named("佐藤 花子", "1980-01-01", None);
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&married)),
+            Err(Code::IdentityMismatch)
+        );
+        let linked = CardProof {
+            linked_account: Some(acct.clone()),
+            ..married.clone()
+        };
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&linked)),
+            Ok(EnrollmentPlan::Reproof {
+                account_id: "acct-1".into()
+            })
+        );
+        // A new device with the linked certificate reaches the same account.
+        assert_eq!(
+            decide_enrollment(None, Some(&linked)),
+            Ok(EnrollmentPlan::ReproofWithNewDevice {
+                account_id: "acct-1".into()
+            })
+        );
+        // A certificate linked to another account cannot move to this one.
+        let mut other = acct;
+        other.account_id = "acct-2".into();
+        let elsewhere = CardProof {
+            linked_account: Some(other),
+            ..married
+        };
+        assert_eq!(
+            decide_enrollment(Some(&d), Some(&elsewhere)),
+            Err(Code::IdentityMismatch)
+        );
+    }
+
+    #[test]
+    fn names_compare_without_separating_spaces() {
+        assert!(same_name("山田　花子", "山田 花子"));
+        assert!(same_name("山田花子", " 山田 花子 "));
+        assert!(!same_name("山田花子", "山田太郎"));
+        assert!(!same_name("", " "));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! the moment of the request.
 
 use crate::consent::{ConsentStatus, ResidentFacts};
-use crate::identity::Level;
+use crate::identity::{AccountStatus, Level};
 use crate::ids::{ConsentId, PurposeId};
 use crate::service::{LegalBasis, ServiceStatus};
 use crate::{Code, UnixSeconds};
@@ -173,6 +173,12 @@ pub fn decide(f: &TicketFacts<'_>) -> Result<Basis, Code> {
     if resident.level == Level::Provisional {
         return Err(Code::ProvisionalId);
     }
+    // The card certificate that proofed the resident was revoked (a move, a new name): the
+    // attributes behind the account may be stale, so nothing flows until the resident proofs
+    // again (seed 000: 古い個人情報を誤って利用しない), whatever the basis.
+    if resident.status == AccountStatus::ReproofRequired {
+        return Err(Code::ReproofRequired);
+    }
     match purpose.legal_basis {
         LegalBasis::Consent => {
             let consent = f.consent.ok_or(Code::NoConsent)?;
@@ -200,7 +206,6 @@ pub fn decide(f: &TicketFacts<'_>) -> Result<Basis, Code> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::AccountStatus;
     use proptest::prelude::*;
 
     const VERIFIED: ResidentFacts = ResidentFacts {
@@ -302,6 +307,31 @@ mod tests {
                 ..ok.clone()
             }),
             Err(Code::NoConsent)
+        );
+        let stale = ResidentFacts {
+            level: Level::Verified,
+            status: AccountStatus::ReproofRequired,
+        };
+        assert_eq!(
+            decide(&TicketFacts {
+                resident: Some(stale),
+                ..ok.clone()
+            }),
+            Err(Code::ReproofRequired)
+        );
+        let rule = TicketPurpose {
+            legal_basis: LegalBasis::Statutory,
+            ..p.clone()
+        };
+        assert_eq!(
+            decide(&TicketFacts {
+                purpose: Some(&rule),
+                resident: Some(stale),
+                requester: Some("officer-1"),
+                reason: Some("statute"),
+                ..ok.clone()
+            }),
+            Err(Code::ReproofRequired)
         );
         let revoked = ConsentFacts {
             status: ConsentStatus::Revoked,

@@ -84,7 +84,85 @@ pub fn parse(compact: &str) -> Result<Jws, CryptoError> {
     })
 }
 
+/// The order n of P-256's group, big-endian.
+const P256_N: [u8; 32] = [
+    0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xBC, 0xE6, 0xFA, 0xAD, 0xA7, 0x17, 0x9E, 0x84, 0xF3, 0xB9, 0xCA, 0xC2, 0xFC, 0x63, 0x25, 0x51,
+];
+
+/// `a - b` for big-endian 32-byte numbers with `a >= b`.
+fn sub_be(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(a[i]) - i16::from(b[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = d as u8;
+    }
+    out
+}
+
+/// The other signature of an ES256 pair (`r || n - s`): it verifies wherever the first
+/// does. `None` when `signature` is not 64 bytes with `0 < s < n`.
+pub fn es256_twin(signature: &[u8]) -> Option<Vec<u8>> {
+    let s: [u8; 32] = signature
+        .get(32..64)
+        .filter(|_| signature.len() == 64)?
+        .try_into()
+        .ok()?;
+    if s >= P256_N || s == [0u8; 32] {
+        return None;
+    }
+    let mut out = signature[..32].to_vec();
+    out.extend_from_slice(&sub_be(&P256_N, &s));
+    Some(out)
+}
+
+/// An ES256 signature (`r || s`, 64 bytes) in its low-S form: when `s > n/2` it is replaced
+/// by `n - s`, which verifies as well (ECDSA signatures come in such twins). Anything else is
+/// returned as it is.
+pub fn es256_low_s(signature: &[u8]) -> Vec<u8> {
+    match es256_twin(signature) {
+        // s > n/2  ⇔  s > n - s (big-endian byte order is numeric order).
+        Some(twin) if signature[32..] > twin[32..] => twin,
+        _ => signature.to_vec(),
+    }
+}
+
 impl Jws {
+    /// The signature as sent (decoded).
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// The header and payload as sent (`base64url(header).base64url(payload)`).
+    pub fn signing_input(&self) -> &str {
+        &self.signing_input
+    }
+
+    /// The signature in its one canonical form (the low-S twin for ES256; Ed25519
+    /// signatures are not malleable).
+    pub fn canonical_signature(&self) -> Vec<u8> {
+        match self.alg {
+            keys::Alg::Es256 => es256_low_s(&self.signature),
+            _ => self.signature.clone(),
+        }
+    }
+
+    /// The compact serialization with the canonical signature (and canonical base64): one
+    /// signed statement has one such form, so evidence hashes and replay keys computed over
+    /// it cannot be doubled by presenting a twin signature.
+    pub fn canonical_compact(&self) -> String {
+        format!(
+            "{}.{}",
+            self.signing_input,
+            b64::url_encode(self.canonical_signature())
+        )
+    }
+
     /// Verifies the signature with `key`. The header's `alg` must fit the key type.
     pub fn verify(&self, key: &PublicJwk) -> Result<(), CryptoError> {
         keys::verify(
@@ -155,6 +233,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::json;
+
+    /// The high-S twin of a JWS: `s` replaced by `n - s`.
+    fn twin(compact: &str) -> String {
+        let jws = parse(compact).unwrap();
+        let sig = es256_twin(&jws.signature).unwrap();
+        format!("{}.{}", jws.signing_input, b64::url_encode(sig))
+    }
+
+    #[test]
+    fn ecdsa_twins_both_verify_and_share_one_canonical_form() {
+        let key = SigningKey::generate(keys::Alg::Es256).unwrap();
+        for i in 0..32 {
+            let compact = sign_json(&key, None, &json!({"i": i})).unwrap();
+            let other = twin(&compact);
+            assert_ne!(compact, other);
+            let (a, b) = (parse(&compact).unwrap(), parse(&other).unwrap());
+            // The malleability this guards against: both verify.
+            a.verify(key.public_jwk()).unwrap();
+            b.verify(key.public_jwk()).unwrap();
+            assert_eq!(a.canonical_compact(), b.canonical_compact());
+            let canonical = parse(&a.canonical_compact()).unwrap();
+            canonical.verify(key.public_jwk()).unwrap();
+            let s = &canonical.signature[32..];
+            assert!(s <= &sub_be(&P256_N, &s.try_into().unwrap())[..], "low S");
+        }
+    }
+
+    #[test]
+    fn low_s_leaves_other_shapes_alone() {
+        assert_eq!(es256_low_s(&[1, 2, 3]), vec![1, 2, 3]);
+        assert_eq!(es256_low_s(&[0xFF; 64]), vec![0xFF; 64]);
+        let low = [0u8; 64];
+        assert_eq!(es256_low_s(&low), low.to_vec());
+    }
 
     /// RFC 7515 Appendix A.3: an ES256 JWS and the key that signed it.
     #[test]

@@ -36,6 +36,11 @@ pub enum JpkiCommand {
         /// Signing password (6-16 letters and digits).
         #[arg(long, env = "TSUNAGU_CARD_PIN", hide_env_values = true)]
         pin: Option<String>,
+        /// The serial (hex) of the same person's earlier certificate, which this one
+        /// succeeds (a change of name or address): it is revoked (affiliationChanged) and
+        /// J-LIS's serial-number linkage (links.json) records the succession.
+        #[arg(long)]
+        replaces: Option<String>,
     },
     /// Revoke a certificate and publish a new CRL.
     Revoke {
@@ -77,6 +82,7 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<()> {
             valid_days,
             out,
             pin,
+            replaces,
         } => {
             if out.exists() {
                 anyhow::bail!("{} exists; choose another card file", out.display());
@@ -85,6 +91,16 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<()> {
                 tsunagu_client::secret(pin, "card signing password (6-16 letters and digits): ")
                     .map_err(anyhow::Error::msg)?;
             let mut ca = SimCa::open(&dir)?;
+            if let Some(old) = &replaces
+                && !ca
+                    .issued()
+                    .iter()
+                    .any(|c| c.serial.eq_ignore_ascii_case(old))
+            {
+                anyhow::bail!(
+                    "--replaces {old}: no certificate with that serial was issued by this CA"
+                );
+            }
             let card = ca.issue(
                 &IssueRequest {
                     name,
@@ -106,6 +122,14 @@ pub fn run(command: JpkiCommand) -> anyhow::Result<()> {
                 "card written to {} (certificate serial {issued})",
                 out.display()
             );
+            if let Some(old) = replaces {
+                ca.link(&old, &issued)?;
+                ca.revoke(&old, "affiliationChanged")?;
+                println!(
+                    "{old} revoked (affiliationChanged) and linked to {issued} in {}",
+                    ca.links_path().display()
+                );
+            }
         }
         JpkiCommand::Revoke {
             dir,

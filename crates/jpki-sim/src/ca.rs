@@ -105,6 +105,25 @@ struct State {
     crl_number: u64,
     issued: Vec<IssuedCert>,
     revoked: Vec<Revoked>,
+    /// J-LIS's linkage of an earlier certificate's serial number to its successor's.
+    #[serde(default)]
+    links: Vec<SerialLink>,
+}
+
+/// One entry of J-LIS's serial-number linkage (シリアル番号の紐付け): the certificate with
+/// `old_serial` was succeeded by `new_serial` for the same person (a renewal, or a reissue
+/// after a change of name or address). Serials are upper-case hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialLink {
+    pub old_serial: String,
+    pub new_serial: String,
+    pub linked_at: i64,
+}
+
+/// The file a relying party reads: `{"links": [...]}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SerialLinks {
+    pub links: Vec<SerialLink>,
 }
 
 /// A simulated JPKI CA living in a directory:
@@ -222,6 +241,7 @@ impl SimCa {
                 crl_number: 0,
                 issued: vec![],
                 revoked: vec![],
+                links: vec![],
             },
         };
         write_private(&dir.join("ca-key.pem"), ca.key.serialize_pem().as_bytes())?;
@@ -268,6 +288,48 @@ impl SimCa {
 
     pub fn crl_path(&self) -> PathBuf {
         self.dir.join("ca.crl")
+    }
+
+    /// The serial-number linkage file (`links.json`), written by [`SimCa::link`].
+    pub fn links_path(&self) -> PathBuf {
+        self.dir.join("links.json")
+    }
+
+    /// Records that the certificate `new_serial` succeeds `old_serial` for the same person
+    /// (J-LIS's シリアル番号の紐付け) and writes the linkage file.
+    pub fn link(&mut self, old_serial: &str, new_serial: &str) -> Result<(), SimCaError> {
+        let (old, new) = (
+            old_serial.to_ascii_uppercase(),
+            new_serial.to_ascii_uppercase(),
+        );
+        for serial in [&old, &new] {
+            if !self.state.issued.iter().any(|c| &c.serial == serial) {
+                return Err(SimCaError::Invalid(format!(
+                    "no certificate with serial {serial} was issued by this CA"
+                )));
+            }
+        }
+        if old == new {
+            return Err(SimCaError::Invalid(
+                "a certificate cannot succeed itself".into(),
+            ));
+        }
+        if !self.state.links.iter().any(|l| l.old_serial == old) {
+            self.state.links.push(SerialLink {
+                old_serial: old,
+                new_serial: new,
+                linked_at: OffsetDateTime::now_utc().unix_timestamp(),
+            });
+        }
+        let path = self.links_path();
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(&SerialLinks {
+            links: self.state.links.clone(),
+        })
+        .map_err(|e| SimCaError::Invalid(e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        self.save_state()
     }
 
     /// Issues a signing certificate and returns a card holding it, its key sealed under

@@ -13,5 +13,7 @@
 mod ca;
 mod card;
 
-pub use ca::{CardKey, IssueRequest, IssuedCard, IssuedCert, SimCa, SimCaError};
+pub use ca::{
+    CardKey, IssueRequest, IssuedCard, IssuedCert, SerialLink, SerialLinks, SimCa, SimCaError,
+};
 pub use card::{Card, CardError, SIGNING_PIN_ATTEMPTS};

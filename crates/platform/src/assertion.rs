@@ -1,7 +1,10 @@
 //! Bearer assertions from parties with registered keys (RFC 7523 style): a JWT signed with
 //! ES256 by the party's key, `iss` = `sub` = the party's id, `aud` = the platform's public
-//! URL, a `jti` used once, `iat`, and `exp` no more than five minutes ahead. Services
-//! (consumers, providers), auditors and committee members authenticate this way.
+//! URL, a `jti` used once, `iat` and `exp`. An assertion is judged by the freshness of
+//! `iat` — accepted only within five minutes after it was issued, whatever `exp` says (client
+//! libraries' defaults such as authlib's `exp = iat + 3600` work, and an assertion signed long
+//! ago cannot be replayed because its `exp` is near) — and its `jti` is kept for that window.
+//! Services (consumers, providers), auditors and committee members authenticate this way.
 
 use crate::{Outcome, Refusal, now};
 use serde::Deserialize;
@@ -12,8 +15,8 @@ use tsunagu_crypto::jws;
 use tsunagu_crypto::keys::Alg;
 use tsunagu_store::{IdentityChange, Store, StoreError};
 
-/// Longest accepted assertion lifetime.
-pub const MAX_LIFETIME: i64 = 300;
+/// How long after its `iat` an assertion is accepted.
+pub const MAX_AGE: i64 = 300;
 /// Clock skew tolerated on `iat`.
 const SKEW: i64 = 60;
 
@@ -36,7 +39,9 @@ pub struct Verified {
     pub key: PublicJwk,
     /// What to record so the `jti` is never accepted again.
     pub jti_key: String,
-    pub exp: i64,
+    /// Until when the `jti` must be kept: the end of the window in which the assertion is
+    /// accepted at all.
+    pub keep_until: i64,
 }
 
 impl Verified {
@@ -44,7 +49,7 @@ impl Verified {
     pub fn use_jti(&self) -> IdentityChange {
         IdentityChange::UseJti {
             key: self.jti_key.clone(),
-            expires_at: self.exp,
+            expires_at: self.keep_until,
         }
     }
 }
@@ -112,11 +117,13 @@ fn check_at(
     if claims.exp <= t {
         return Err(unauthorized("expired"));
     }
-    if claims.exp > t + MAX_LIFETIME + SKEW {
-        return Err(unauthorized("exp is more than five minutes ahead"));
-    }
     if claims.iat > t + SKEW {
         return Err(unauthorized("iat is in the future"));
+    }
+    if claims.iat < t - MAX_AGE {
+        return Err(unauthorized(
+            "iat is more than five minutes old: sign a fresh assertion for each request",
+        ));
     }
     if claims.jti.is_empty() || claims.jti.len() > 200 {
         return Err(unauthorized("jti must be a non-empty string"));
@@ -125,7 +132,7 @@ fn check_at(
         jti_key: format!("jti:{}:{}", claims.iss, claims.jti),
         party: claims.iss,
         key,
-        exp: claims.exp,
+        keep_until: claims.iat.saturating_add(MAX_AGE + SKEW),
     })
 }
 
@@ -154,7 +161,7 @@ impl Assertions {
     pub async fn consume(&self, verified: &Verified) -> Outcome<()> {
         match self
             .store
-            .put_nonce(&verified.jti_key, "jti", verified.exp)
+            .put_nonce(&verified.jti_key, "jti", verified.keep_until)
             .await
         {
             Ok(()) => Ok(()),
@@ -207,9 +214,23 @@ mod tests {
         let mut other = good.clone();
         other["aud"] = json!("https://elsewhere");
         assert!(refused(other).contains("aud"));
+        // authlib's default (exp = iat + 3600) is accepted: freshness is judged on iat.
         let mut long = good.clone();
         long["exp"] = json!(t + 3600);
-        assert!(refused(long).contains("five minutes"));
+        let accepted = check_at(&assertion(&key, long), &aud, key_of, t).unwrap();
+        assert_eq!(
+            accepted.keep_until,
+            t + MAX_AGE + SKEW,
+            "the jti is kept for the window"
+        );
+        // An assertion issued a day ago is refused however near its exp.
+        let mut stale = good.clone();
+        stale["iat"] = json!(t - 86_400);
+        stale["exp"] = json!(t + 30);
+        assert!(refused(stale).contains("five minutes old"));
+        let mut future = good.clone();
+        future["iat"] = json!(t + 600);
+        assert!(refused(future).contains("future"));
         let mut expired = good.clone();
         expired["exp"] = json!(t);
         assert!(refused(expired).contains("expired"));

@@ -232,6 +232,11 @@ impl Section for IdentityConfig {
             .iter()
             .map(|p| resolve(base, p))
             .collect();
+        self.jpki_serial_links = self
+            .jpki_serial_links
+            .iter()
+            .map(|p| resolve(base, p))
+            .collect();
         self.jpki_crls = self
             .jpki_crls
             .iter()
@@ -254,6 +259,14 @@ impl Section for IdentityConfig {
                 });
             }
         }
+        for links in &self.jpki_serial_links {
+            if !links.is_file() {
+                return Err(ConfigError::File {
+                    path: links.clone(),
+                    reason: "identity.jpki_serial_links: no such file".into(),
+                });
+            }
+        }
         for crl in &self.jpki_crls {
             let url = crl.starts_with("http://") || crl.starts_with("https://");
             if !url && !Path::new(crl).is_file() {
@@ -262,6 +275,22 @@ impl Section for IdentityConfig {
                     reason: "identity.jpki_crls: no such file".into(),
                 });
             }
+        }
+        // Fail closed, at start: a proof whose revocation status cannot be established must
+        // not pass, and a deployment with anchors but no CRL would fail every enrollment
+        // (or, before, accept every certificate unchecked). Better that the operator sees it
+        // when starting than that residents see it one by one.
+        if !self.jpki_trust_anchors.is_empty()
+            && self.jpki_crls.is_empty()
+            && self.require_revocation_status
+        {
+            return Err(ConfigError::Invalid(
+                "identity.jpki_trust_anchors is set but identity.jpki_crls is empty while \
+                 identity.require_revocation_status = true: card certificates could not be \
+                 checked for revocation. Configure the JPKI CRLs (files or URLs), or set \
+                 require_revocation_status = false to accept certificates unchecked"
+                    .into(),
+            ));
         }
         if self.nonce_ttl_seconds == 0 || self.session_ttl_seconds == 0 {
             return Err(ConfigError::Invalid(
@@ -423,6 +452,12 @@ pub struct IdentityConfig {
     /// CRLs: DER or PEM files, or http(s) URLs (fetched, cached in the data directory).
     #[serde(default)]
     pub jpki_crls: Vec<String>,
+    /// J-LIS's serial-number linkage (シリアル番号の紐付け) as JSON files
+    /// (`{"links": [{"old_serial", "new_serial", "linked_at"}]}`, serials in hex): a new
+    /// certificate linked to the one that proofed an account re-proofs that account, even
+    /// after a change of name. Re-read when a file changes.
+    #[serde(default)]
+    pub jpki_serial_links: Vec<PathBuf>,
     /// How often CRLs are fetched again and accounts checked against them (現況確認).
     /// Files are also re-read as soon as they change.
     #[serde(default = "default_crl_refresh")]
@@ -454,6 +489,7 @@ impl Default for IdentityConfig {
         IdentityConfig {
             jpki_trust_anchors: vec![],
             jpki_crls: vec![],
+            jpki_serial_links: vec![],
             crl_refresh_seconds: default_crl_refresh(),
             require_revocation_status: true,
             required_certificate_policy: None,

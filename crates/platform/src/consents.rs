@@ -465,6 +465,9 @@ impl Consents {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(session, None, None, e).await),
         };
+        // Kept and hashed in its one canonical form (low-S): a twin signature is the same
+        // statement with the same evidence hash.
+        let consent_jws = &token.canonical_compact();
         let payload: ConsentPayload = match token.payload_as() {
             Ok(p) => p,
             Err(e) => {
@@ -621,6 +624,7 @@ impl Consents {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(session, None, None, e).await),
         };
+        let change_jws = &token.canonical_compact();
         let payload: ChangePayload = token
             .payload_as()
             .map_err(|e| Refusal::new(Code::InvalidRequest, format!("change payload: {e}")))?;

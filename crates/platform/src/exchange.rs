@@ -108,6 +108,10 @@ fn refusal_detail(code: Code) -> &'static str {
             "the items are not all covered by the purpose and the resident's consent"
         }
         Code::ProvisionalId => "the resident's ID is provisional (仮ID): no data linkage",
+        Code::ReproofRequired => {
+            "the resident's card certificate was revoked (a move or a new name): nothing flows \
+             until the resident proofs again with the new certificate"
+        }
         Code::ServiceSuspended => {
             "the consumer or the provider is suspended by the governance committee"
         }

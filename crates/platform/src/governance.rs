@@ -208,6 +208,9 @@ impl Governance {
     ) -> Outcome<VoteOutcome> {
         let token = jws::parse(vote_jws)
             .map_err(|e| Refusal::new(Code::InvalidRequest, format!("vote_jws: {e}")))?;
+        // Kept and hashed in its one canonical form (low-S): a twin signature is the same
+        // vote with the same `vote_sha256`.
+        let vote_jws = &token.canonical_compact();
         let member = token.kid.clone().ok_or_else(|| {
             Refusal::new(
                 Code::UnknownMember,

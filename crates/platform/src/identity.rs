@@ -232,19 +232,37 @@ impl Identity {
     }
 
     fn facts(&self, account: &AccountRow) -> Outcome<AccountFacts> {
+        let attributes = self.open_attributes(account)?;
         Ok(AccountFacts {
             account_id: account.id.to_string(),
             level: account.level,
             status: account.status,
-            birthdate: self.open_attributes(account)?.map(|a| a.birthdate),
+            birthdate: attributes.as_ref().map(|a| a.birthdate.clone()),
+            name: attributes.map(|a| a.name),
         })
     }
 
-    fn card_binding(&self, proven: &ProvenIdentity) -> String {
-        let mut data = proven.certificate.issuer.clone();
+    fn card_binding(&self, issuer: &[u8], serial: &[u8]) -> String {
+        let mut data = issuer.to_vec();
         data.push(0);
-        data.extend_from_slice(&proven.certificate.serial);
+        data.extend_from_slice(serial);
         self.keys.pairwise.digest("jpki-card", &data)
+    }
+
+    /// The account an earlier certificate of the same person proofed, when J-LIS links it
+    /// to this one (newest link first).
+    async fn linked_account(
+        &self,
+        proven: &ProvenIdentity,
+    ) -> Result<Option<AccountRow>, StoreError> {
+        let trust = self.trust.current();
+        for old in trust.predecessors(&proven.certificate.serial) {
+            let binding = self.card_binding(&proven.certificate.issuer, &old);
+            if let Some(account) = self.store.account_by_card(&binding).await? {
+                return Ok(Some(account));
+            }
+        }
+        Ok(None)
     }
 
     async fn record(&self, event: Event, subjects: &[&AccountId]) {
@@ -362,7 +380,7 @@ impl Identity {
                             "this device key was revoked and cannot enroll again"
                         }
                         Code::IdentityMismatch => {
-                            "the card belongs to a different person than this account"
+                            "the card belongs to a different person than this account (the birth date and the name must both match, or J-LIS must link this certificate to the account's)"
                         }
                         _ => "enrollment refused",
                     };
@@ -409,12 +427,18 @@ impl Identity {
         };
         let card = match proven {
             Some(p) => {
-                let binding = self.card_binding(p);
+                let binding = self.card_binding(&p.certificate.issuer, &p.certificate.serial);
                 let bound = self.store.account_by_card(&binding).await?;
+                let linked = match &bound {
+                    Some(_) => None,
+                    None => self.linked_account(p).await?,
+                };
                 Some((
                     CardProof {
                         birthdate: p.attributes.birthdate.clone(),
+                        name: p.attributes.name.clone(),
                         bound_account: bound.as_ref().map(|a| self.facts(a)).transpose()?,
+                        linked_account: linked.as_ref().map(|a| self.facts(a)).transpose()?,
                     },
                     CardRef {
                         binding,
@@ -539,6 +563,58 @@ impl Identity {
                             subject: self.keys.ledger_subject(&account_id).into_string(),
                             device: device.id.to_string(),
                             method,
+                        },
+                        &[&account_id],
+                        t,
+                    ));
+                (commit, result)
+            }
+            EnrollmentPlan::ReproofWithNewDevice { account_id } => {
+                let account_id = AccountId::from(account_id);
+                let account = self
+                    .store
+                    .account(&account_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Conflict("account vanished".into()))?;
+                let (_, card) =
+                    card.ok_or_else(|| StoreError::Conflict("proof required".into()))?;
+                let attributes = sealed(&account_id)?
+                    .ok_or_else(|| StoreError::Conflict("proof required".into()))?;
+                let (device, credential) = new_device(&account_id, Level::Verified)?;
+                let subject = self.keys.ledger_subject(&account_id).into_string();
+                let result = Enrolled {
+                    account_id: account_id.clone(),
+                    device_id: device.id.clone(),
+                    level: Level::Verified,
+                    status: AccountStatus::Active,
+                    credential,
+                    expires_at: device.expires_at,
+                    created: true,
+                };
+                let commit = Commit::new()
+                    .change(IdentityChange::UpdateAccountProof {
+                        id: account_id.clone(),
+                        expected_version: account.version,
+                        level: Level::Verified,
+                        status: AccountStatus::Active,
+                        attributes,
+                        card,
+                        updated_at: t,
+                    })
+                    .change(IdentityChange::InsertDevice(device.clone()))
+                    .leaf(leaf(
+                        &Event::DeviceAdded {
+                            subject: subject.clone(),
+                            device: device.id.to_string(),
+                            method,
+                        },
+                        &[&account_id],
+                        t,
+                    ))
+                    .leaf(leaf(
+                        &Event::IdentityReproofed {
+                            subject,
+                            device: device.id.to_string(),
                         },
                         &[&account_id],
                         t,
@@ -681,30 +757,31 @@ impl Identity {
         let jwk =
             PublicJwk::from_json(&device.jwk).map_err(|e| Refusal::internal("device key", e))?;
         if keys::verify_es256_b64(&jwk, nonce.as_bytes(), signature).is_err() {
-            let failures = device.failed_logins + 1;
+            // Counted atomically in the database: of 20 concurrent failures, 20 count.
+            let failures = self
+                .store
+                .count_login_failure(&device.id)
+                .await?
+                .unwrap_or(device.failed_logins + 1);
             let lock = self
                 .config
                 .lockout
                 .policy()
                 .lock_after(u32::try_from(failures).unwrap_or(u32::MAX))
                 .map(|secs| t + secs as i64);
-            let commit = Commit::new()
-                .change(IdentityChange::SetLoginState {
+            let mut commit = Commit::new().leaf(leaf(
+                &refuse(Code::SignatureInvalid, lock),
+                &[&account_id],
+                t,
+            ));
+            if let Some(until) = lock {
+                commit.push(IdentityChange::ExtendLock {
                     device_id: device.id.clone(),
-                    expected_failures: device.failed_logins,
-                    failures,
-                    locked_until: lock.or(device.locked_until),
-                })
-                .leaf(leaf(
-                    &refuse(Code::SignatureInvalid, lock),
-                    &[&account_id],
-                    t,
-                ));
+                    locked_until: until,
+                });
+            }
             if let Err(e) = self.committer.commit(commit).await {
-                // A concurrent failure updated the counter first; it was counted there.
-                tracing::debug!(error = %e, "login failure not recorded by this request");
-                self.record(refuse(Code::SignatureInvalid, None), &[&account_id])
-                    .await;
+                tracing::error!(error = %e, "recording a failed login failed");
             }
             metrics::counter!("tsunagu_logins_total", "outcome" => "signature_invalid")
                 .increment(1);

@@ -22,6 +22,76 @@ pub struct TrustState {
     pub policy: ValidationPolicy,
     /// Where each CRL came from and when it was loaded.
     pub sources: Vec<CrlSource>,
+    /// J-LIS's serial-number linkage: a certificate's serial (bytes) to the serial of the
+    /// same person's certificate it succeeds.
+    pub links: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl TrustState {
+    /// The serials of the earlier certificates `serial` succeeds, newest first (a renewal
+    /// after a reissue: every step of the chain), at most 16.
+    pub fn predecessors(&self, serial: &[u8]) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut at = serial.to_vec();
+        while let Some(old) = self.links.get(&at) {
+            if out.contains(old) || out.len() >= 16 {
+                break;
+            }
+            out.push(old.clone());
+            at = old.clone();
+        }
+        out
+    }
+}
+
+/// The linkage file as J-LIS's simulated service writes it.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkFile {
+    links: Vec<LinkEntry>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkEntry {
+    old_serial: String,
+    new_serial: String,
+    #[allow(dead_code)]
+    linked_at: i64,
+}
+
+fn hex_serial(s: &str) -> Option<Vec<u8>> {
+    if s.is_empty() || !s.len().is_multiple_of(2) || s.len() > 64 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Reads linkage files: new serial → old serial. An unreadable file, or an entry that is
+/// not hex, is an error naming the file and the entry.
+pub fn load_links(paths: &[PathBuf]) -> anyhow::Result<HashMap<Vec<u8>, Vec<u8>>> {
+    let mut links = HashMap::new();
+    for path in paths {
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("serial linkage {}: {e}", path.display()))?;
+        let file: LinkFile = serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("serial linkage {}: {e}", path.display()))?;
+        for (i, entry) in file.links.iter().enumerate() {
+            let (Some(old), Some(new)) =
+                (hex_serial(&entry.old_serial), hex_serial(&entry.new_serial))
+            else {
+                anyhow::bail!(
+                    "serial linkage {}: links[{i}]: serials are hex (up to 32 bytes)",
+                    path.display()
+                );
+            };
+            links.insert(new, old);
+        }
+    }
+    Ok(links)
 }
 
 /// The provenance of a loaded CRL, for `/healthz` and the logs.
@@ -89,6 +159,7 @@ impl Trust {
                 crls: CrlSet::default(),
                 policy: ValidationPolicy::default(),
                 sources: vec![],
+                links: load_links(&config.jpki_serial_links)?,
             })),
             file_stamps: RwLock::new(HashMap::new()),
             http: http_agent(),
@@ -119,13 +190,20 @@ impl Trust {
     /// Whether any CRL file changed since it was last read.
     pub fn files_changed(&self) -> bool {
         let stamps = self.file_stamps.read().expect("trust lock");
+        let links = self
+            .config
+            .jpki_serial_links
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned());
         self.config
             .jpki_crls
             .iter()
             .filter(|l| !is_url(l))
+            .cloned()
+            .chain(links)
             .any(|l| {
-                let now = std::fs::metadata(l).and_then(|m| m.modified()).ok();
-                now != stamps.get(l).copied()
+                let now = std::fs::metadata(&l).and_then(|m| m.modified()).ok();
+                now != stamps.get(&l).copied()
             })
     }
 
@@ -229,11 +307,33 @@ impl Trust {
             leaf_usage: LeafUsage::Signing,
             required_policy: self.config.required_certificate_policy.clone(),
         };
+        let links = match load_links(&self.config.jpki_serial_links) {
+            Ok(links) => links,
+            Err(e) => {
+                // The previous linkage stays in force; the run is reported as failed.
+                tracing::error!(error = %e, "serial linkage not loaded");
+                sources.push(CrlSource {
+                    location: "identity.jpki_serial_links".into(),
+                    loaded: false,
+                    error: Some(e.to_string()),
+                    this_update: None,
+                    next_update: None,
+                    revoked: 0,
+                });
+                self.current().links.clone()
+            }
+        };
+        for path in &self.config.jpki_serial_links {
+            if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) {
+                stamps.insert(path.to_string_lossy().into_owned(), modified);
+            }
+        }
         let state = Arc::new(TrustState {
             anchors: self.current().anchors.clone(),
             crls,
             policy,
             sources,
+            links,
         });
         *self.current.write().expect("trust lock") = state.clone();
         *self.file_stamps.write().expect("trust lock") = stamps;

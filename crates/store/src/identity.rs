@@ -85,6 +85,11 @@ pub enum IdentityChange {
         id: DeviceId,
         at: i64,
     },
+    /// Locks the device until `locked_until`, unless it is already locked longer.
+    ExtendLock {
+        device_id: DeviceId,
+        locked_until: i64,
+    },
     /// Sets the failed-login counter and lock, if the counter is still `expected_failures`.
     SetLoginState {
         device_id: DeviceId,
@@ -159,6 +164,9 @@ const SQL_REVOKE_DEVICE: &str =
     "UPDATE devices SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status = 'active'";
 const SQL_SET_LOGIN_STATE: &str =
     "UPDATE devices SET failed_logins = $1, locked_until = $2 WHERE id = $3 AND failed_logins = $4";
+const SQL_COUNT_LOGIN_FAILURE: &str =
+    "UPDATE devices SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins";
+const SQL_EXTEND_LOCK: &str = "UPDATE devices SET locked_until = $1 WHERE id = $2 AND (locked_until IS NULL OR locked_until < $1)";
 const SQL_INSERT_SESSION: &str = "INSERT INTO sessions (token_hash, account_id, device_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)";
 const SQL_DELETE_DEVICE_SESSIONS: &str = "DELETE FROM sessions WHERE device_id = $1";
 const SQL_DELETE_SESSION: &str = "DELETE FROM sessions WHERE token_hash = $1";
@@ -328,6 +336,14 @@ impl Change for IdentityChange {
                 let n = conn.execute(SQL_REVOKE_DEVICE, &params![*at, id])?;
                 expect_one(n, "revoke device")
             }
+            IdentityChange::ExtendLock {
+                device_id,
+                locked_until,
+            } => {
+                // No row changed means a longer lock is already in place: nothing to do.
+                conn.execute(SQL_EXTEND_LOCK, &params![*locked_until, device_id])?;
+                Ok(())
+            }
             IdentityChange::SetLoginState {
                 device_id,
                 expected_failures,
@@ -462,6 +478,18 @@ impl NonceStore for SqlStore {
                 move |c| match c.query_opt(SQL_TAKE_NONCE, &params![&nonce, &purpose])? {
                     Some(row) => Ok(row.reader().int()? > now),
                     None => Ok(false),
+                },
+            )
+            .await
+    }
+
+    async fn count_login_failure(&self, device_id: &DeviceId) -> Result<Option<i64>> {
+        let id = device_id.clone();
+        self.db
+            .write(
+                move |c| match c.query_opt(SQL_COUNT_LOGIN_FAILURE, &params![&id])? {
+                    Some(row) => Ok(Some(row.reader().int()?)),
+                    None => Ok(None),
                 },
             )
             .await

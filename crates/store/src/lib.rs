@@ -97,6 +97,9 @@ pub trait NonceStore {
     /// Returns whether it was valid. A nonce is consumed at most once, across replicas.
     async fn take_nonce(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool>;
     async fn purge_nonces(&self, now: i64) -> Result<u64>;
+    /// Counts one failed login of the device, atomically (concurrent failures all count,
+    /// across replicas), and returns the count now. `None` when there is no such device.
+    async fn count_login_failure(&self, device_id: &DeviceId) -> Result<Option<i64>>;
 }
 
 /// Bearer sessions (inserted through commits, together with the login's leaf).

@@ -358,6 +358,20 @@ store_tests! {
         assert!(matches!(commit(&store, changes![set(0, 1)], vec![]).await, Err(StoreError::Conflict(_))));
         assert_eq!(store.device(&"d1".into()).await.unwrap().unwrap().failed_logins, 1);
 
+        // Failed logins count atomically, however many race.
+        let racing: Vec<_> = (0..10)
+            .map(|_| { let store = store.clone(); tokio::spawn(async move { store.count_login_failure(&"d1".into()).await.unwrap().unwrap() }) })
+            .collect();
+        let mut sorted = Vec::new();
+        for r in racing { sorted.push(r.await.unwrap()); }
+        sorted.sort();
+        assert_eq!(sorted, (2..=11).collect::<Vec<i64>>());
+        assert_eq!(store.count_login_failure(&"nobody".into()).await.unwrap(), None);
+        let lock = |until| IdentityChange::ExtendLock { device_id: "d1".into(), locked_until: until };
+        commit(&store, changes![lock(500)], vec![]).await.unwrap();
+        commit(&store, changes![lock(400)], vec![]).await.unwrap();
+        assert_eq!(store.device(&"d1".into()).await.unwrap().unwrap().locked_until, Some(500), "a lock is only extended");
+
         let status = |from, to| IdentityChange::SetAccountStatus { id: "a1".into(), from, to, updated_at: 300 };
         commit(&store, changes![status(AccountStatus::Active, AccountStatus::ReproofRequired)], vec![]).await.unwrap();
         assert!(matches!(

@@ -74,6 +74,9 @@ pub struct OAuthError {
     pub description: String,
     /// `WWW-Authenticate` for 401 answers.
     pub challenge: Option<String>,
+    /// The platform's stable refusal code when the OAuth error stands for one (sent as the
+    /// extra member `code`, as problem+json answers carry it).
+    pub code: Option<tsunagu_core::Code>,
 }
 
 impl OAuthError {
@@ -83,7 +86,14 @@ impl OAuthError {
             error,
             description: description.into(),
             challenge: None,
+            code: None,
         }
+    }
+
+    /// The same error, naming the platform's refusal code.
+    pub fn with_code(mut self, code: tsunagu_core::Code) -> Self {
+        self.code = Some(code);
+        self
     }
 
     pub fn bad(error: &'static str, description: impl Into<String>) -> Self {
@@ -100,6 +110,7 @@ impl OAuthError {
             error: "invalid_client",
             description: description.into(),
             challenge: basic.then(|| "Basic realm=\"tsunagu\"".to_owned()),
+            code: None,
         }
     }
 
@@ -114,6 +125,7 @@ impl OAuthError {
                 description.replace('"', "'")
             )),
             description,
+            code: None,
         }
     }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use tsunagu_core::event::Event;
-use tsunagu_core::identity::Level;
+use tsunagu_core::identity::{AccountStatus, Level};
 use tsunagu_core::oidc::{
     ACR_PROVISIONAL, ACR_VERIFIED, IdentityClaims, RefreshDecision, RefreshFacts, claims,
     refresh_decision, released_items, verifier_well_formed,
@@ -134,6 +134,9 @@ impl Oidc {
             .account(&grant.account_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("the resident's account no longer exists"))?;
+        if account.status == AccountStatus::ReproofRequired {
+            return Err(reproof_required(OAuthError::invalid_grant));
+        }
         let mut id_claims = json!({
             "iss": self.public_url,
             "sub": self.keys.pairwise_id(&grant.client_id, &grant.account_id),
@@ -512,6 +515,16 @@ impl Oidc {
             .await?
             .filter(|c| c.row.status == ServiceStatus::Approved)
             .ok_or_else(|| OAuthError::invalid_token("the service is not approved", scheme))?;
+        let account = self
+            .store
+            .account(&grant.account_id)
+            .await?
+            .ok_or_else(|| {
+                OAuthError::invalid_token("the resident's account no longer exists", scheme)
+            })?;
+        if account.status == AccountStatus::ReproofRequired {
+            return Err(reproof_required(|d| OAuthError::invalid_token(d, scheme)));
+        }
         let mut info = UserInfo {
             sub: self.keys.pairwise_id(&grant.client_id, &grant.account_id),
             claims: IdentityClaims::default(),
@@ -522,7 +535,6 @@ impl Oidc {
             && tsunagu_core::consent::in_force(consent.status, consent.expires_at, t)
             && let Some(purpose) = client.purpose_by_id(&consent.purpose_id)
             && purpose.row.provider_id.is_platform()
-            && let Some(account) = self.store.account(&grant.account_id).await?
             && let Some(attributes) = self
                 .identity
                 .open_attributes(&account)
@@ -650,4 +662,15 @@ impl Oidc {
             .map_err(OAuthError::from)?;
         Ok(LogoutOutcome::Done { redirect })
     }
+}
+
+/// The refusal for an account whose card certificate was revoked: its attributes may be stale
+/// (a move, a new name), so no token and no claim is released until the resident proofs again.
+fn reproof_required(make: impl FnOnce(String) -> OAuthError) -> OAuthError {
+    make(
+        "reproof_required: the resident's card certificate was revoked; the resident must \
+         proof again with the new certificate"
+            .to_owned(),
+    )
+    .with_code(tsunagu_core::Code::ReproofRequired)
 }

@@ -9,7 +9,7 @@ use tsunagu_core::identity::Level;
 use tsunagu_core::{AccountId, ConsentId, MemberId, ServiceId};
 use tsunagu_crypto::keys::{Alg, SigningKey};
 use tsunagu_crypto::{b64, jcs, jws, proofing, random};
-use tsunagu_jpki_sim::{IssueRequest, SimCa};
+use tsunagu_jpki_sim::{Card, IssueRequest, SimCa};
 use tsunagu_platform::Outcome;
 use tsunagu_platform::config::MemberConfig;
 use tsunagu_platform::consents::ConsentRecord;
@@ -19,6 +19,11 @@ use tsunagu_platform::identity::{
 };
 use tsunagu_platform::services::parse_application;
 use tsunagu_platform::{Platform, PlatformConfig};
+
+/// A card's certificate serial, in hex.
+pub fn serial(card: &Card) -> String {
+    tsunagu_crypto::x509::certificate_serial_hex(&card.certificate_der().unwrap()).unwrap()
+}
 
 pub const URL: &str = "https://tsunagu.test";
 pub const PURPOSE: &str = "meals";
@@ -74,6 +79,8 @@ pub struct Resident {
     pub device: SigningKey,
     pub enrolled: Enrolled,
     pub session: Session,
+    /// The card that proofed the resident, if any.
+    pub card: Option<Card>,
 }
 
 impl Resident {
@@ -157,6 +164,8 @@ impl City {
         config.storage.data_dir = dir.path().join("data");
         config.identity.jpki_trust_anchors = vec![ca.certificate_path()];
         config.identity.jpki_crls = vec![ca.crl_path().to_string_lossy().into_owned()];
+        std::fs::write(ca.links_path(), r#"{"links": []}"#).unwrap();
+        config.identity.jpki_serial_links = vec![ca.links_path()];
         config.governance.quorum = 2;
         config.governance.members = members
             .iter()
@@ -221,32 +230,60 @@ impl City {
         }
     }
 
-    /// An enrollment request for `device`, with a card proof for `name` when given, as a
-    /// device sends it and the API reads it.
-    pub fn enrollment(
+    /// A card of the simulated J-LIS for `name`, born on 1988-04-01.
+    pub fn card(&self, name: &str) -> Card {
+        self.ca
+            .lock()
+            .unwrap()
+            .issue(
+                &IssueRequest {
+                    name: name.into(),
+                    address: "群馬県前橋市大手町二丁目12番1号".into(),
+                    birthdate: "1988-04-01".into(),
+                    sex: "2".into(),
+                    valid_days: None,
+                    not_before: None,
+                },
+                "card2024",
+            )
+            .unwrap()
+    }
+
+    /// J-LIS reissues `old`'s certificate for `name` (a change of name or address): the old
+    /// one is revoked, the serial-number linkage records the succession, and the platform
+    /// reads both (the status check runs).
+    pub async fn reissue(&self, old: &Card, name: &str) -> Card {
+        let new = self.card(name);
+        {
+            let mut ca = self.ca.lock().unwrap();
+            let (old, new) = (serial(old), serial(&new));
+            ca.link(&old, &new).unwrap();
+            ca.revoke(&old, "affiliationChanged").unwrap();
+        }
+        self.platform.identity.refresh_trust(true).await.unwrap();
+        new
+    }
+
+    /// J-LIS revokes `card`'s certificate (a move) and the platform reads the new CRL.
+    pub async fn revoke_card(&self, card: &Card) {
+        self.ca
+            .lock()
+            .unwrap()
+            .revoke(&serial(card), "affiliationChanged")
+            .unwrap();
+        self.platform.identity.refresh_trust(true).await.unwrap();
+    }
+
+    /// An enrollment request for `device`, with a proof by `card` when given, as a device
+    /// sends it and the API reads it.
+    pub fn enrollment_with(
         &self,
         device: &SigningKey,
         nonce: &str,
-        card_for: Option<&str>,
+        card: Option<&mut Card>,
     ) -> EnrollmentRequest {
         let mut body = json!({"device_jwk": device.public_jwk().to_value(), "nonce": nonce});
-        if let Some(name) = card_for {
-            let mut card = self
-                .ca
-                .lock()
-                .unwrap()
-                .issue(
-                    &IssueRequest {
-                        name: name.into(),
-                        address: "群馬県前橋市大手町二丁目12番1号".into(),
-                        birthdate: "1988-04-01".into(),
-                        sex: "2".into(),
-                        valid_days: None,
-                        not_before: None,
-                    },
-                    "card2024",
-                )
-                .unwrap();
+        if let Some(card) = card {
             let signed = proofing::proof_payload(device.public_jwk(), nonce);
             let signature = card.sign("card2024", &signed).unwrap();
             let mut chain = vec![card.certificate.clone()];
@@ -255,6 +292,26 @@ impl City {
                 "signed_data": b64::std_encode(&signed), "signature": b64::std_encode(signature)});
         }
         parse_enrollment(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    /// An enrollment request for `device`, with a proof by a new card for `name` when given.
+    pub fn enrollment(
+        &self,
+        device: &SigningKey,
+        nonce: &str,
+        card_for: Option<&str>,
+    ) -> EnrollmentRequest {
+        let mut card = card_for.map(|name| self.card(name));
+        self.enrollment_with(device, nonce, card.as_mut())
+    }
+
+    /// Enrolls `device` with `card` (a fresh nonce each time).
+    pub async fn enroll_with(&self, device: &SigningKey, card: &mut Card) -> Outcome<Enrolled> {
+        let identity = &self.platform.identity;
+        let nonce = identity.challenge(NoncePurpose::Enroll).await?.nonce;
+        identity
+            .enroll(self.enrollment_with(device, &nonce, Some(card)))
+            .await
     }
 
     /// A resident who enrolls a new device (proofed with a card when `card_for` names them)
@@ -267,8 +324,9 @@ impl City {
             .await
             .unwrap()
             .nonce;
+        let mut card = card_for.map(|name| self.card(name));
         let enrolled = identity
-            .enroll(self.enrollment(&device, &nonce, card_for))
+            .enroll(self.enrollment_with(&device, &nonce, card.as_mut()))
             .await
             .unwrap();
         assert_eq!(
@@ -284,6 +342,7 @@ impl City {
             device,
             enrolled,
             session,
+            card,
         }
     }
 

@@ -204,3 +204,37 @@ async fn another_residents_consent_is_not_found() {
         .unwrap_err();
     assert_eq!(nothing.code, Code::UnknownConsent);
 }
+
+#[tokio::test]
+async fn a_twin_signature_is_the_same_statement_with_the_same_evidence_hash() {
+    // ECDSA signatures come in pairs (s and n - s) that both verify; the consent is kept
+    // and hashed in its low-S form, so the evidence hash cannot be doubled.
+    let city = City::new().await;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    let terms = city.terms(&hanako).await;
+    let signed = hanako.consent(&city, &terms, &["allergy"]);
+    let token = tsunagu_crypto::jws::parse(&signed).unwrap();
+    let twin = format!(
+        "{}.{}",
+        token.signing_input(),
+        tsunagu_crypto::b64::url_encode(
+            tsunagu_crypto::jws::es256_twin(token.signature()).unwrap()
+        )
+    );
+    // Present whichever of the two has the high S.
+    let high = if token.canonical_compact() == signed {
+        twin
+    } else {
+        signed.clone()
+    };
+    let record = city
+        .platform
+        .consents
+        .grant(&hanako.session, &high)
+        .await
+        .unwrap();
+    assert_eq!(
+        record.receipt.header.evidence.jws_sha256,
+        hex::encode(tsunagu_crypto::sha256(token.canonical_compact().as_bytes()))
+    );
+}

@@ -182,3 +182,38 @@ async fn receipts_from_both_sides_with_the_same_hash_complete_a_ticket_and_diffe
     assert_eq!(mismatch.state, TicketState::Mismatch);
     assert!(mismatch.state.is_flagged());
 }
+
+#[tokio::test]
+async fn nothing_flows_for_a_resident_whose_card_was_revoked_until_they_reproof() {
+    // After a move J-LIS revokes the card certificate: the address behind the account is
+    // stale, so existing consents buy no ticket until the resident proofs again.
+    let city = City::new().await;
+    let mut hanako = city.resident(Some("前橋　花子")).await;
+    city.consented(&hanako, &["allergy"]).await;
+    let exchange = &city.platform.exchange;
+    exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .unwrap();
+    let old = hanako.card.take().unwrap();
+    let mut new = city.reissue(&old, "前橋　花子").await;
+    let refusal = exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.code, Code::ReproofRequired, "{refusal:?}");
+    city.enroll_with(&hanako.device, &mut new).await.unwrap();
+    exchange
+        .ticket(
+            &city.consumer_auth().await,
+            request(&city, &hanako, &["allergy"]),
+        )
+        .await
+        .expect("a ticket again once the resident proofed with the new certificate");
+}

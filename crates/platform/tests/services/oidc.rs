@@ -317,3 +317,84 @@ async fn a_token_request_names_its_client_and_proves_it() {
         .unwrap_err();
     assert_eq!(err.error, "invalid_client");
 }
+
+/// `resident` logs in to the relying party and consents to its name: the token set.
+async fn logged_in(
+    city: &City,
+    client: &tsunagu_core::ServiceId,
+    key: &SigningKey,
+    resident: &crate::city::Resident,
+) -> tsunagu_platform::oidc::TokenSet {
+    let oidc = &city.platform.oidc;
+    let verifier = random::token(32).unwrap();
+    let AuthorizeOutcome::Consent(view) = oidc
+        .authorize(params(client.as_str(), &verifier), Some(&resident.session))
+        .await
+        .unwrap()
+    else {
+        panic!("expected the consent page");
+    };
+    let payload: serde_json::Value = serde_json::from_str(&view.payload).unwrap();
+    let AuthorizeOutcome::Redirect(to) = oidc
+        .consent_decision(
+            &resident.session,
+            &view.request_id,
+            "approve",
+            Some(&resident.sign(&payload)),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("expected a redirect");
+    };
+    let code = query(&to, "code").expect("a code");
+    oidc.token(
+        &ClientAuthHeader::None,
+        &DpopHeader::Absent,
+        code_grant(&code, &verifier, client.as_str(), key),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn no_claim_and_no_token_for_a_resident_whose_card_was_revoked() {
+    // After a move the card certificate is revoked and the address held is stale: the
+    // relying party gets no userinfo and no refreshed tokens until the resident re-proofs.
+    let city = City::new().await;
+    let (client, key) = relying_party(&city).await;
+    let mut hanako = city.resident(Some("前橋　花子")).await;
+    let tokens = logged_in(&city, &client, &key, &hanako).await;
+    let oidc = &city.platform.oidc;
+    let bearer = format!("Bearer {}", tokens.access_token);
+    oidc.userinfo(Some(&bearer), &DpopHeader::Absent, "GET")
+        .await
+        .unwrap();
+
+    let old = hanako.card.take().unwrap();
+    city.revoke_card(&old).await;
+    let refused = oidc
+        .userinfo(Some(&bearer), &DpopHeader::Absent, "GET")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, Some(tsunagu_core::Code::ReproofRequired));
+    assert_eq!(refused.error, "invalid_token");
+    let refresh: Vec<(String, String)> = [
+        ("grant_type", "refresh_token".to_owned()),
+        ("refresh_token", tokens.refresh_token.clone()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        ("client_assertion", client_assertion(client.as_str(), &key)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let refused = oidc
+        .token(&ClientAuthHeader::None, &DpopHeader::Absent, refresh)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, Some(tsunagu_core::Code::ReproofRequired));
+    assert_eq!(refused.error, "invalid_grant");
+}
