@@ -55,7 +55,7 @@ impl IntoResponse for ApiError {
             "type": format!("urn:tsunagu:problem:{}", self.0.code.as_str()),
             "title": self.0.code.title(),
             "status": status.as_u16(),
-            "detail": self.0.detail,
+            "detail": tsunagu_core::code::public_detail(&self.0.detail),
             "code": self.0.code.as_str(),
         });
         let mut response = (status, body.to_string()).into_response();
@@ -75,7 +75,10 @@ impl IntoResponse for OAuthResponse {
     fn into_response(self) -> Response {
         let e = self.0;
         let status = StatusCode::from_u16(e.status.code()).unwrap_or(StatusCode::BAD_REQUEST);
-        let mut body = json!({"error": e.error, "error_description": e.description});
+        let mut body = json!({
+            "error": e.error,
+            "error_description": tsunagu_core::code::public_detail(&e.description),
+        });
         if let Some(code) = e.code {
             body["code"] = json!(code.as_str());
         }

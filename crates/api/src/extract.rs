@@ -35,13 +35,51 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
-/// A JSON body of type `T`; any other body is `invalid_json` with the reason.
+/// A JSON body of type `T`, sent as `application/json` (or a `+json` type); another
+/// content type is `unsupported_media_type`, any other body `invalid_json` with the reason.
 pub struct Json<T>(pub T);
+
+/// Whether a `Content-Type` value names JSON: `application/json` or `application/<x>+json`,
+/// parameters (`; charset=utf-8`) allowed.
+pub fn is_json_content_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json") && sub.len() > "+json".len())
+}
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or(""));
+        match content_type {
+            Some(v) if is_json_content_type(v) => {}
+            Some(v) => {
+                return Err(ApiError::new(
+                    Code::UnsupportedMediaType,
+                    format!(
+                        "the body must be application/json, not {:?}",
+                        v.chars().take(80).collect::<String>()
+                    ),
+                ));
+            }
+            None => {
+                return Err(ApiError::new(
+                    Code::UnsupportedMediaType,
+                    "the body must be sent with Content-Type: application/json",
+                ));
+            }
+        }
         let Body(bytes) = Body::from_request(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(Json)
@@ -124,6 +162,28 @@ pub fn dpop(headers: &HeaderMap) -> DpopHeader {
 mod tests {
     use super::*;
     use tsunagu_crypto::b64;
+
+    #[test]
+    fn json_content_types() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/+json",
+            "application/jsonx",
+            "text/json",
+        ] {
+            assert!(!is_json_content_type(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn basic_credentials_are_form_decoded() {

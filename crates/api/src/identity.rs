@@ -27,6 +27,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/me"),
     ("GET", "/v1/me/history"),
     ("POST", "/v1/me/devices/{id}/revoke"),
+    ("GET", "/v1/me/logins"),
+    ("POST", "/v1/me/logins/{id}/revoke"),
 ];
 
 pub fn router(platform: Arc<Platform>) -> Router {
@@ -38,6 +40,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/me", get(me))
         .route("/v1/me/history", get(history))
         .route("/v1/me/devices/{id}/revoke", post(revoke_device))
+        .route("/v1/me/logins", get(logins))
+        .route("/v1/me/logins/{id}/revoke", post(end_login))
         .with_state(platform)
 }
 
@@ -151,7 +155,31 @@ async fn history(
 
 /// A device revocation as JSON.
 pub fn revoked_json(r: &RevokedDevice) -> Value {
-    json!({"device_id": r.device_id, "status": r.status, "revoked_at": r.revoked_at})
+    json!({
+        "device_id": r.device_id,
+        "status": r.status,
+        "revoked_at": r.revoked_at,
+        "ended_logins": r.ended_logins,
+    })
+}
+
+/// `GET /v1/me/logins`: the services the resident is logged in to (live login grants).
+async fn logins(
+    State(p): State_,
+    Resident(session): Resident,
+) -> Result<axum::Json<Value>, ApiError> {
+    let logins = p.oidc.logins(&session).await?;
+    Ok(axum::Json(json!({ "logins": logins })))
+}
+
+/// `POST /v1/me/logins/{id}/revoke`: ends one service's login grant.
+async fn end_login(
+    State(p): State_,
+    Resident(session): Resident,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let ended = p.oidc.end_login(&session, &id.into()).await?;
+    Ok(axum::Json(json!(ended)))
 }
 
 async fn revoke_device(

@@ -10,6 +10,7 @@
 //! Invariant: handlers decode, call one platform service, encode. No business rules here,
 //! and JSON exists only here and in the web crate's few JSON endpoints.
 
+pub mod edge;
 pub mod error;
 pub mod exchange;
 pub mod extract;

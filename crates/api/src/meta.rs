@@ -48,7 +48,15 @@ async fn healthz(State(p): State<Arc<Platform>>) -> Response {
         "ledger": { "tree_size": health.tree_size },
         "jpki": {
             "trust_anchors": health.trust.anchors.len(),
-            "crls": health.trust.sources,
+            "crls": health.trust.sources.iter().map(|s| json!({
+                "location": public_location(&s.location),
+                "loaded": s.loaded,
+                // The reason, with its file paths, is in the server log.
+                "error": s.error.as_ref().map(|_| "could not be loaded or refreshed: see the server log"),
+                "this_update": s.this_update,
+                "next_update": s.next_update,
+                "revoked": s.revoked,
+            })).collect::<Vec<_>>(),
         },
     });
     let status = if health.database_ok {
@@ -57,6 +65,18 @@ async fn healthz(State(p): State<Arc<Platform>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// A CRL's location as `/healthz` shows it to anyone: a URL as it is (distribution points
+/// are public), a file by its name only (the server's directories are not).
+fn public_location(location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    std::path::Path::new(location)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 async fn metrics() -> Response {
@@ -80,4 +100,22 @@ async fn openapi() -> Response {
 
 async fn jwks(State(p): State<Arc<Platform>>) -> axum::Json<Value> {
     axum::Json(p.keys.jwks.to_value())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_location;
+
+    #[test]
+    fn healthz_shows_no_server_path() {
+        assert_eq!(
+            public_location("/etc/tsunagu/crl/jpki-sign.crl"),
+            "jpki-sign.crl"
+        );
+        assert_eq!(public_location("crl/jpki.crl"), "jpki.crl");
+        assert_eq!(
+            public_location("http://crl.example.jp/sign.crl"),
+            "http://crl.example.jp/sign.crl"
+        );
+    }
 }

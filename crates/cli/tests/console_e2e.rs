@@ -941,12 +941,43 @@ async fn service_and_committee_consoles() {
     );
     assert!(oversight.has(requester) && oversight.has(reason));
 
-    // ---- signing out clears the cookies
+    // ---- signing out ends the session on the server, and only from this site with the
+    // page's token (defect 10: another site could clear the cookie, never the session)
+    let out = web
+        .post(
+            "/console/logout",
+            &[("csrf", &csrf)],
+            &cookies,
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(out.status, 403, "a cross-site logout is refused");
+    assert_eq!(out.cookie("tsunagu_console"), None);
+    let out = web.post("/console/logout", &[], &cookies, None).await;
+    assert_eq!(
+        out.status, 403,
+        "a logout without the csrf token is refused"
+    );
+    assert_eq!(
+        web.get("/console", &cookies).await.status,
+        200,
+        "still signed in"
+    );
     let out = web
         .post("/console/logout", &[("csrf", &csrf)], &cookies, None)
         .await;
     assert_eq!((out.status, out.location()), (303, "/console/login"));
     assert_eq!(out.cookie("tsunagu_console").as_deref(), Some(""));
+    let replayed = web.get("/console", &cookies).await;
+    assert_eq!(
+        (replayed.status, replayed.location()),
+        (303, "/console/login"),
+        "a copy of the cookie is worthless after logout"
+    );
+    let out = web
+        .post("/console/logout", &[("csrf", &csrf)], &cookies, None)
+        .await;
+    assert_eq!(out.status, 303, "signing out twice is harmless");
     let out = web
         .post(
             "/committee/logout",
@@ -957,5 +988,11 @@ async fn service_and_committee_consoles() {
         .await;
     assert_eq!((out.status, out.location()), (303, "/committee/login"));
     assert_eq!(out.cookie("tsunagu_committee").as_deref(), Some(""));
+    let replayed = web.get("/committee", &m2_cookies).await;
+    assert_eq!(
+        (replayed.status, replayed.location()),
+        (303, "/committee/login"),
+        "the committee session ended on the server"
+    );
     drop(server);
 }

@@ -1208,6 +1208,53 @@ async fn scenario(label: &str) {
         .unwrap();
     assert_eq!(info, json!({"sub": taro_sub}));
 
+    // ---- 11b. the resident sees the service's login on the devices page, with the device
+    // that revoking would log out of it, and ends the login there on its own (defect 7)
+    let devices = taro_browser.get("/app/devices").await;
+    assert_eq!(devices.status, 200, "{devices:?}");
+    let grant = attr_after(&devices.body, "class=\"card login\"", "data-grant");
+    assert_eq!(
+        attr_after(&devices.body, "class=\"card login\"", "data-client"),
+        a_id
+    );
+    assert!(devices.body.contains("前橋市民プール"), "{}", devices.body);
+    assert!(
+        devices.body.contains("class=\"device-ends\""),
+        "the device says which services revoking it logs out of"
+    );
+    let csrf = hidden(&devices.body, "csrf");
+    let done = taro_browser
+        .post(&format!("/app/logins/{grant}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_eq!(
+        done.location.as_deref(),
+        Some("/app/devices?done=login_ended")
+    );
+    assert!(
+        pool.userinfo(&plain, taro_tokens.access_token(), taro_sub)
+            .await
+            .is_err(),
+        "the ended login's access token reads nothing"
+    );
+    assert!(
+        pool.refresh(
+            &plain,
+            taro_tokens.refresh_token().unwrap(),
+            &token_endpoint
+        )
+        .await
+        .is_err(),
+        "and its refresh token refreshes nothing"
+    );
+    let devices = taro_browser.get("/app/devices?done=login_ended").await;
+    assert!(
+        !devices.body.contains("class=\"card login\""),
+        "{}",
+        devices.body
+    );
+    assert!(devices.body.contains("id=\"logins-none\""));
+
     // Logout without an ID token hint: the resident confirms first.
     let mut ask = Url::parse(end_session.as_str()).unwrap();
     ask.query_pairs_mut()
@@ -1217,7 +1264,7 @@ async fn scenario(label: &str) {
     let page = taro_browser.get(ask.as_str()).await;
     assert_eq!(page.status, 200, "{page:?}");
     assert!(page.location.is_none());
-    let carried: Vec<(String, String)> = ["client_id", "post_logout_redirect_uri", "state"]
+    let carried: Vec<(String, String)> = ["client_id", "post_logout_redirect_uri", "state", "csrf"]
         .iter()
         .map(|k| (k.to_string(), hidden(&page.body, k)))
         .collect();
@@ -1231,6 +1278,17 @@ async fn scenario(label: &str) {
         .get("tsunagu_session")
         .cloned()
         .unwrap();
+    // Another site can show the confirmation but not answer it: without the page's token
+    // the resident is asked again and stays logged in (defect 10).
+    let forged: Vec<(&str, &str)> = confirm
+        .iter()
+        .filter(|(k, _)| *k != "csrf")
+        .copied()
+        .collect();
+    let again = taro_browser.post("/oauth2/logout", &forged).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert!(again.body.contains("name=\"confirm\""), "asked again");
+    assert_eq!(http.get("/v1/me", Some(&taro_session)).await.0, 200);
     let answer = taro_browser.post("/oauth2/logout", &confirm).await;
     assert_eq!(answer.status, 303, "{answer:?}");
     assert_eq!(

@@ -510,6 +510,30 @@ async fn a_resident_uses_the_web_app_without_javascript() {
         "not_found",
     );
 
+    // ---- logging out ends the session on the server, only from this site with the page's
+    // token (defect 10)
+    assert_refused(
+        &browser
+            .post_from("/logout", &[("csrf", &csrf)], Some("https://evil.example"))
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_refused(&browser.post("/logout", &[]).await, 403, "forbidden");
+    assert_eq!(browser.session().as_deref(), Some(token.as_str()));
+    assert_eq!(browser.get("/app").await.status, 200, "still signed in");
+    assert_see_other(&browser.post("/logout", &[("csrf", &csrf)]).await, "/");
+    assert!(browser.session().is_none(), "the session cookie is cleared");
+    browser
+        .cookies
+        .insert("tsunagu_session".into(), token.clone());
+    assert_see_other(&browser.get("/app").await, "/login");
+    assert_eq!(http.get("/v1/me", Some(&token)).await.0, 401);
+    browser.cookies.remove("tsunagu_session");
+    web_login(&mut browser, &device, &credential).await;
+    let token = browser.session().unwrap();
+    let csrf = hidden(&browser.get("/app").await.body, "csrf");
+
     // ---- revoking this device ends the session
     let done = browser
         .post(

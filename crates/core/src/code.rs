@@ -41,6 +41,9 @@ codes! {
     NotFound => "not_found",
     /// The method is not allowed on this resource.
     MethodNotAllowed => "method_not_allowed",
+    /// The body's `Content-Type` is not one the endpoint reads (JSON endpoints read
+    /// `application/json`).
+    UnsupportedMediaType => "unsupported_media_type",
     /// No or an invalid access token.
     Unauthorized => "unauthorized",
     /// Authenticated, but not allowed to do this.
@@ -172,6 +175,7 @@ impl Code {
             PayloadTooLarge => 413,
             NotFound => 404,
             MethodNotAllowed => 405,
+            UnsupportedMediaType => 415,
             Unauthorized => 401,
             RateLimited => 429,
             InternalError => 500,
@@ -212,6 +216,7 @@ impl Code {
             PayloadTooLarge => "Request body too large",
             NotFound => "Not found",
             MethodNotAllowed => "Method not allowed",
+            UnsupportedMediaType => "Unsupported media type",
             Unauthorized => "Authentication required",
             Forbidden => "Forbidden",
             RateLimited => "Too many requests",
@@ -274,6 +279,47 @@ impl std::fmt::Display for Code {
     }
 }
 
+/// A refusal's detail as a client may read it: the names of the platform's own Rust types,
+/// which serde quotes in its messages (`expected struct LoginRequest`), are replaced by what
+/// the client should have sent (`expected an object`). Everything else is kept.
+pub fn public_detail(detail: &str) -> std::borrow::Cow<'_, str> {
+    const TYPES: &[(&str, &str)] = &[
+        ("tuple struct ", "an array"),
+        ("unit struct ", "null"),
+        ("newtype struct ", "a value"),
+        ("struct variant ", "an object"),
+        ("tuple variant ", "an array"),
+        ("struct ", "an object"),
+        ("enum ", "one of the allowed values"),
+    ];
+    if !TYPES.iter().any(|(t, _)| detail.contains(t)) {
+        return std::borrow::Cow::Borrowed(detail);
+    }
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    'scan: while !rest.is_empty() {
+        for (name, instead) in TYPES {
+            // Only where serde names a type: after "expected " or "invalid type: ".
+            if let Some(tail) = rest.strip_prefix(name)
+                && (out.ends_with("expected ") || out.ends_with("type: "))
+            {
+                let ident_len = tail
+                    .find(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | ':' | '<' | '>')))
+                    .unwrap_or(tail.len());
+                if ident_len > 0 {
+                    out.push_str(instead);
+                    rest = &tail[ident_len..];
+                    continue 'scan;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +341,37 @@ mod tests {
             assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
             assert!(seen.insert(s), "duplicate {s}");
         }
+    }
+
+    #[test]
+    fn public_details_never_name_rust_types() {
+        assert_eq!(
+            public_detail(
+                "invalid type: string \"x\", expected struct LoginRequest at line 1 column 3"
+            ),
+            "invalid type: string \"x\", expected an object at line 1 column 3"
+        );
+        assert_eq!(
+            public_detail("invalid type: map, expected tuple struct Pair"),
+            "invalid type: map, expected an array"
+        );
+        assert_eq!(
+            public_detail("expected enum Decision"),
+            "expected one of the allowed values"
+        );
+        assert_eq!(
+            public_detail("invalid type: unit struct Marker, expected a string"),
+            "invalid type: null, expected a string"
+        );
+        // Words that are not serde's type names stay.
+        assert_eq!(
+            public_detail("missing field `nonce`"),
+            "missing field `nonce`"
+        );
+        assert_eq!(
+            public_detail("the struct of a consent is wrong"),
+            "the struct of a consent is wrong"
+        );
+        assert_eq!(public_detail("expected struct "), "expected struct ");
     }
 }

@@ -556,6 +556,35 @@ mod tests {
     }
 
     #[test]
+    fn names_a_resident_reads_show_what_they_say() {
+        assert_eq!(app(purpose()).validate(), Ok(()));
+        for (bad, cp) in [
+            ("すくすく\u{0}保育", "U+0000"),
+            ("すくすく\u{202E}育保", "U+202E"),
+            ("すくすく\u{200B}保育", "U+200B"),
+            ("すくすく\u{2067}保育", "U+2067"),
+            ("すくすく\u{FEFF}保育", "U+FEFF"),
+            ("すくすく\n保育", "U+000A"),
+        ] {
+            let mut a = app(purpose());
+            a.name = bad.into();
+            let err = a.validate().unwrap_err();
+            assert!(err.contains("`name`") && err.contains(cp), "{bad:?}: {err}");
+        }
+        let mut a = app(purpose());
+        a.purposes[0].title_ja = "給食\u{202D}対応".into();
+        assert!(a.validate().unwrap_err().contains("title_ja"));
+        // Descriptions may break lines; names may not.
+        let mut a = app(purpose());
+        a.purposes[0].description_ja = "一行目\n二行目".into();
+        assert_eq!(a.validate(), Ok(()));
+        // Ordinary Japanese, emoji with a variation selector, and full-width spaces pass.
+        let mut a = app(purpose());
+        a.name = "前橋　すくすく保育 ❤️".into();
+        assert_eq!(a.validate(), Ok(()));
+    }
+
+    #[test]
     fn a_specific_minimal_opt_in_purpose_has_no_findings() {
         assert_eq!(codes(purpose()), Vec::<String>::new());
     }

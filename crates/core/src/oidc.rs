@@ -142,6 +142,11 @@ pub struct AuthorizeParams {
     pub response_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
+    /// The `claims` parameter (OpenID Connect Core §5.5): not supported, and refused rather
+    /// than ignored, so that a client asking for particular claims learns it will not get
+    /// them that way (the discovery document says `claims_parameter_supported: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,6 +288,12 @@ pub fn validate(
         return Err(redirect(
             "request_not_supported",
             "request objects are not supported; use pushed authorization requests",
+        ));
+    }
+    if p.claims.is_some() {
+        return Err(redirect(
+            "request_not_supported",
+            "the claims parameter is not supported; ask with scope values (profile, address)",
         ));
     }
     match p.response_type.as_deref() {
@@ -587,6 +598,10 @@ mod tests {
             (Box::new(|p| p.response_type = None), "invalid_request"),
             (
                 Box::new(|p| p.request = Some("eyJ…".into())),
+                "request_not_supported",
+            ),
+            (
+                Box::new(|p| p.claims = Some(r#"{"userinfo":{"name":null}}"#.into())),
                 "request_not_supported",
             ),
             (

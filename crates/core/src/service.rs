@@ -234,6 +234,26 @@ pub const PLATFORM_PROVIDER: &str = "tsunagu";
 /// Identity claims the platform can provide, as items of the `tsunagu` provider.
 pub const IDENTITY_ITEMS: &[&str] = &["name", "address", "birthdate", "gender"];
 
+/// The first character of `text` that would make what a resident reads differ from what it
+/// says: controls (NUL and the rest; line breaks and tabs only where `multiline`), the
+/// bidirectional overrides, embeddings, isolates and marks (an RLO turns `gpj.exe` around),
+/// zero-width characters and other invisible formatting, and noncharacters.
+pub fn deceptive_char(text: &str, multiline: bool) -> Option<char> {
+    text.chars().find(|&c| {
+        let cp = c as u32;
+        let control = c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t'));
+        let bidi = matches!(cp, 0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069);
+        let invisible = matches!(
+            cp,
+            0x00AD | 0x034F | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
+                | 0x200B..=0x200D | 0x2060..=0x2064 | 0x206A..=0x206F | 0x3164 | 0xFEFF
+                | 0xFFA0 | 0xFFF9..=0xFFFB | 0x1D173..=0x1D17A | 0xE0000..=0xE007F
+        );
+        let nonchar = matches!(cp, 0xFDD0..=0xFDEF) || (cp & 0xFFFE) == 0xFFFE;
+        control || bidi || invisible || nonchar
+    })
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -251,6 +271,12 @@ impl<K> Application<K> {
                 Err(format!("`{name}` is required"))
             } else if value.chars().count() > max {
                 Err(format!("`{name}` is longer than {max} characters"))
+            } else if let Some(c) = deceptive_char(value, max > 200) {
+                Err(format!(
+                    "`{name}` contains U+{:04X}, a control, direction or invisible character: \
+                     residents read this text, so it must show what it says",
+                    c as u32
+                ))
             } else {
                 Ok(())
             }

@@ -21,13 +21,14 @@ use tsunagu_core::identity::{
     AccountFacts, AccountStatus, BasicAttributes, CardProof, DeviceGate, DeviceStatus,
     EnrolledDevice, EnrollmentPlan, Level, credential_expiry, decide_enrollment, login_gate,
 };
-use tsunagu_core::{AccountId, Code, DeviceId, PairwiseId};
+use tsunagu_core::{AccountId, Code, DeviceId, GrantId, PairwiseId, ServiceId};
 use tsunagu_crypto::jwk::PublicJwk;
 pub use tsunagu_crypto::proofing::EnrollmentRequest;
 use tsunagu_crypto::proofing::{self, ProofContext, ProvenIdentity};
 use tsunagu_crypto::{jws, keys, random, sha256};
 use tsunagu_store::{
-    AccountRow, CardRef, Commit, DeviceRow, IdentityChange, SessionRow, Store, StoreError,
+    AccountRow, CardRef, Commit, DeviceRow, GrantRow, IdentityChange, OidcChange, SessionRow,
+    Store, StoreError,
 };
 
 const CREDENTIAL_TYP: &str = "tsunagu-device-credential+jwt";
@@ -145,7 +146,20 @@ pub struct RevokedDevice {
     pub device_id: DeviceId,
     pub status: DeviceStatus,
     pub revoked_at: Option<i64>,
+    /// The services whose login grants through this device ended with it (this
+    /// revocation's; empty when the device was already revoked).
+    pub ended_logins: Vec<EndedLogin>,
 }
+
+/// A service login (an OpenID Connect grant) ended because its device was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndedLogin {
+    pub grant_id: GrantId,
+    pub client_id: ServiceId,
+}
+
+/// Why a login grant ended with its device (the grant's `revoked_reason`).
+pub const DEVICE_REVOKED_REASON: &str = "device revoked";
 
 /// The claims of a device credential this platform issued.
 #[derive(Debug, serde::Deserialize)]
@@ -917,10 +931,23 @@ impl Identity {
                 device_id: device.id,
                 status: DeviceStatus::Revoked,
                 revoked_at: device.revoked_at,
+                ended_logins: vec![],
             });
         }
         let t = now();
-        let commit = Commit::new()
+        // What the device started ends with it: its sessions, and the services' login grants
+        // made through it (their refresh and access tokens stop working). A grant made
+        // between this read and the commit is refused at the token endpoint all the same,
+        // because its device is revoked.
+        let ended: Vec<GrantRow> = self
+            .store
+            .live_grants_of(&session.account_id, t)
+            .await?
+            .into_iter()
+            .filter(|g| g.device_id == device.id)
+            .collect();
+        let subject = self.keys.ledger_subject(&session.account_id).into_string();
+        let mut commit = Commit::new()
             .change(IdentityChange::RevokeDevice {
                 id: device.id.clone(),
                 at: t,
@@ -930,17 +957,43 @@ impl Identity {
             })
             .leaf(leaf(
                 &Event::DeviceRevoked {
-                    subject: self.keys.ledger_subject(&session.account_id).into_string(),
+                    subject: subject.clone(),
                     device: device.id.to_string(),
                     by: Actor::Device(session.device_id.to_string()),
                 },
                 &[&session.account_id],
                 t,
             ));
-        match self.committer.commit(commit).await {
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
+        for g in &ended {
+            commit = commit
+                .change(OidcChange::RevokeGrant {
+                    id: g.id.clone(),
+                    reason: DEVICE_REVOKED_REASON.to_owned(),
+                    at: t,
+                })
+                .leaf(leaf(
+                    &Event::OidcGrantRevoked {
+                        subject: subject.clone(),
+                        client: g.client_id.to_string(),
+                        grant: g.id.to_string(),
+                        reason: DEVICE_REVOKED_REASON.to_owned(),
+                    },
+                    &[&session.account_id],
+                    t,
+                ));
         }
+        let ended_logins = match self.committer.commit(commit).await {
+            Ok(_) => ended
+                .into_iter()
+                .map(|g| EndedLogin {
+                    grant_id: g.id,
+                    client_id: g.client_id,
+                })
+                .collect(),
+            // Revoked concurrently: that revocation ended what it found.
+            Err(StoreError::Conflict(_)) => vec![],
+            Err(e) => return Err(e.into()),
+        };
         let device = self
             .store
             .device(device_id)
@@ -950,6 +1003,7 @@ impl Identity {
             device_id: device.id,
             status: device.status,
             revoked_at: device.revoked_at,
+            ended_logins,
         })
     }
 

@@ -196,7 +196,8 @@ impl Platform {
             config.exchange.max_consent_days,
             public_url.clone(),
         );
-        let console_sessions = sessions::ConsoleSessions::new(keys.clone(), public_url.clone());
+        let console_sessions =
+            sessions::ConsoleSessions::new(keys.clone(), public_url.clone(), store.clone());
         let platform = Arc::new(Platform {
             config,
             public_url,

@@ -1,14 +1,18 @@
 //! Sessions of the service console and the committee console: after a party signs in with
 //! its own key, the platform gives it a token it signs itself — a compact JWS of its own
-//! `typ`, naming the party in one claim, valid eight hours — and checks it on every request,
-//! so no session state is kept.
+//! `typ`, naming the party in one claim and a session id `sid`, valid eight hours — and
+//! checks it on every request. The session id is a row among the nonces (purpose
+//! `console-session` or `committee-session`) that lives until the token expires or the party
+//! signs out: signing out deletes it, so a copied cookie is worthless after logout, on every
+//! replica.
 
 use crate::keys::PlatformKeys;
 use crate::{Outcome, Refusal};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tsunagu_crypto::jwk::JwkSet;
-use tsunagu_crypto::jws;
+use tsunagu_crypto::{jws, random};
+use tsunagu_store::Store;
 
 /// How long a console session lasts.
 pub const SESSION_SECONDS: i64 = 8 * 3600;
@@ -22,36 +26,70 @@ pub struct SessionKind {
     pub typ: &'static str,
     /// The claim naming who signed in (`service_id`, `member_id`).
     pub claim: &'static str,
+    /// The purpose of the session's row among the nonces.
+    pub purpose: &'static str,
 }
 
-/// Issues and checks console session tokens.
+/// Issues, checks and ends console session tokens.
 #[derive(Clone)]
 pub struct ConsoleSessions {
     keys: Arc<PlatformKeys>,
     issuer: String,
+    store: Arc<dyn Store>,
 }
 
 impl ConsoleSessions {
-    pub fn new(keys: Arc<PlatformKeys>, issuer: String) -> ConsoleSessions {
-        ConsoleSessions { keys, issuer }
+    pub fn new(keys: Arc<PlatformKeys>, issuer: String, store: Arc<dyn Store>) -> ConsoleSessions {
+        ConsoleSessions {
+            keys,
+            issuer,
+            store,
+        }
     }
 
-    /// A session token for `party`, from `t` for [`SESSION_SECONDS`].
-    pub fn issue(&self, kind: SessionKind, party: &str, t: i64) -> Outcome<String> {
+    /// A session token for `party`, from `t` for [`SESSION_SECONDS`], and its row.
+    pub async fn issue(&self, kind: SessionKind, party: &str, t: i64) -> Outcome<String> {
+        let sid = random::token(16).map_err(|e| Refusal::internal("session id", e))?;
         let claims = json!({
             kind.claim: party,
+            "sid": sid,
             "iss": self.issuer,
             "iat": t,
             "exp": t + SESSION_SECONDS,
         });
-        jws::sign_json(&self.keys.signing, Some(kind.typ), &claims)
-            .map_err(|e| Refusal::internal("signing a console session", e))
+        let token = jws::sign_json(&self.keys.signing, Some(kind.typ), &claims)
+            .map_err(|e| Refusal::internal("signing a console session", e))?;
+        self.store
+            .put_nonce(&sid, kind.purpose, t + SESSION_SECONDS)
+            .await?;
+        Ok(token)
     }
 
-    /// The party of a session token, if the platform signed it and it is current at `t`.
-    pub fn verify(&self, kind: SessionKind, token: &str, t: i64) -> Option<String> {
+    /// The party of a session token, if the platform signed it, it is current at `t` and
+    /// its session has not been ended. A store error counts as no session (fail closed).
+    pub async fn verify(&self, kind: SessionKind, token: &str, t: i64) -> Option<String> {
         let claims = verify_session(&self.keys.jwks, &self.issuer, kind.typ, token, t)?;
-        Some(claims.get(kind.claim)?.as_str()?.to_owned())
+        let sid = claims.get("sid")?.as_str()?;
+        match self.store.nonce_live(sid, kind.purpose, t).await {
+            Ok(true) => Some(claims.get(kind.claim)?.as_str()?.to_owned()),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "checking a console session");
+                None
+            }
+        }
+    }
+
+    /// Ends the session of a token the platform signed (expired or not): its row is deleted,
+    /// so the token is refused from now on, on every replica.
+    pub async fn end(&self, kind: SessionKind, token: &str, t: i64) -> Outcome<()> {
+        let Some(sid) = signed_claims(&self.keys.jwks, &self.issuer, kind.typ, token)
+            .and_then(|c| c.get("sid").and_then(Value::as_str).map(str::to_owned))
+        else {
+            return Ok(());
+        };
+        self.store.take_nonce(&sid, kind.purpose, t).await?;
+        Ok(())
     }
 }
 
@@ -64,6 +102,21 @@ fn verify_session(
     token: &str,
     t: i64,
 ) -> Option<Map<String, Value>> {
+    let claims = signed_claims(jwks, issuer, typ, token)?;
+    let exp = claims.get("exp")?.as_i64()?;
+    let iat = claims.get("iat")?.as_i64()?;
+    let ok = exp > t && iat <= t + SKEW && exp - iat <= SESSION_SECONDS;
+    ok.then_some(claims)
+}
+
+/// The claims of a session token the platform signed, of type `typ` and this issuer,
+/// whatever its times.
+fn signed_claims(
+    jwks: &JwkSet,
+    issuer: &str,
+    typ: &str,
+    token: &str,
+) -> Option<Map<String, Value>> {
     let parsed = jws::parse(token).ok()?;
     if parsed.typ.as_deref() != Some(typ) {
         return None;
@@ -71,13 +124,7 @@ fn verify_session(
     let key = jwks.find(parsed.kid.as_deref()?)?;
     parsed.verify(key).ok()?;
     let claims = parsed.json_payload().ok()?;
-    let exp = claims.get("exp")?.as_i64()?;
-    let iat = claims.get("iat")?.as_i64()?;
-    let ok = claims.get("iss")?.as_str()? == issuer
-        && exp > t
-        && iat <= t + SKEW
-        && exp - iat <= SESSION_SECONDS;
-    ok.then_some(claims)
+    (claims.get("iss")?.as_str()? == issuer).then_some(claims)
 }
 
 #[cfg(test)]

@@ -32,6 +32,13 @@ pub struct ServerConfig {
     /// retention).
     #[serde(default = "default_sweep")]
     pub sweep_interval_seconds: u64,
+    /// Challenges, and logins, each per minute per client address on the endpoints anyone
+    /// may call (0: no limit).
+    #[serde(default = "default_anonymous_rate")]
+    pub anonymous_requests_per_minute: u32,
+    /// Service applications per hour per client address (0: no limit).
+    #[serde(default = "default_applications_rate")]
+    pub service_applications_per_hour: u32,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +49,8 @@ impl Default for ServerConfig {
             body_limit_bytes: default_body_limit(),
             log_format: default_log_format(),
             sweep_interval_seconds: default_sweep(),
+            anonymous_requests_per_minute: default_anonymous_rate(),
+            service_applications_per_hour: default_applications_rate(),
         }
     }
 }
@@ -54,6 +63,12 @@ fn default_body_limit() -> usize {
 }
 fn default_sweep() -> u64 {
     60
+}
+fn default_anonymous_rate() -> u32 {
+    120
+}
+fn default_applications_rate() -> u32 {
+    30
 }
 fn default_log_format() -> String {
     "text".into()

@@ -174,13 +174,32 @@ impl Server {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn(record_metrics))
-            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(middleware::from_fn_with_state(
+                tsunagu_api::edge::SourceLimits::new(
+                    config.server.anonymous_requests_per_minute,
+                    config.server.service_applications_per_hour,
+                ),
+                tsunagu_api::edge::limit_anonymous,
+            ))
+            .layer(middleware::from_fn(
+                tsunagu_api::edge::problem_for_plain_errors,
+            ))
+            .layer(
+                tower_http::trace::TraceLayer::new_for_http()
+                    .make_span_with(tsunagu_api::edge::request_span::<axum::body::Body>),
+            )
             .layer(axum::extract::DefaultBodyLimit::max(
                 config.server.body_limit_bytes,
             ));
         let job_names: Vec<&'static str> = jobs.iter().map(|j| j.name).collect();
         let scheduler = scheduler::start(jobs);
-        let task = tokio::spawn(async move { axum::serve(listener, router).await });
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         tracing::info!(%addr, backend = platform.backend(), capabilities = ?ctx.capabilities, jobs = ?job_names, "tsunagu is listening");
         Ok(Running {
             addr,

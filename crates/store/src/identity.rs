@@ -175,6 +175,7 @@ const SQL_PURGE_SESSIONS: &str = "DELETE FROM sessions WHERE expires_at <= $1";
 const SQL_PUT_NONCE: &str = "INSERT INTO nonces (nonce, purpose, expires_at) VALUES ($1, $2, $3)";
 const SQL_TAKE_NONCE: &str =
     "DELETE FROM nonces WHERE nonce = $1 AND purpose = $2 RETURNING expires_at";
+const SQL_NONCE_EXPIRY: &str = "SELECT expires_at FROM nonces WHERE nonce = $1 AND purpose = $2";
 const SQL_PURGE_NONCES: &str = "DELETE FROM nonces WHERE expires_at <= $1";
 
 /// Used client-assertion `jti`s live among the nonces, with purpose `jti`.
@@ -476,6 +477,18 @@ impl NonceStore for SqlStore {
         self.db
             .write(
                 move |c| match c.query_opt(SQL_TAKE_NONCE, &params![&nonce, &purpose])? {
+                    Some(row) => Ok(row.reader().int()? > now),
+                    None => Ok(false),
+                },
+            )
+            .await
+    }
+
+    async fn nonce_live(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool> {
+        let (nonce, purpose) = (nonce.to_owned(), purpose.to_owned());
+        self.db
+            .read(
+                move |c| match c.query_opt(SQL_NONCE_EXPIRY, &params![&nonce, &purpose])? {
                     Some(row) => Ok(row.reader().int()? > now),
                     None => Ok(false),
                 },

@@ -96,6 +96,9 @@ pub trait NonceStore {
     /// Consumes the nonce if it exists for this purpose and has not expired at `now`.
     /// Returns whether it was valid. A nonce is consumed at most once, across replicas.
     async fn take_nonce(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool>;
+    /// Whether the nonce exists for this purpose and has not expired at `now`, without
+    /// consuming it (a console session lives as long as its row).
+    async fn nonce_live(&self, nonce: &str, purpose: &str, now: i64) -> Result<bool>;
     async fn purge_nonces(&self, now: i64) -> Result<u64>;
     /// Counts one failed login of the device, atomically (concurrent failures all count,
     /// across replicas), and returns the count now. `None` when there is no such device.
@@ -228,6 +231,10 @@ pub trait OidcStore {
     async fn oauth_token(&self, token_hash: &str) -> Result<Option<(OauthTokenRow, GrantRow)>>;
     /// A resident's grants (for their view), newest first.
     async fn grants_of(&self, account_id: &AccountId, limit: u32) -> Result<Vec<GrantRow>>;
+    /// A resident's grants that a client can still use at `now` — not revoked, with a code
+    /// not yet redeemed or a token (an unused refresh token, an access token) not yet
+    /// expired — newest first: the services the resident is logged in to.
+    async fn live_grants_of(&self, account_id: &AccountId, now: i64) -> Result<Vec<GrantRow>>;
     /// Grants to a client that are not revoked (for the service console's statistics).
     async fn count_active_grants(&self, client_id: &ServiceId) -> Result<u64>;
     /// Deletes authorization requests that expired before `now`, codes and tokens that

@@ -205,6 +205,14 @@ const SQL_GRANTS_OF: &str = concat!(
     grant_columns!(),
     " FROM oauth_grants WHERE account_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
 );
+const SQL_LIVE_GRANTS_OF: &str = concat!(
+    "SELECT ",
+    grant_columns!(),
+    " FROM oauth_grants g WHERE g.account_id = $1 AND g.revoked_at IS NULL AND (",
+    "EXISTS (SELECT 1 FROM oauth_tokens t WHERE t.grant_id = g.id AND t.expires_at > $2 AND t.used_at IS NULL)",
+    " OR EXISTS (SELECT 1 FROM oauth_codes c WHERE c.grant_id = g.id AND c.expires_at > $2 AND c.used_at IS NULL)",
+    ") ORDER BY g.created_at DESC, g.id DESC"
+);
 const SQL_COUNT_ACTIVE_GRANTS: &str =
     "SELECT COUNT(*) FROM oauth_grants WHERE client_id = $1 AND revoked_at IS NULL";
 /// Matches any existing grant, so that revoking twice is not a conflict; the first
@@ -461,6 +469,18 @@ impl OidcStore for SqlStore {
             .read(move |c| {
                 all(
                     c.query(SQL_GRANTS_OF, &params![&account_id, limit])?,
+                    grant_row,
+                )
+            })
+            .await
+    }
+
+    async fn live_grants_of(&self, account_id: &AccountId, now: i64) -> Result<Vec<GrantRow>> {
+        let account_id = account_id.clone();
+        self.db
+            .read(move |c| {
+                all(
+                    c.query(SQL_LIVE_GRANTS_OF, &params![&account_id, now])?,
                     grant_row,
                 )
             })

@@ -404,6 +404,11 @@ store_tests! {
         store.put_nonce("n2", "login", 1000).await.unwrap();
         store.put_nonce("n3", "login", 500).await.unwrap();
         assert!(!store.take_nonce("n1", "enroll", 600).await.unwrap(), "wrong purpose");
+        assert!(store.nonce_live("n1", "login", 600).await.unwrap(), "looking does not consume");
+        assert!(store.nonce_live("n1", "login", 600).await.unwrap());
+        assert!(!store.nonce_live("n1", "enroll", 600).await.unwrap(), "wrong purpose");
+        assert!(!store.nonce_live("n3", "login", 600).await.unwrap(), "expired");
+        assert!(!store.nonce_live("nx", "login", 600).await.unwrap(), "unknown");
         assert!(store.take_nonce("n2", "login", 600).await.unwrap());
         assert!(!store.take_nonce("n2", "login", 600).await.unwrap(), "second use");
         assert!(!store.take_nonce("n3", "login", 600).await.unwrap(), "expired");
@@ -795,6 +800,37 @@ store_tests! {
         assert_eq!(store.count_active_grants(&"rp".into()).await.unwrap(), 2, "revoked grants do not count");
         assert_eq!(store.count_active_grants(&"unknown".into()).await.unwrap(), 0);
         assert_eq!(store.grants_of(&"a1".into(), 10).await.unwrap()[2].revoked_at, Some(400), "but are still listed");
+    };
+
+    live_grants_are_those_a_client_can_still_use => |store: Arc<dyn Store>| async move {
+        oidc_city(&store).await;
+        let now = 10_000;
+        let mut used_refresh = oauth_token("t-used", "g-used", TokenKind::Refresh, now + 3_600);
+        used_refresh.used_at = Some(now - 10);
+        commit(&store, changes![
+            OidcChange::InsertGrant(grant("g-token", "a1", "rp", 100)),
+            OidcChange::InsertOauthToken(oauth_token("t-live", "g-token", TokenKind::Refresh, now + 3_600)),
+            OidcChange::InsertGrant(grant("g-code", "a1", "rp2", 200)),
+            OidcChange::InsertCode(code("c-live", "g-code", now + 60)),
+            OidcChange::InsertGrant(grant("g-expired", "a1", "rp", 300)),
+            OidcChange::InsertOauthToken(oauth_token("t-old", "g-expired", TokenKind::Access, now)),
+            OidcChange::InsertCode(code("c-old", "g-expired", now - 1)),
+            OidcChange::InsertGrant(grant("g-used", "a1", "rp", 400)),
+            OidcChange::InsertOauthToken(used_refresh),
+            OidcChange::InsertGrant(grant("g-revoked", "a1", "rp", 500)),
+            OidcChange::InsertOauthToken(oauth_token("t-revoked", "g-revoked", TokenKind::Refresh, now + 3_600)),
+            OidcChange::RevokeGrant { id: "g-revoked".into(), reason: "resident".into(), at: now - 5 },
+            OidcChange::InsertGrant(grant("g-other", "a2", "rp", 600)),
+            OidcChange::InsertOauthToken(oauth_token("t-other", "g-other", TokenKind::Refresh, now + 3_600)),
+        ], vec![]).await.unwrap();
+        let ids = |grants: Vec<GrantRow>| grants.into_iter().map(|g| g.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.live_grants_of(&"a1".into(), now).await.unwrap()),
+            vec!["g-code", "g-token"],
+            "newest first; expired, used up and revoked grants are not live"
+        );
+        assert_eq!(ids(store.live_grants_of(&"a2".into(), now).await.unwrap()), vec!["g-other"]);
+        assert!(store.live_grants_of(&"nobody".into(), now).await.unwrap().is_empty());
     };
 
     purge_oidc_keeps_live_rows => |store: Arc<dyn Store>| async move {

@@ -36,6 +36,7 @@ const COMMITTEE: SessionKind = SessionKind {
     token: sessions::SessionKind {
         typ: "committee+jwt",
         claim: "member_id",
+        purpose: "committee-session",
     },
     cookie: "tsunagu_committee",
     home: "/committee",
@@ -63,8 +64,8 @@ pub fn committee_audience(app: &App) -> String {
 /// cookie's token.
 type MemberSession = SignedIn;
 
-fn member_session(app: &App, headers: &HeaderMap) -> Option<MemberSession> {
-    let session = COMMITTEE.session(app, headers)?;
+async fn member_session(app: &App, headers: &HeaderMap) -> Option<MemberSession> {
+    let session = COMMITTEE.session(app, headers).await?;
     // A member removed from the configuration is signed out at once.
     app.governance.is_member(&session.party).then_some(session)
 }
@@ -144,9 +145,14 @@ async fn login(
         .await
 }
 
-/// `POST /committee/logout`: forgets the cookie (the page's script forgets the key).
-async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    COMMITTEE.logout(&app, &headers)
+/// `POST /committee/logout` (`csrf`): ends the session and forgets the cookie (the page's
+/// script forgets the key).
+async fn logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    COMMITTEE.logout(&app, &headers, &form).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -478,7 +484,7 @@ async fn home(
     Query(q): Query<LangQuery>,
 ) -> Response {
     let lang = page_lang(&headers, &q);
-    let Some(session) = member_session(&app, &headers) else {
+    let Some(session) = member_session(&app, &headers).await else {
         return see_other("/committee/login");
     };
     let mut r = render_home(&app, lang, &session, None, StatusCode::OK)
@@ -524,7 +530,13 @@ async fn vote(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let session = match require_form(&app, lang, &headers, &form, member_session(&app, &headers)) {
+    let session = match require_form(
+        &app,
+        lang,
+        &headers,
+        &form,
+        member_session(&app, &headers).await,
+    ) {
         Ok(s) => s,
         Err(r) => return *r,
     };

@@ -40,6 +40,7 @@ const CONSOLE: SessionKind = SessionKind {
     token: sessions::SessionKind {
         typ: CONSOLE_TYP,
         claim: "service_id",
+        purpose: "console-session",
     },
     cookie: "tsunagu_console",
     home: "/console",
@@ -104,8 +105,8 @@ where
 /// The service signed in to the console (`party` = the service id), with the cookie's token.
 type ConsoleSession = SignedIn;
 
-fn console_session(app: &App, headers: &HeaderMap) -> Option<ConsoleSession> {
-    CONSOLE.session(app, headers)
+async fn console_session(app: &App, headers: &HeaderMap) -> Option<ConsoleSession> {
+    CONSOLE.session(app, headers).await
 }
 
 /// The audience of console sign-in assertions.
@@ -197,9 +198,13 @@ async fn login(
         .await
 }
 
-/// `POST /console/logout`: forgets the cookie.
-async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    CONSOLE.logout(&app, &headers)
+/// `POST /console/logout` (`csrf`): ends the session and forgets the cookie.
+async fn logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    CONSOLE.logout(&app, &headers, &form).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -413,7 +418,7 @@ async fn apply_page(
     Query(q): Query<LangQuery>,
 ) -> Response {
     let lang = page_lang(&headers, &q);
-    let session = console_session(&app, &headers);
+    let session = console_session(&app, &headers).await;
     let mut r = apply_form(
         &app,
         lang,
@@ -434,7 +439,7 @@ async fn apply(
 ) -> Response {
     let lang = lang_of(&headers, None);
     let values = ApplyForm::from_form(&form);
-    let session = console_session(&app, &headers);
+    let session = console_session(&app, &headers).await;
     let refused = |status: StatusCode, message: String| {
         apply_form(
             &app,
@@ -573,7 +578,7 @@ async fn home(
     Query(q): Query<HomeQuery>,
 ) -> Response {
     let lang = page_lang(&headers, &lq);
-    let Some(session) = console_session(&app, &headers) else {
+    let Some(session) = console_session(&app, &headers).await else {
         return see_other("/console/login");
     };
     let notice = match q.done.as_deref() {
@@ -709,13 +714,19 @@ async fn refused(
 }
 
 /// The signed-in service of a POST and its checked form, or the response that refuses it.
-fn require_form(
+async fn require_form(
     app: &App,
     lang: Lang,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<ConsoleSession, Box<Response>> {
-    signed_session::require_form(app, lang, headers, form, console_session(app, headers))
+    signed_session::require_form(
+        app,
+        lang,
+        headers,
+        form,
+        console_session(app, headers).await,
+    )
 }
 
 /// `POST /console/registration` (`jwks`, `redirect_uris`, `post_logout_redirect_uris`,
@@ -726,7 +737,7 @@ async fn update_registration(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let session = match require_form(&app, lang, &headers, &form) {
+    let session = match require_form(&app, lang, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -782,7 +793,7 @@ async fn rotate_secret(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let lang = lang_of(&headers, None);
-    let session = match require_form(&app, lang, &headers, &form) {
+    let session = match require_form(&app, lang, &headers, &form).await {
         Ok(s) => s,
         Err(r) => return *r,
     };

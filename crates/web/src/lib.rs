@@ -485,7 +485,13 @@ pub fn code_title(lang: Lang, code: Code) -> &'static str {
 
 /// A refusal as an error page.
 pub fn api_error_page(app: &App, lang: Lang, e: &Refusal) -> Response {
-    error_page(app, lang, status_of(e), e.code.as_str(), &e.detail)
+    error_page(
+        app,
+        lang,
+        status_of(e),
+        e.code.as_str(),
+        &tsunagu_core::code::public_detail(&e.detail),
+    )
 }
 
 /// The HTTP status of a refusal.

@@ -293,15 +293,25 @@ async fn logout_with(
     post: bool,
 ) -> Response {
     let lang = ui_lang(&headers, &pairs);
+    let signed_in = session(&app, &headers).await;
+    // Confirming ends the resident's session: from this origin, with the page's CSRF token
+    // (another site can show the confirmation, not answer it).
+    let csrf_sent = pairs
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     let confirmed = post
         && same_origin(&app, &headers)
-        && pairs.iter().any(|(k, v)| k == "confirm" && v == "yes");
+        && pairs.iter().any(|(k, v)| k == "confirm" && v == "yes")
+        && signed_in
+            .as_ref()
+            .is_none_or(|(_, t)| super::csrf_ok(csrf_sent, t));
     let params: HashMap<String, String> = pairs
         .iter()
-        .filter(|(k, _)| k != "confirm" && k != "lang")
+        .filter(|(k, _)| k != "confirm" && k != "lang" && k != "csrf")
         .cloned()
         .collect();
-    let signed_in = session(&app, &headers).await;
     let outcome = app
         .oidc
         .logout(

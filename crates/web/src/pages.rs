@@ -129,12 +129,36 @@ pub async fn login(
 }
 
 /// `POST /logout` from the web app.
-pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
-    if same_origin(&app, &headers)
-        && let Some(token) = super::cookie(&headers, SESSION_COOKIE)
-        && let Err(e) = app.identity.end_session(token).await
-    {
-        return api_error_page(&app, lang_of(&headers, None), &e);
+pub async fn logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let lang = lang_of(&headers, None);
+    let forbidden = |detail: &str| {
+        super::error_page(
+            &app,
+            lang,
+            StatusCode::FORBIDDEN,
+            tsunagu_core::Code::Forbidden.as_str(),
+            detail,
+        )
+    };
+    if !same_origin(&app, &headers) {
+        return forbidden("this form was sent from another site");
+    }
+    if let Some(token) = super::cookie(&headers, SESSION_COOKIE) {
+        let sent = form.get("csrf").map(String::as_str).unwrap_or("");
+        // A stale page of an expired session may still sign out; a live session needs
+        // the page's token, so that another site cannot end it.
+        if !super::csrf_ok(sent, token) && session(&app, &headers).await.is_some() {
+            return forbidden(
+                "the form's security token is missing or stale; reload the page and try again",
+            );
+        }
+        if let Err(e) = app.identity.end_session(token).await {
+            return api_error_page(&app, lang, &e);
+        }
     }
     let mut r = see_other("/");
     r.headers_mut()

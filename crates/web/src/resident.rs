@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/app/history.json", get(history_json))
         .route("/app/devices", get(devices_page))
         .route("/app/devices/{id}/revoke", post(revoke_device))
+        .route("/app/logins/{id}/revoke", post(end_login))
 }
 
 /// Entries shown per history page.
@@ -100,7 +101,11 @@ pub struct Problem {
 
 fn problem(lang: Lang, e: &Refusal) -> Problem {
     Problem {
-        message: text_or(lang, &key("res-err-", e.code.as_str()), &e.detail),
+        message: text_or(
+            lang,
+            &key("res-err-", e.code.as_str()),
+            &tsunagu_core::code::public_detail(&e.detail),
+        ),
         code: e.code.as_str().to_owned(),
     }
 }
@@ -112,6 +117,7 @@ fn done_message(lang: Lang, done: Option<&str>) -> Option<&'static str> {
         "revoked" => "res-done-revoked",
         "expiry" => "res-done-expiry",
         "device_revoked" => "res-done-device_revoked",
+        "login_ended" => "res-done-login_ended",
         _ => return None,
     };
     lookup(lang, key)
@@ -904,6 +910,19 @@ pub struct DeviceView {
     pub revoked_at: Option<i64>,
     pub locked_until: Option<i64>,
     pub thumbprint: String,
+    /// The services whose logins through this device end when it is revoked.
+    pub ends: Vec<String>,
+}
+
+/// A service the resident is logged in to.
+pub struct LoginRow {
+    pub grant_id: String,
+    pub service_name: String,
+    pub client_id: String,
+    pub items: String,
+    /// The device it was made through: "this device" or the device id.
+    pub device: String,
+    pub created_at: i64,
 }
 
 #[derive(Template)]
@@ -911,6 +930,7 @@ pub struct DeviceView {
 struct DevicesPage {
     page: Page,
     devices: Vec<DeviceView>,
+    logins: Vec<LoginRow>,
     done: Option<&'static str>,
     error: Option<Problem>,
 }
@@ -937,13 +957,25 @@ async fn render_devices(
         Ok(me) => me,
         Err(e) => return super::api_error_page(app, lang, &e),
     };
+    let logins = match app.oidc.logins(sess).await {
+        Ok(l) => l,
+        Err(e) => return super::api_error_page(app, lang, &e),
+    };
     let t = now();
     let devices = me
         .devices
         .iter()
         .map(|d| {
             let shown = d.state_at(t).as_str();
+            let mut ends: Vec<String> = logins
+                .iter()
+                .filter(|l| l.device_id == d.id)
+                .map(|l| l.service_name.clone())
+                .collect();
+            ends.sort();
+            ends.dedup();
             DeviceView {
+                ends,
                 id: d.id.to_string(),
                 status_label: text_or(lang, &key("devices-status-", shown), shown),
                 revoked: d.status == tsunagu_core::identity::DeviceStatus::Revoked,
@@ -957,11 +989,28 @@ async fn render_devices(
             }
         })
         .collect();
+    let this_device = super::i18n::t(lang, "devices-this");
+    let logins = logins
+        .into_iter()
+        .map(|l| LoginRow {
+            grant_id: l.grant_id.to_string(),
+            device: if l.device_id == sess.device_id {
+                this_device.to_owned()
+            } else {
+                l.device_id.to_string()
+            },
+            service_name: l.service_name,
+            client_id: l.client_id.to_string(),
+            items: l.items.join(", "),
+            created_at: l.created_at,
+        })
+        .collect();
     html(
         status,
         &DevicesPage {
             page: Page::new(app, lang, "devices-title", "devices").signed_in(token),
             devices,
+            logins,
             done,
             error,
         },
@@ -988,6 +1037,23 @@ async fn revoke_device(
             r
         }
         Ok(_) => see_other("/app/devices?done=device_revoked"),
+        Err(e) => View::Devices.refused(&app, lang, &sess, &token, &e).await,
+    }
+}
+
+/// `POST /app/logins/{id}/revoke` (`csrf`): ends one service's login grant.
+async fn end_login(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (lang, sess, token, _) = match View::Devices.checked_form(&app, &headers, &body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    match app.oidc.end_login(&sess, &id.as_str().into()).await {
+        Ok(_) => see_other("/app/devices?done=login_ended"),
         Err(e) => View::Devices.refused(&app, lang, &sess, &token, &e).await,
     }
 }

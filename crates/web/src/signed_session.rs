@@ -49,10 +49,13 @@ impl SessionKind {
     }
 
     /// The session of the request's cookie, if the platform signed it and it is current.
-    pub(super) fn session(&self, app: &App, headers: &HeaderMap) -> Option<SignedIn> {
+    pub(super) async fn session(&self, app: &App, headers: &HeaderMap) -> Option<SignedIn> {
         let token = cookie(headers, self.cookie)?;
         Some(SignedIn {
-            party: app.console_sessions.verify(self.token, token, now())?,
+            party: app
+                .console_sessions
+                .verify(self.token, token, now())
+                .await?,
             token: token.to_owned(),
         })
     }
@@ -84,7 +87,7 @@ impl SessionKind {
                 );
             }
         };
-        let token = match app.console_sessions.issue(self.token, &party, now()) {
+        let token = match app.console_sessions.issue(self.token, &party, now()).await {
             Ok(t) => t,
             Err(e) => return api_error_page(app, lang_of(headers, None), &e),
         };
@@ -96,12 +99,28 @@ impl SessionKind {
         r
     }
 
-    /// `POST <logout>`: forgets the cookie.
-    pub(super) fn logout(&self, app: &App, headers: &HeaderMap) -> Response {
-        if !same_origin(app, headers) {
+    /// `POST <logout>` (`csrf`): from this origin, with the session's CSRF token, ends the
+    /// session on the server (its token is refused from now on) and forgets the cookie. A
+    /// request without a current session just forgets the cookie.
+    pub(super) async fn logout(
+        &self,
+        app: &App,
+        headers: &HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> Response {
+        let lang = lang_of(headers, None);
+        if let Some(token) = cookie(headers, self.cookie) {
+            if let Err(refusal) = check_form(app, lang, headers, form, token) {
+                if !same_origin(app, headers) || self.session(app, headers).await.is_some() {
+                    return *refusal;
+                }
+            } else if let Err(e) = app.console_sessions.end(self.token, token, now()).await {
+                return api_error_page(app, lang, &e);
+            }
+        } else if !same_origin(app, headers) {
             return error_page(
                 app,
-                lang_of(headers, None),
+                lang,
                 StatusCode::FORBIDDEN,
                 Code::Forbidden.as_str(),
                 "this form was sent from another site",

@@ -10,6 +10,7 @@
 
 mod authorize;
 pub mod client;
+pub mod logins;
 mod token;
 
 pub use authorize::{

@@ -137,6 +137,9 @@ impl Oidc {
         if account.status == AccountStatus::ReproofRequired {
             return Err(reproof_required(OAuthError::invalid_grant));
         }
+        if !self.device_active(grant).await? {
+            return Err(OAuthError::invalid_grant(DEVICE_REVOKED));
+        }
         let mut id_claims = json!({
             "iss": self.public_url,
             "sub": self.keys.pairwise_id(&grant.client_id, &grant.account_id),
@@ -189,6 +192,17 @@ impl Oidc {
             },
             changes,
         })
+    }
+
+    /// Whether the device the resident logged in with is still active: what a revoked
+    /// device started ends with it (its grants are revoked with it; this also stops a grant
+    /// made while the revocation was being committed).
+    async fn device_active(&self, grant: &GrantRow) -> Result<bool, OAuthError> {
+        Ok(self
+            .store
+            .device(&grant.device_id)
+            .await?
+            .is_some_and(|d| d.status != tsunagu_core::identity::DeviceStatus::Revoked))
     }
 
     /// Revokes a grant and records why.
@@ -525,6 +539,9 @@ impl Oidc {
         if account.status == AccountStatus::ReproofRequired {
             return Err(reproof_required(|d| OAuthError::invalid_token(d, scheme)));
         }
+        if !self.device_active(&grant).await? {
+            return Err(OAuthError::invalid_token(DEVICE_REVOKED, scheme));
+        }
         let mut info = UserInfo {
             sub: self.keys.pairwise_id(&grant.client_id, &grant.account_id),
             claims: IdentityClaims::default(),
@@ -663,6 +680,9 @@ impl Oidc {
         Ok(LogoutOutcome::Done { redirect })
     }
 }
+
+/// Why a grant made through a revoked device gives nothing.
+const DEVICE_REVOKED: &str = "the device the resident logged in with was revoked";
 
 /// The refusal for an account whose card certificate was revoked: its attributes may be stale
 /// (a move, a new name), so no token and no claim is released until the resident proofs again.

@@ -327,25 +327,30 @@ async fn logged_in(
 ) -> tsunagu_platform::oidc::TokenSet {
     let oidc = &city.platform.oidc;
     let verifier = random::token(32).unwrap();
-    let AuthorizeOutcome::Consent(view) = oidc
+    let to = match oidc
         .authorize(params(client.as_str(), &verifier), Some(&resident.session))
         .await
         .unwrap()
-    else {
-        panic!("expected the consent page");
-    };
-    let payload: serde_json::Value = serde_json::from_str(&view.payload).unwrap();
-    let AuthorizeOutcome::Redirect(to) = oidc
-        .consent_decision(
-            &resident.session,
-            &view.request_id,
-            "approve",
-            Some(&resident.sign(&payload)),
-        )
-        .await
-        .unwrap()
-    else {
-        panic!("expected a redirect");
+    {
+        AuthorizeOutcome::Consent(view) => {
+            let payload: serde_json::Value = serde_json::from_str(&view.payload).unwrap();
+            let AuthorizeOutcome::Redirect(to) = oidc
+                .consent_decision(
+                    &resident.session,
+                    &view.request_id,
+                    "approve",
+                    Some(&resident.sign(&payload)),
+                )
+                .await
+                .unwrap()
+            else {
+                panic!("expected a redirect");
+            };
+            to
+        }
+        // Consented before: straight back to the client.
+        AuthorizeOutcome::Redirect(to) => to,
+        _ => panic!("expected the consent page or a redirect"),
     };
     let code = query(&to, "code").expect("a code");
     oidc.token(
@@ -397,4 +402,139 @@ async fn no_claim_and_no_token_for_a_resident_whose_card_was_revoked() {
         .unwrap_err();
     assert_eq!(refused.code, Some(tsunagu_core::Code::ReproofRequired));
     assert_eq!(refused.error, "invalid_grant");
+}
+
+fn refresh_grant(
+    client: &tsunagu_core::ServiceId,
+    key: &SigningKey,
+    refresh_token: &str,
+) -> Vec<(String, String)> {
+    [
+        ("grant_type", "refresh_token".to_owned()),
+        ("refresh_token", refresh_token.to_owned()),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+        ),
+        ("client_assertion", client_assertion(client.as_str(), key)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+#[tokio::test]
+async fn revoking_a_device_ends_the_logins_it_started() {
+    // Defect 7: a relying party that logged the resident in from a lost device kept
+    // refreshing tokens and reading name and address after the device was revoked.
+    let city = City::new().await;
+    let (client, key) = relying_party(&city).await;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    let tokens = logged_in(&city, &client, &key, &hanako).await;
+    let oidc = &city.platform.oidc;
+    let logins = oidc.logins(&hanako.session).await.unwrap();
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0].client_id, client);
+    assert_eq!(logins[0].device_id, hanako.session.device_id);
+
+    let revoked = city
+        .platform
+        .identity
+        .revoke_device(&hanako.session, &hanako.session.device_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.ended_logins.len(),
+        1,
+        "the resident is told what it logs out"
+    );
+    assert_eq!(revoked.ended_logins[0].client_id, client);
+    assert_eq!(revoked.ended_logins[0].grant_id, logins[0].grant_id);
+
+    let bearer = format!("Bearer {}", tokens.access_token);
+    let refused = oidc
+        .userinfo(Some(&bearer), &DpopHeader::Absent, "GET")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, "invalid_token");
+    let refused = oidc
+        .token(
+            &ClientAuthHeader::None,
+            &DpopHeader::Absent,
+            refresh_grant(&client, &key, &tokens.refresh_token),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, "invalid_grant");
+    let grant = city
+        .platform
+        .oidc
+        .end_login(&hanako.session, &logins[0].grant_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        grant.revoked_reason.as_deref(),
+        Some(tsunagu_platform::identity::DEVICE_REVOKED_REASON),
+        "ending an ended login answers as the first time"
+    );
+    let page = city
+        .platform
+        .history
+        .page(&hanako.session, None, 50)
+        .await
+        .unwrap();
+    assert!(
+        page.items
+            .iter()
+            .any(|i| i.kind() == Some("oidc.grant_revoked")
+                && i.reason().as_deref() == Some("device revoked")),
+        "her history says the login ended with the device"
+    );
+}
+
+#[tokio::test]
+async fn a_resident_ends_one_service_login_on_its_own() {
+    let city = City::new().await;
+    let (client, key) = relying_party(&city).await;
+    let taro = city.resident(Some("高崎　太郎")).await;
+    let other = city.resident(Some("前橋　花子")).await;
+    let first = logged_in(&city, &client, &key, &taro).await;
+    let second = logged_in(&city, &client, &key, &taro).await;
+    let oidc = &city.platform.oidc;
+    let logins = oidc.logins(&taro.session).await.unwrap();
+    assert_eq!(logins.len(), 2, "each login is its own grant");
+    assert!(oidc.logins(&other.session).await.unwrap().is_empty());
+
+    // Another resident cannot end it, nor learn that it exists.
+    let refused = oidc
+        .end_login(&other.session, &logins[0].grant_id)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, tsunagu_core::Code::NotFound);
+
+    // Ending the newest login stops its tokens; the other keeps working.
+    let ended = oidc
+        .end_login(&taro.session, &logins[0].grant_id)
+        .await
+        .unwrap();
+    assert!(ended.revoked_at.is_some());
+    let refused = oidc
+        .userinfo(
+            Some(&format!("Bearer {}", second.access_token)),
+            &DpopHeader::Absent,
+            "GET",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error, "invalid_token");
+    oidc.userinfo(
+        Some(&format!("Bearer {}", first.access_token)),
+        &DpopHeader::Absent,
+        "GET",
+    )
+    .await
+    .expect("the other login is untouched");
+    let left = oidc.logins(&taro.session).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].grant_id, logins[1].grant_id);
 }
