@@ -63,6 +63,15 @@ describe("votes", () => {
     assert.match(votePayload({ serviceId: "s", decision: "suspend" }).nonce, /^[A-Za-z0-9_-]{22}$/);
   });
 
+  test("votePayload: an approval names the error findings it overrides; nothing else does", () => {
+    const p = votePayload({ serviceId: "svc_1", decision: "approve", overrides: ["no_retention"], now: 0, nonce: "n" });
+    assert.deepEqual(p.override, ["no_retention"]);
+    const r = votePayload({ serviceId: "svc_1", decision: "reject", overrides: ["no_retention"], now: 0, nonce: "n" });
+    assert.equal("override" in r, false);
+    const plain = votePayload({ serviceId: "svc_1", decision: "approve", now: 0, nonce: "n" });
+    assert.equal("override" in plain, false, "no findings: no member");
+  });
+
   test("signVote: kid is the member id, the signature verifies with the member's key", async () => {
     const { pem, jwk } = nodeKey();
     const member = await memberRecord(pem, "member-7");

@@ -30,6 +30,10 @@ pub enum AdminCommand {
         decision: String,
         #[arg(long, default_value = "")]
         comment: String,
+        /// A lint error finding (its code) this approval overrides; repeat for each. An
+        /// approval over error findings must name every one.
+        #[arg(long = "override", value_name = "CODE")]
+        overrides: Vec<String>,
     },
 }
 
@@ -53,11 +57,12 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             service,
             decision,
             comment,
+            overrides,
         } => {
             let member = tsunagu_client::committee::Member::load(&member, &key)
                 .map_err(anyhow::Error::msg)?;
             let vote = member
-                .sign_vote(&service, &decision, &comment)
+                .sign_vote(&service, &decision, &comment, &overrides)
                 .map_err(anyhow::Error::msg)?;
             let client = tsunagu_client::ApiClient::new(&url);
             let answer = client

@@ -105,6 +105,8 @@ codes! {
     ApplicationInvalid => "application_invalid",
     /// The vote's decision does not apply to the service's current state.
     VoteNotApplicable => "vote_not_applicable",
+    /// An approving vote does not name every error finding of the lint in `override`.
+    FindingsNotOverridden => "findings_not_overridden",
     /// The signer is not a configured committee member.
     UnknownMember => "unknown_member",
 
@@ -180,7 +182,10 @@ impl Code {
             RateLimited => 429,
             InternalError => 500,
             Unavailable => 503,
-            DeviceAlreadyEnrolled | VoteNotApplicable | ConsentSuperseded => 409,
+            DeviceAlreadyEnrolled
+            | VoteNotApplicable
+            | ConsentSuperseded
+            | FindingsNotOverridden => 409,
             UnknownService | UnknownConsent | UnknownTicket => 404,
             ApplicationInvalid | StaleRequest | TermsMismatch | NotConsentable | ExpiryInvalid
             | RequesterRequired => 400,
@@ -243,6 +248,7 @@ impl Code {
             UnknownService => "Unknown service",
             ApplicationInvalid => "Application invalid",
             VoteNotApplicable => "Vote not applicable",
+            FindingsNotOverridden => "Findings not overridden",
             UnknownMember => "Unknown committee member",
             StaleRequest => "Stale request",
             TermsMismatch => "Terms mismatch",

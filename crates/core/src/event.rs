@@ -176,6 +176,10 @@ pub enum Event {
         /// The obligations accepted with an approval.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         obligations: Vec<String>,
+        /// The lint error findings the committee approved over (each approving vote of the
+        /// quorum named them in its `override`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overridden: Vec<String>,
     },
 
     /// A resident consented.

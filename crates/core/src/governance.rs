@@ -69,11 +69,63 @@ pub fn check_vote(status: ServiceStatus, decision: Decision) -> Result<(), Code>
 pub struct CastVote {
     pub member: String,
     pub decision: Decision,
+    /// The lint error codes the member approves over (`override` in the signed vote).
+    pub overrides: Vec<String>,
+}
+
+/// Checks a vote's `override` against the application's blocking findings (the codes of its
+/// lint findings of severity `error`): an approval must name every one of them, and only
+/// them; other decisions override nothing.
+pub fn check_overrides(
+    decision: Decision,
+    overrides: &[String],
+    blocking: &[String],
+) -> Result<(), (Code, String)> {
+    if decision != Decision::Approve {
+        if overrides.is_empty() {
+            return Ok(());
+        }
+        return Err((
+            Code::InvalidRequest,
+            "only an approval overrides lint findings: `override` must be empty".into(),
+        ));
+    }
+    if let Some(stray) = overrides.iter().find(|c| !blocking.contains(c)) {
+        return Err((
+            Code::InvalidRequest,
+            format!(
+                "`override` names `{stray}`, which is not an error finding of this application"
+            ),
+        ));
+    }
+    let missing: Vec<&str> = blocking
+        .iter()
+        .filter(|c| !overrides.contains(c))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err((
+            Code::FindingsNotOverridden,
+            format!(
+                "the application has error findings that block approval; an approving vote \
+                 must name each one it overrides in `override`: {}",
+                missing.join(", ")
+            ),
+        ))
+    }
 }
 
 /// The new status once some decision has `quorum` distinct members behind it. Each member's
-/// latest vote counts once; votes for decisions no longer allowed do not count.
-pub fn tally(status: ServiceStatus, votes: &[CastVote], quorum: usize) -> Option<ServiceStatus> {
+/// latest vote counts once; votes for decisions no longer allowed do not count, nor do
+/// approvals that do not override every finding in `blocking`.
+pub fn tally(
+    status: ServiceStatus,
+    votes: &[CastVote],
+    quorum: usize,
+    blocking: &[String],
+) -> Option<ServiceStatus> {
     let quorum = quorum.max(1);
     let mut latest: Vec<&CastVote> = Vec::new();
     for vote in votes {
@@ -81,7 +133,13 @@ pub fn tally(status: ServiceStatus, votes: &[CastVote], quorum: usize) -> Option
         latest.push(vote);
     }
     allowed(status).iter().find_map(|decision| {
-        let count = latest.iter().filter(|v| v.decision == *decision).count();
+        let count = latest
+            .iter()
+            .filter(|v| {
+                v.decision == *decision
+                    && check_overrides(v.decision, &v.overrides, blocking).is_ok()
+            })
+            .count();
         (count >= quorum).then(|| decision.outcome())
     })
 }
@@ -94,6 +152,7 @@ mod tests {
         CastVote {
             member: member.into(),
             decision,
+            overrides: vec![],
         }
     }
 
@@ -101,13 +160,13 @@ mod tests {
     fn a_quorum_of_distinct_members_decides() {
         let votes = [vote("m1", Decision::Approve), vote("m1", Decision::Approve)];
         assert_eq!(
-            tally(ServiceStatus::PendingReview, &votes, 2),
+            tally(ServiceStatus::PendingReview, &votes, 2, &[]),
             None,
             "one member counts once"
         );
         let votes = [vote("m1", Decision::Approve), vote("m2", Decision::Approve)];
         assert_eq!(
-            tally(ServiceStatus::PendingReview, &votes, 2),
+            tally(ServiceStatus::PendingReview, &votes, 2, &[]),
             Some(ServiceStatus::Approved)
         );
     }
@@ -119,7 +178,7 @@ mod tests {
             vote("m2", Decision::Approve),
             vote("m1", Decision::Reject),
         ];
-        assert_eq!(tally(ServiceStatus::PendingReview, &votes, 2), None);
+        assert_eq!(tally(ServiceStatus::PendingReview, &votes, 2, &[]), None);
     }
 
     #[test]
@@ -142,16 +201,80 @@ mod tests {
         );
         let votes = [vote("m1", Decision::Suspend)];
         assert_eq!(
-            tally(ServiceStatus::Approved, &votes, 1),
+            tally(ServiceStatus::Approved, &votes, 1, &[]),
             Some(ServiceStatus::Suspended)
         );
         assert_eq!(
             tally(
                 ServiceStatus::Suspended,
                 &[vote("m1", Decision::Reinstate)],
-                1
+                1,
+                &[]
             ),
             Some(ServiceStatus::Approved)
         );
+    }
+
+    #[test]
+    fn error_findings_block_approval_unless_each_is_overridden() {
+        let blocking = vec!["purpose_too_broad".to_owned(), "no_retention".to_owned()];
+        let approve = |member: &str, overrides: &[&str]| CastVote {
+            member: member.into(),
+            decision: Decision::Approve,
+            overrides: overrides.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        // Plain approvals do not count over error findings.
+        let votes = [vote("m1", Decision::Approve), vote("m2", Decision::Approve)];
+        assert_eq!(
+            tally(ServiceStatus::PendingReview, &votes, 2, &blocking),
+            None
+        );
+        // Overriding one of two is not enough.
+        let votes = [
+            approve("m1", &["purpose_too_broad"]),
+            approve("m2", &["no_retention", "purpose_too_broad"]),
+        ];
+        assert_eq!(
+            tally(ServiceStatus::PendingReview, &votes, 2, &blocking),
+            None
+        );
+        let votes = [
+            approve("m1", &["no_retention", "purpose_too_broad"]),
+            approve("m2", &["purpose_too_broad", "no_retention"]),
+        ];
+        assert_eq!(
+            tally(ServiceStatus::PendingReview, &votes, 2, &blocking),
+            Some(ServiceStatus::Approved)
+        );
+        // Rejecting needs no override.
+        let votes = [vote("m1", Decision::Reject)];
+        assert_eq!(
+            tally(ServiceStatus::PendingReview, &votes, 1, &blocking),
+            Some(ServiceStatus::Rejected)
+        );
+
+        let missing = check_overrides(Decision::Approve, &[], &blocking).unwrap_err();
+        assert_eq!(missing.0, Code::FindingsNotOverridden);
+        assert!(missing.1.contains("purpose_too_broad") && missing.1.contains("no_retention"));
+        let stray = check_overrides(
+            Decision::Approve,
+            &[
+                "no_retention".into(),
+                "purpose_too_broad".into(),
+                "made_up".into(),
+            ],
+            &blocking,
+        )
+        .unwrap_err();
+        assert_eq!(stray.0, Code::InvalidRequest);
+        assert!(stray.1.contains("made_up"));
+        assert_eq!(
+            check_overrides(Decision::Reject, &["no_retention".into()], &blocking)
+                .unwrap_err()
+                .0,
+            Code::InvalidRequest,
+            "a rejection overrides nothing"
+        );
+        assert_eq!(check_overrides(Decision::Approve, &[], &[]), Ok(()));
     }
 }

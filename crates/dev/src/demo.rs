@@ -81,7 +81,7 @@ async fn vote(
     comment: &str,
 ) -> anyhow::Result<Value> {
     let vote = member
-        .sign_vote(service, decision, comment)
+        .sign_vote(service, decision, comment, &[])
         .map_err(anyhow::Error::msg)?;
     Ok(client
         .post(

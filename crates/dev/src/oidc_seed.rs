@@ -504,7 +504,7 @@ async fn approve(platform: &Platform, members: &[Member], service: &str) -> anyh
     let mut status = String::new();
     for m in members {
         let vote = m
-            .sign_vote(service, "approve", "OIDC benchmark client")
+            .sign_vote(service, "approve", "OIDC benchmark client", &[])
             .map_err(anyhow::Error::msg)?;
         let answer = platform
             .api

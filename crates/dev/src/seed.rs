@@ -170,7 +170,7 @@ async fn register(
     let id = applied.service_id;
     for m in members {
         let vote = m
-            .sign_vote(id.as_str(), "approve", "benchmark service")
+            .sign_vote(id.as_str(), "approve", "benchmark service", &[])
             .map_err(anyhow::Error::msg)?;
         let outcome = platform
             .governance

@@ -105,6 +105,35 @@ pub struct Offer {
     pub status_reason: Option<&'static str>,
     /// The newest consent to this purpose (the active one, if any).
     pub consent: Option<OfferConsent>,
+    /// The policy lint's error findings about this purpose (or the whole application) that
+    /// the committee approved the consumer over, by naming each in its votes.
+    pub approved_over: Vec<ApprovedOver>,
+}
+
+/// A lint error finding the committee approved a service over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovedOver {
+    pub code: String,
+    pub message: String,
+}
+
+/// The error findings of `lint_json` about `purpose` or about no purpose in particular.
+fn approved_over(lint_json: &str, purpose: &PurposeId) -> Vec<ApprovedOver> {
+    let findings: Vec<tsunagu_core::lint::Finding> =
+        serde_json::from_str(lint_json).unwrap_or_default();
+    findings
+        .into_iter()
+        .filter(|f| {
+            f.severity == tsunagu_core::lint::Severity::Error
+                && f.purpose_id
+                    .as_deref()
+                    .is_none_or(|p| p == purpose.as_str())
+        })
+        .map(|f| ApprovedOver {
+            code: f.code,
+            message: f.message,
+        })
+        .collect()
 }
 
 impl Offer {
@@ -1023,6 +1052,7 @@ impl Consents {
                 status_reason: suspended.then_some(
                     "the governance committee suspended a service of this flow; nothing flows until it is reinstated",
                 ),
+                approved_over: approved_over(&consumer.row.lint, &row.purpose_id),
                 consent: current.map(|c| OfferConsent {
                     consent_id: c.id.clone(),
                     status: c.status.at(c.expires_at, t),

@@ -39,6 +39,33 @@ struct VotePayload {
     comment: String,
     issued_at: i64,
     nonce: String,
+    /// The lint error findings an approval overrides, by code.
+    #[serde(default, rename = "override")]
+    overrides: Vec<String>,
+}
+
+/// The `override` of a stored vote's JWS (empty when it has none or cannot be read).
+fn overrides_of(vote_jws: &str) -> Vec<String> {
+    jws::parse(vote_jws)
+        .ok()
+        .and_then(|t| t.payload_as::<VotePayload>().ok())
+        .map(|p| p.overrides)
+        .unwrap_or_default()
+}
+
+/// The codes of a service's lint findings of severity `error`: they block approval unless
+/// overridden.
+fn blocking_findings(lint_json: &str) -> Vec<String> {
+    let findings: Vec<tsunagu_core::lint::Finding> =
+        serde_json::from_str(lint_json).unwrap_or_default();
+    let mut codes: Vec<String> = findings
+        .into_iter()
+        .filter(|f| f.severity == tsunagu_core::lint::Severity::Error)
+        .map(|f| f.code)
+        .collect();
+    codes.sort();
+    codes.dedup();
+    codes
 }
 
 /// A vote cast in the current round.
@@ -297,6 +324,18 @@ impl Governance {
                 ),
             )
         })?;
+        if payload.overrides.len() > 64 {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                "`override` names at most 64 findings",
+            ));
+        }
+        governance::check_overrides(
+            decision,
+            &payload.overrides,
+            &blocking_findings(&service.lint),
+        )
+        .map_err(|(code, detail)| Refusal::new(code, detail))?;
 
         let commit = Commit::new()
             .change(ServiceChange::InsertVote(VoteRow {
@@ -379,13 +418,18 @@ impl Governance {
                 .await?
                 .into_iter()
                 .map(|v| CastVote {
+                    overrides: overrides_of(&v.jws),
                     member: v.member_id.into_string(),
                     decision: v.decision,
                 })
                 .collect();
-            let Some(to) = governance::tally(service.status, &votes, self.config.quorum) else {
+            let blocking = blocking_findings(&service.lint);
+            let Some(to) = governance::tally(service.status, &votes, self.config.quorum, &blocking)
+            else {
                 return Ok(service.status);
             };
+            let approval =
+                to == ServiceStatus::Approved && service.status == ServiceStatus::PendingReview;
             let t = now();
             let mut commit = Commit::new().change(ServiceChange::SetServiceStatus {
                 id: service_id.clone(),
@@ -409,13 +453,12 @@ impl Governance {
                     service: service_id.to_string(),
                     from: service.status,
                     to,
-                    obligations: if to == ServiceStatus::Approved
-                        && service.status == ServiceStatus::PendingReview
-                    {
+                    obligations: if approval {
                         OBLIGATIONS.iter().map(|s| (*s).to_owned()).collect()
                     } else {
                         vec![]
                     },
+                    overridden: if approval { blocking } else { vec![] },
                 },
                 &[],
                 t,

@@ -209,6 +209,8 @@ struct ServiceView {
     redirect_uris: Vec<String>,
     findings: Vec<FindingView>,
     errors: usize,
+    /// The distinct codes of the error findings: an approving vote must override each.
+    error_codes: Vec<String>,
     purposes: Vec<PurposeView>,
     offers: Vec<OfferView>,
     iso27001: bool,
@@ -361,6 +363,17 @@ async fn services_in(
             endpoint: application.endpoint.clone().unwrap_or_default(),
             redirect_uris: application.redirect_uris.clone(),
             errors: entry.lint_errors(),
+            error_codes: {
+                let mut codes: Vec<String> = entry
+                    .findings()
+                    .into_iter()
+                    .filter(|f| f.severity == tsunagu_core::lint::Severity::Error)
+                    .map(|f| f.code)
+                    .collect();
+                codes.sort();
+                codes.dedup();
+                codes
+            },
             findings: findings_of(&entry),
             purposes,
             offers: application

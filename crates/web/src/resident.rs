@@ -356,6 +356,8 @@ pub struct OfferView {
     pub citation: Option<String>,
     pub read_only: bool,
     pub suspended: bool,
+    /// The lint error findings the committee approved the consumer over (`code: message`).
+    pub approved_over: Vec<String>,
     pub terms_sha256: String,
     /// The active consent's id (the switch is on).
     pub active_id: Option<String>,
@@ -499,6 +501,11 @@ async fn consents_view(app: &App, lang: Lang, sess: &Session) -> Result<Consents
             citation: o.citation.clone(),
             read_only: o.read_only,
             suspended: o.status == OfferStatus::Suspended,
+            approved_over: o
+                .approved_over
+                .iter()
+                .map(|f| format!("{}: {}", f.code, f.message))
+                .collect(),
             terms_sha256: o.terms_sha256.clone(),
             active_id: consent.filter(|_| active).map(|c| c.consent_id.to_string()),
             consent_status: consent.map(|c| status_label(lang, c.status.as_str())),

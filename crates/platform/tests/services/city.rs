@@ -44,6 +44,15 @@ impl Member {
         self.vote_with_key(&self.key, service, decision)
     }
 
+    /// An approval that overrides the lint error findings `overrides`.
+    pub fn approve_over(&self, service: &ServiceId, overrides: &[&str]) -> String {
+        let mut header = serde_json::Map::new();
+        header.insert("kid".into(), json!(self.id));
+        let payload = json!({"service_id": service, "decision": "approve", "comment": "",
+            "issued_at": now(), "nonce": random::token(12).unwrap(), "override": overrides});
+        jws::sign_with_header(&self.key, header, &jcs::to_vec(&payload).unwrap()).unwrap()
+    }
+
     /// A vote naming this member but signed with `key`.
     pub fn vote_with_key(&self, key: &SigningKey, service: &ServiceId, decision: &str) -> String {
         let mut header = serde_json::Map::new();
@@ -120,10 +129,15 @@ pub struct City {
     /// An approved consumer with the purpose `meals` (consent, opt-in).
     pub consumer: Service,
     ca: Mutex<SimCa>,
+    /// The key of the auditor `AUDITOR`, who may read ledger entries.
+    auditor: SigningKey,
     _dir: tempfile::TempDir,
 }
 
-fn application(kind: &str, key: &SigningKey, provider: Option<&ServiceId>) -> Value {
+/// The id of the city's auditor.
+pub const AUDITOR: &str = "auditor-1";
+
+pub fn application(kind: &str, key: &SigningKey, provider: Option<&ServiceId>) -> Value {
     let mut app = json!({
         "name": format!("{kind} of the city"), "organization": "city", "contact": "c@example.jp",
         "kind": kind, "jwks": {"keys": [key.published_jwk().to_value()]},
@@ -160,12 +174,17 @@ impl City {
                 key: SigningKey::generate(Alg::Es256).unwrap(),
             })
             .collect();
+        let auditor = SigningKey::generate(Alg::Es256).unwrap();
         let mut config = PlatformConfig::default();
         config.storage.data_dir = dir.path().join("data");
         config.identity.jpki_trust_anchors = vec![ca.certificate_path()];
         config.identity.jpki_crls = vec![ca.crl_path().to_string_lossy().into_owned()];
         std::fs::write(ca.links_path(), r#"{"links": []}"#).unwrap();
         config.identity.jpki_serial_links = vec![ca.links_path()];
+        config.ledger.auditors = vec![tsunagu_platform::config::AuditorConfig {
+            id: AUDITOR.into(),
+            jwk: auditor.published_jwk(),
+        }];
         config.governance.quorum = 2;
         config.governance.members = members
             .iter()
@@ -192,6 +211,7 @@ impl City {
                 key: consumer_key,
             },
             ca: Mutex::new(ca),
+            auditor,
             _dir: dir,
         };
         city.provider.id = city
@@ -208,6 +228,28 @@ impl City {
             .await;
         city.approve(&city.consumer.id.clone()).await;
         city
+    }
+
+    /// Every ledger leaf's content so far (read as the auditor), as text.
+    pub async fn ledger_texts(&self) -> Vec<String> {
+        let size = self.platform.ledger.sync().await.unwrap();
+        let t = now();
+        let assertion = jws::sign_json(
+            &self.auditor,
+            Some("JWT"),
+            &json!({"iss": AUDITOR, "sub": AUDITOR, "aud": URL, "jti": random::token(16).unwrap(),
+                    "iat": t, "exp": t + 60}),
+        )
+        .unwrap();
+        self.platform
+            .history
+            .entries(Some(&assertion), 0, size)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|l| l.input)
+            .map(|i| String::from_utf8(i).unwrap())
+            .collect()
     }
 
     pub async fn apply(&self, application: &Value) -> ServiceId {

@@ -102,3 +102,103 @@ async fn a_console_vote_names_the_signed_in_member_and_the_button_pressed() {
     assert_eq!(cast.votes.len(), 1);
     assert_eq!(cast.votes[0].member, chair.id);
 }
+
+#[tokio::test]
+async fn error_findings_block_approval_until_each_vote_overrides_them() {
+    // Defect 4: docs/exchange.md says error findings block approval; the committee could
+    // approve over them without a word.
+    let city = City::new().await;
+    let mut app = application();
+    app["security"]["incident_contact"] = json!("");
+    let id = city.apply(&app).await;
+    let governance = &city.platform.governance;
+    let [chair, second] = &city.members[..] else {
+        unreachable!()
+    };
+    let plain = governance
+        .vote(&id, &chair.vote(&id, "approve"))
+        .await
+        .unwrap_err();
+    assert_eq!(plain.code, Code::FindingsNotOverridden);
+    assert!(
+        plain.detail.contains("incident_contact_missing"),
+        "{}",
+        plain.detail
+    );
+    let stray = governance
+        .vote(
+            &id,
+            &chair.approve_over(&id, &["incident_contact_missing", "made_up"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stray.code, Code::InvalidRequest);
+
+    let one = governance
+        .vote(&id, &chair.approve_over(&id, &["incident_contact_missing"]))
+        .await
+        .unwrap();
+    assert_eq!(one.status, ServiceStatus::PendingReview);
+    let two = governance
+        .vote(
+            &id,
+            &second.approve_over(&id, &["incident_contact_missing"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.status, ServiceStatus::Approved);
+
+    // The approval leaf records what was overridden.
+    let approval = city
+        .ledger_texts()
+        .await
+        .into_iter()
+        .find(|t| t.contains("service.status_changed") && t.contains(id.as_str()))
+        .expect("an approval leaf");
+    assert!(
+        approval.contains(r#""overridden":["incident_contact_missing"]"#),
+        "{approval}"
+    );
+}
+
+#[tokio::test]
+async fn residents_see_the_findings_a_service_was_approved_over() {
+    let city = City::new().await;
+    let key = SigningKey::generate(Alg::Es256).unwrap();
+    let mut app = crate::city::application("consumer", &key, Some(&city.provider.id));
+    app["name"] = json!("approved over findings");
+    app["security"]["incident_contact"] = json!("");
+    let id = city.apply(&app).await;
+    for m in &city.members {
+        city.platform
+            .governance
+            .vote(&id, &m.approve_over(&id, &["incident_contact_missing"]))
+            .await
+            .unwrap();
+    }
+    let hanako = city.resident(Some("前橋　花子")).await;
+    let offers = city
+        .platform
+        .consents
+        .offers(&hanako.session)
+        .await
+        .unwrap();
+    let offer = offers
+        .iter()
+        .find(|o| o.consumer.service_id == id)
+        .expect("the new consumer's offer");
+    let codes: Vec<&str> = offer
+        .approved_over
+        .iter()
+        .map(|f| f.code.as_str())
+        .collect();
+    assert_eq!(codes, ["incident_contact_missing"]);
+    let clean = offers
+        .iter()
+        .find(|o| o.consumer.service_id == city.consumer.id)
+        .unwrap();
+    assert!(
+        clean.approved_over.is_empty(),
+        "a clean application shows nothing"
+    );
+}

@@ -52,12 +52,15 @@ export async function clientAssertion(privateKey, { issuer, audience, kid, now =
 }
 
 /** The payload of a committee vote, as the platform verifies it. */
-export function votePayload({ serviceId, decision, comment = "", now = Date.now(), nonce = randomId() }) {
+export function votePayload({ serviceId, decision, comment = "", overrides = [], now = Date.now(), nonce = randomId() }) {
   if (typeof serviceId !== "string" || serviceId === "") throw new TypeError("votePayload: serviceId is required");
   if (!["approve", "reject", "suspend", "reinstate"].includes(decision)) {
     throw new TypeError(`votePayload: unknown decision ${JSON.stringify(decision)}`);
   }
-  return { service_id: serviceId, decision, comment: String(comment), issued_at: Math.floor(now / 1000), nonce };
+  const payload = { service_id: serviceId, decision, comment: String(comment), issued_at: Math.floor(now / 1000), nonce };
+  // Only an approval overrides lint error findings, each named by its code.
+  if (decision === "approve" && overrides.length > 0) payload.override = [...overrides].map(String);
+  return payload;
 }
 
 /** A vote signed with a member record ({privateKey, memberId}); header kid = the member id. */
@@ -244,7 +247,8 @@ function carryDecision(form, decision) {
   for (const b of form.querySelectorAll('button[name="decision"]')) b.name = "";
 }
 
-// A vote: sign {service_id, decision, comment, issued_at, nonce} with the stored member key.
+// A vote: sign {service_id, decision, comment, issued_at, nonce, override?} with the stored
+// member key; an approval names the error findings it overrides (the boxes ticked).
 function vote(form) {
   form.addEventListener("submit", async (event) => {
     const decision = event.submitter?.value ?? "";
@@ -277,6 +281,7 @@ function vote(form) {
         serviceId,
         decision,
         comment: form.elements.comment?.value ?? "",
+        overrides: [...form.querySelectorAll('input[name="override"]:checked')].map((b) => b.value),
       });
       carryDecision(form, decision);
       status(statusEl, say("署名しました。送信しています…", "Signed. Sending…"));
