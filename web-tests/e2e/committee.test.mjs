@@ -32,7 +32,7 @@ before(async () => {
     }],
   });
   writeFileSync(join(platform.dir, "daycare.pem"), daycare.key.pem);
-  b = await browser();
+  b = await browser(platform);
   page = await phonePage(b);
 });
 

@@ -18,6 +18,10 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CA certificates (PEM) to trust beside the usual roots when talking to the platform
+    /// over HTTPS (a certificate from a private CA, or `tsunagu dev tls`).
+    #[arg(long, global = true, env = "TSUNAGU_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -95,6 +99,7 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let ca_file = cli.ca_file.as_deref();
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Demo { keep_running } => {
@@ -103,19 +108,19 @@ async fn main() {
         }
         Command::Wallet { command } => {
             init_logging("warn", false);
-            wallet::run(command).await
+            wallet::run(command, ca_file).await
         }
         Command::Ledger { command } => {
             init_logging("warn", false);
-            ledger::run(command).await
+            ledger::run(command, ca_file).await
         }
         Command::Connector(args) => {
             init_logging("info,tower_http=warn", false);
-            connector::run(args).await
+            connector::run(args, ca_file).await
         }
         Command::Admin { command } => {
             init_logging("warn", false);
-            admin::run(command).await
+            admin::run(command, ca_file).await
         }
         Command::Dev { command } => {
             init_logging("warn", false);
