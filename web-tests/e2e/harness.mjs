@@ -215,7 +215,9 @@ export async function relyingParty(platform) {
   const port = await freePort();
   const hits = [];
   const server = https.createServer({ cert: platform.tls.cert, key: platform.tls.key }, (req, res) => {
-    hits.push(new URL(req.url, `https://127.0.0.1:${port}`));
+    // Only the callback: the browser also asks for /favicon.ico.
+    const hit = new URL(req.url, `https://127.0.0.1:${port}`);
+    if (hit.pathname === "/callback") hits.push(hit);
     res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
     res.end("<!doctype html><title>RP</title><h1 id=rp>relying party callback</h1>");
   });

@@ -62,6 +62,10 @@ enum Command {
     },
 }
 
+/// The client commands' log filter: a refused certificate is reported in the command's error
+/// (with its cause), so the TLS verifier's own log line would only repeat it.
+const CLIENT_LOG: &str = "warn,rustls_platform_verifier=off";
+
 fn init_logging(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -107,11 +111,11 @@ async fn main() {
             tsunagu_dev::demo::run(keep_running).await
         }
         Command::Wallet { command } => {
-            init_logging("warn", false);
+            init_logging(CLIENT_LOG, false);
             wallet::run(command, ca_file).await
         }
         Command::Ledger { command } => {
-            init_logging("warn", false);
+            init_logging(CLIENT_LOG, false);
             ledger::run(command, ca_file).await
         }
         Command::Connector(args) => {
@@ -119,11 +123,11 @@ async fn main() {
             connector::run(args, ca_file).await
         }
         Command::Admin { command } => {
-            init_logging("warn", false);
+            init_logging(CLIENT_LOG, false);
             admin::run(command, ca_file).await
         }
         Command::Dev { command } => {
-            init_logging("warn", false);
+            init_logging(CLIENT_LOG, false);
             tsunagu_dev::run(command).await
         }
     };

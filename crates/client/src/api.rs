@@ -38,6 +38,22 @@ impl ClientError {
     }
 }
 
+/// An error with its causes ("error sending request …: invalid peer certificate:
+/// UnknownIssuer"), so that a refused certificate says why.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// `builder` trusting, beside the usual roots, the CA certificates (PEM) in `ca_file`.
 pub fn with_ca(
     builder: reqwest::ClientBuilder,
@@ -97,7 +113,7 @@ impl ApiClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(with_causes(&e)))?;
         let status = response.status().as_u16();
         let text = response
             .text()
