@@ -8,7 +8,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -455,6 +455,6 @@ fn tls_paths_are_relative_to_the_configuration_file() {
     let config = Server::new().load_config(Some(&file)).unwrap();
     let (cert, key) = config.server.tls().unwrap();
     assert_eq!(cert, dir.path().join("server.pem"));
-    assert_eq!(key, PathBuf::from(dir.path().join("server-key.pem")));
+    assert_eq!(key, dir.path().join("server-key.pem"));
     assert!(config.public_url().starts_with("https://"));
 }
