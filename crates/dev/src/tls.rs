@@ -133,7 +133,8 @@ mod tests {
             leaf.subject_alternative_name().unwrap().unwrap().value
         );
         assert!(
-            names.contains("tsunagu.test") && names.contains("10.0.0.1"),
+            names.contains("DNSName(\"tsunagu.test\")")
+                && names.contains("IPAddress([10, 0, 0, 1])"),
             "{names}"
         );
         let ca_pem = std::fs::read(&made.ca).unwrap();
