@@ -171,3 +171,62 @@ fn certified_key(
     })?;
     Ok(pair)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a self-signed pair for 127.0.0.1; returns the certificate's DER.
+    fn write_pair(dir: &Path) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn served(c: &ReloadingCert) -> Vec<u8> {
+        c.current.read().unwrap().cert[0].to_vec()
+    }
+
+    #[test]
+    fn the_files_are_read_again_only_when_they_change_and_a_bad_pair_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let first = write_pair(dir.path());
+        let c = ReloadingCert::load(&cert, &key).unwrap();
+        assert!(!c.reload(false).unwrap(), "unchanged");
+        let second = write_pair(dir.path());
+        assert!(c.reload(false).unwrap(), "changed");
+        assert_eq!(served(&c), second);
+        assert_ne!(first, second);
+
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = c.reload(false).unwrap_err().to_string();
+        assert!(err.contains("server.tls_"), "{err}");
+        assert_eq!(served(&c), second, "the old pair stays");
+        assert!(!c.reload(false).unwrap(), "a bad pair is reported once");
+    }
+
+    #[test]
+    fn a_key_that_does_not_belong_to_the_certificate_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pair(dir.path());
+        std::fs::rename(dir.path().join("key.pem"), dir.path().join("old-key.pem")).unwrap();
+        write_pair(dir.path());
+        let err = ReloadingCert::load(
+            &dir.path().join("cert.pem"),
+            &dir.path().join("old-key.pem"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not belong"), "{err}");
+    }
+}
