@@ -113,7 +113,12 @@ fn is_connection_error(e: &io::Error) -> bool {
 }
 
 /// Serves one connection until the client closes it, a header comes too slowly, or nothing
-/// moves for the idle timeout (then a request in progress still gets its answer).
+/// moves for the idle timeout: then the connection is closed gracefully (an answer in
+/// progress may finish), and dropped if nothing moves for another idle period.
+///
+/// hyper's HTTP/1 header deadline also runs while a kept-alive connection waits for its next
+/// request, so such a connection closes after the header timeout; the idle deadline bounds
+/// HTTP/2 connections and answers a client does not read.
 async fn connection<I>(io: I, peer: SocketAddr, tls: bool, limits: Limits, router: Router)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -148,10 +153,18 @@ where
                 }
                 return;
             }
-            () = tokio::time::sleep(wait), if !closing => {
+            () = tokio::time::sleep(wait) => {
                 if activity.idle() >= limits.idle_timeout {
+                    if closing {
+                        // Not even the answer in progress moved (a client that does not
+                        // read): drop the connection.
+                        tracing::debug!(%peer, "connection dropped: nothing moved while closing");
+                        return;
+                    }
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                    // The answer in progress gets another idle period to move.
+                    activity.touch();
                 }
             }
         }
