@@ -8,7 +8,7 @@ import { Platform, browser, phonePage, shot } from "./harness.mjs";
 let platform, b;
 before(async () => {
   platform = await Platform.start();
-  b = await browser();
+  b = await browser(platform);
 });
 after(async () => {
   await b?.close();
@@ -37,6 +37,8 @@ test("the landing and login pages speak Japanese first, switch to English, and f
   const headers = response.headers();
   assert.match(headers["content-security-policy"], /script-src 'self'/);
   assert.equal(headers["x-frame-options"], "DENY");
+  assert.equal(headers["x-content-type-options"], "nosniff");
+  assert.equal(headers["strict-transport-security"], "max-age=31536000", "served over HTTPS");
   assert.equal(await page.getAttribute("html", "lang"), "ja");
   assert.equal(await shot(page, "01-landing-ja"), 0, "no sideways scrolling at 390 px");
 

@@ -32,7 +32,7 @@ before(async () => {
     }],
   });
   writeFileSync(join(platform.dir, "daycare.pem"), daycare.key.pem);
-  b = await browser();
+  b = await browser(platform);
   page = await phonePage(b);
 });
 
@@ -56,7 +56,16 @@ test("a committee member signs in with her key file and sees the pending applica
   assert.equal(await shot(page, "10-committee"), 0);
 });
 
-test("she approves it with a vote her browser signs", async () => {
+test("she approves it with a vote her browser signs, naming the error findings she overrides", async () => {
+  // An error finding blocks approval: a plain approving vote is refused and not counted.
+  await page.fill(`#comment-${daycare.id}`, "保存期間の短縮を条件に承認");
+  await page.click(`#vote-approve-${daycare.id}`);
+  await page.waitForSelector("#committee-error");
+  assert.match(await page.textContent("#committee-error"), /retention_too_long/);
+  page.problems.length = 0; // the refusal's 409 is the point here
+  const boxes = page.locator(`#overrides-${daycare.id} input[name="override"]`);
+  assert.ok((await boxes.count()) >= 1, "each error finding is a box to tick");
+  for (let i = 0; i < (await boxes.count()); i++) await boxes.nth(i).check();
   await page.fill(`#comment-${daycare.id}`, "保存期間の短縮を条件に承認");
   await page.click(`#vote-approve-${daycare.id}`);
   await page.waitForSelector("#vote-result");

@@ -1,6 +1,8 @@
-// Browser-test harness: a real `tsunagu serve` with a simulated JPKI CA and a committee member
-// key made here, services applied over the API, and Debian's Chromium driven by
-// playwright-core.
+// Browser-test harness: a real `tsunagu serve` over HTTPS with a CA made for the run
+// (`tsunagu dev tls`), a simulated JPKI CA and a committee member key made here, services
+// applied over the API, and Debian's Chromium driven by playwright-core. Node's requests trust
+// the run's CA only; Chromium trusts exactly the run's server key
+// (`--ignore-certificate-errors-spki-list`), never "any certificate".
 //
 //   TSUNAGU_BIN   the binary (default: ../../target/debug/tsunagu)
 //   CHROMIUM      the browser (default: /usr/bin/chromium)
@@ -8,12 +10,12 @@
 //                 `npm run screenshots` point it at docs/screenshots)
 
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createServer } from "node:net";
-import http from "node:http";
+import https from "node:https";
 import crypto from "node:crypto";
 import { chromium } from "playwright-core";
 
@@ -63,11 +65,50 @@ function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** A fetch-like request over HTTPS that trusts only `ca` (Node's fetch takes no CA). */
+export function fetchWithCa(ca, url, { method = "GET", headers = {}, body } = {}) {
+  return new Promise((ok, fail) => {
+    const req = https.request(url, { method, headers, ca }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        ok({
+          ok: res.statusCode >= 200 && res.statusCode < 300,
+          status: res.statusCode,
+          headers: res.headers,
+          text: async () => text,
+          json: async () => JSON.parse(text),
+        });
+      });
+    });
+    req.on("error", fail);
+    if (body !== undefined) req.write(String(body));
+    req.end();
+  });
+}
+
+/** Base64 of the SHA-256 of a certificate's SubjectPublicKeyInfo: Chromium's SPKI pin. */
+function spkiPin(pem) {
+  const spki = new crypto.X509Certificate(pem).publicKey.export({ type: "spki", format: "der" });
+  return crypto.createHash("sha256").update(spki).digest("base64");
+}
+
 /** A running platform. */
 export class Platform {
   static async start({ quorum = 1 } = {}) {
     const dir = mkdtempSync(join(tmpdir(), "tsunagu-web-"));
     execFileSync(bin, ["dev", "jpki", "init", "--dir", "ca"], { cwd: dir, stdio: "ignore" });
+    execFileSync(bin, ["dev", "tls", "--out", "tls", "--host", "127.0.0.1", "--host", "localhost"], {
+      cwd: dir,
+      stdio: "ignore",
+    });
+    const tls = {
+      ca: readFileSync(join(dir, "tls/ca.pem")),
+      cert: readFileSync(join(dir, "tls/server.pem")),
+      key: readFileSync(join(dir, "tls/server-key.pem")),
+    };
+    tls.spki = spkiPin(tls.cert);
     const member = es256Key("m1");
     writeFileSync(join(dir, "m1.pem"), member.pem);
     const port = await freePort();
@@ -78,6 +119,8 @@ export class Platform {
       [
         "[server]",
         `bind = "127.0.0.1:${port}"`,
+        `tls_cert = "tls/server.pem"`,
+        `tls_key = "tls/server-key.pem"`,
         "[storage]",
         `data_dir = "./data"`,
         "[identity]",
@@ -100,23 +143,28 @@ export class Platform {
     });
     let log = "";
     child.stderr.on("data", (d) => (log += d));
-    const url = `http://127.0.0.1:${port}`;
+    const url = `https://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {
       try {
-        if ((await fetch(`${url}/healthz`)).ok) break;
+        if ((await fetchWithCa(tls.ca, `${url}/healthz`)).ok) break;
       } catch {}
       if (i > 200 || child.exitCode !== null) throw new Error(`tsunagu did not start:\n${log}`);
       await sleep(50);
     }
-    return new Platform(dir, url, child, member, () => log);
+    return new Platform(dir, url, child, member, () => log, tls);
   }
 
-  constructor(dir, url, child, member, log) {
-    Object.assign(this, { dir, url, child, member, log });
+  constructor(dir, url, child, member, log, tls) {
+    Object.assign(this, { dir, url, child, member, log, tls });
+  }
+
+  /** A request to the platform (or the relying party) trusting the run's CA. */
+  fetch(url, init) {
+    return fetchWithCa(this.tls.ca, url, init);
   }
 
   async api(method, path, body, headers = {}) {
-    const r = await fetch(`${this.url}${path}`, {
+    const r = await this.fetch(`${this.url}${path}`, {
       method,
       headers: { "content-type": "application/json", ...headers },
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -161,24 +209,33 @@ export class Platform {
   }
 }
 
-/** A relying party's redirect endpoint: records what the browser brought back. */
-export async function relyingParty() {
+/** A relying party's redirect endpoint over HTTPS (with the platform's certificate, which
+ * names 127.0.0.1): records what the browser brought back. */
+export async function relyingParty(platform) {
   const port = await freePort();
   const hits = [];
-  const server = http.createServer((req, res) => {
-    hits.push(new URL(req.url, `http://127.0.0.1:${port}`));
+  const server = https.createServer({ cert: platform.tls.cert, key: platform.tls.key }, (req, res) => {
+    // Only the callback: the browser also asks for /favicon.ico.
+    const hit = new URL(req.url, `https://127.0.0.1:${port}`);
+    if (hit.pathname === "/callback") hits.push(hit);
     res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
     res.end("<!doctype html><title>RP</title><h1 id=rp>relying party callback</h1>");
   });
   await new Promise((r) => server.listen(port, "127.0.0.1", r));
-  return { redirect: `http://127.0.0.1:${port}/callback`, hits, close: () => new Promise((r) => server.close(r)) };
+  return { redirect: `https://127.0.0.1:${port}/callback`, hits, close: () => new Promise((r) => server.close(r)) };
 }
 
-/** Debian's Chromium, headless. */
-export async function browser() {
+/** Debian's Chromium, headless, trusting exactly the platform's server key for this run. */
+export async function browser(platform) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      `--ignore-certificate-errors-spki-list=${platform.tls.spki}`,
+    ],
   });
 }
 

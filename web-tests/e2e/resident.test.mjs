@@ -14,7 +14,7 @@ const security = { iso27001: true, incident_contact: "soc@example.jp", subcontra
 
 before(async () => {
   platform = await Platform.start();
-  rp = await relyingParty();
+  rp = await relyingParty(platform);
   const school = await platform.apply({
     name: "前橋市立中央小学校", organization: "前橋市教育委員会", contact: "school@example.jp", kind: "provider",
     endpoint: "http://127.0.0.1:9/redeem", redirect_uris: [],
@@ -61,7 +61,7 @@ before(async () => {
   });
   assert.ok(portal.secret, "a client_secret_basic client gets its secret once");
   for (const s of [school, daycare, brigade, portal]) await platform.vote(s.id, "approve");
-  b = await browser();
+  b = await browser(platform);
   page = await phonePage(b);
 });
 
@@ -180,7 +180,7 @@ test("a relying party logs her in with tsunagu: consent page, code, ID token wit
   const code = back.searchParams.get("code");
   assert.ok(code);
 
-  const token = await fetch(`${platform.url}/oauth2/token`, {
+  const token = await platform.fetch(`${platform.url}/oauth2/token`, {
     method: "POST",
     headers: {
       "content-type": "application/x-www-form-urlencoded",
@@ -194,7 +194,7 @@ test("a relying party logs her in with tsunagu: consent page, code, ID token wit
   assert.equal(idToken.aud, portal.id);
   assert.match(idToken.acr, /verified/);
   // The identity claims come from userinfo, read against her consent at each call.
-  const claims = await fetch(`${platform.url}/oauth2/userinfo`, {
+  const claims = await platform.fetch(`${platform.url}/oauth2/userinfo`, {
     headers: { authorization: `Bearer ${token.access_token}` },
   }).then((r) => r.json());
   assert.equal(claims.sub, idToken.sub);

@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use tsunagu_capability::ClientAddr;
 use tsunagu_core::Code;
 use tsunagu_platform::rates::RateLimiter;
 
@@ -81,9 +82,14 @@ pub async fn problem_for_plain_errors(request: Request, next: Next) -> Response 
     problem
 }
 
-/// The request's span: method and path, and the names (not the values) of its query
-/// parameters.
+/// The request's span: method, path, the names (not the values) of its query parameters,
+/// the HTTP version and the client ([`ClientAddr`]).
 pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let client = request
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.ip.to_string())
+        .unwrap_or_default();
     let query_keys: Vec<&str> = request
         .uri()
         .query()
@@ -97,21 +103,18 @@ pub fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         method = %request.method(),
         path = %request.uri().path(),
         query_keys = %query_keys.join(","),
+        version = ?request.version(),
+        client = %client,
     )
 }
 
-/// The client's address as the listener established it (the peer, or the address a
-/// trusted proxy forwarded for); the listener puts it in the request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
-
-/// The client address of a request: [`ClientAddr`] when the listener set it, else the TCP
-/// peer.
+/// The client address of a request: the listener's [`ClientAddr`] (the peer, or the address
+/// a trusted proxy forwarded for), else the TCP peer of `axum::serve`'s connect info.
 pub fn client_addr(request: &Request) -> Option<IpAddr> {
     request
         .extensions()
         .get::<ClientAddr>()
-        .map(|c| c.0)
+        .map(|c| c.ip)
         .or_else(|| {
             request
                 .extensions()

@@ -31,6 +31,17 @@ use std::time::Duration;
 pub use tsunagu_platform::{ConfigError, ConfigSource, Platform, Section};
 pub use tsunagu_store::{Migration, Migrations};
 
+/// Who sent a request, as the listener puts it in every request's extensions: the peer's
+/// address, or the client named by `X-Forwarded-For` when the peer is one of
+/// `[server] trusted_proxies`; and whether the client reached the platform over HTTPS (the
+/// listener's TLS, or a trusted proxy's `X-Forwarded-Proto: https`). Read it for rate limits
+/// and logs keyed by client; never read the forwarding headers directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    pub ip: std::net::IpAddr,
+    pub https: bool,
+}
+
 /// What [`Capability::assessment`] returns.
 pub type SectionFuture<'a> =
     Pin<Box<dyn Future<Output = anyhow::Result<AssessmentSection>> + Send + 'a>>;

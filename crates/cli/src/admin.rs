@@ -37,7 +37,7 @@ pub enum AdminCommand {
     },
 }
 
-pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+pub async fn run(command: AdminCommand, ca_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     match command {
         AdminCommand::Keygen { out } => {
             if out.exists() {
@@ -64,7 +64,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let vote = member
                 .sign_vote(&service, &decision, &comment, &overrides)
                 .map_err(anyhow::Error::msg)?;
-            let client = tsunagu_client::ApiClient::new(&url);
+            let client = tsunagu_client::ApiClient::with_ca_file(&url, ca_file)?;
             let answer = client
                 .post(
                     &format!("/v1/governance/services/{service}/votes"),

@@ -30,7 +30,7 @@ enum ConnectorCommand {
     },
 }
 
-pub async fn run(args: ConnectorArgs) -> anyhow::Result<()> {
+pub async fn run(args: ConnectorArgs, ca_file: Option<&std::path::Path>) -> anyhow::Result<()> {
     match (args.command, args.config) {
         (
             Some(ConnectorCommand::Keygen {
@@ -47,6 +47,9 @@ pub async fn run(args: ConnectorArgs) -> anyhow::Result<()> {
             let mut config = SidecarConfig::load(&path)?;
             if let (Some(url), Some(provider)) = (args.upstream, config.provider.as_mut()) {
                 provider.upstream = url;
+            }
+            if let Some(ca_file) = ca_file {
+                config.ca_file = Some(ca_file.to_owned());
             }
             let running = sidecar::start(&config).await?;
             eprintln!(

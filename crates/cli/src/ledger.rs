@@ -1,7 +1,7 @@
 //! `tsunagu ledger verify`: an auditor's monitor of the transparency ledger.
 
 use clap::Subcommand;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tsunagu_client::verify::monitor;
 
@@ -22,10 +22,11 @@ pub enum LedgerCommand {
     },
 }
 
-pub async fn run(command: LedgerCommand) -> anyhow::Result<()> {
+pub async fn run(command: LedgerCommand, ca_file: Option<&Path>) -> anyhow::Result<()> {
     let LedgerCommand::Verify { url, state, watch } = command;
+    let client = tsunagu_client::ApiClient::with_ca_file(&url, ca_file)?;
     loop {
-        let report = monitor(&url, state.as_deref()).await?;
+        let report = monitor(&client, state.as_deref()).await?;
         match report.previous {
             Some(prev) => println!(
                 "ok: tree_size {} root {} signed by {}; consistent with the saved head of size {prev}",

@@ -18,6 +18,10 @@ use std::path::PathBuf;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CA certificates (PEM) to trust beside the usual roots when talking to the platform
+    /// over HTTPS (a certificate from a private CA, or `tsunagu dev tls`).
+    #[arg(long, global = true, env = "TSUNAGU_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +62,10 @@ enum Command {
     },
 }
 
+/// The client commands' log filter: a refused certificate is reported in the command's error
+/// (with its cause), so the TLS verifier's own log line would only repeat it.
+const CLIENT_LOG: &str = "warn,rustls_platform_verifier=off";
+
 fn init_logging(default: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -95,6 +103,7 @@ async fn serve(config: Option<PathBuf>) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    let ca_file = cli.ca_file.as_deref();
     let result = match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Demo { keep_running } => {
@@ -102,23 +111,23 @@ async fn main() {
             tsunagu_dev::demo::run(keep_running).await
         }
         Command::Wallet { command } => {
-            init_logging("warn", false);
-            wallet::run(command).await
+            init_logging(CLIENT_LOG, false);
+            wallet::run(command, ca_file).await
         }
         Command::Ledger { command } => {
-            init_logging("warn", false);
-            ledger::run(command).await
+            init_logging(CLIENT_LOG, false);
+            ledger::run(command, ca_file).await
         }
         Command::Connector(args) => {
             init_logging("info,tower_http=warn", false);
-            connector::run(args).await
+            connector::run(args, ca_file).await
         }
         Command::Admin { command } => {
-            init_logging("warn", false);
-            admin::run(command).await
+            init_logging(CLIENT_LOG, false);
+            admin::run(command, ca_file).await
         }
         Command::Dev { command } => {
-            init_logging("warn", false);
+            init_logging(CLIENT_LOG, false);
             tsunagu_dev::run(command).await
         }
     };

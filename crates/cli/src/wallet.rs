@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tsunagu_client::{ApiClient, Wallet};
 use tsunagu_jpki_sim::Card;
 
@@ -43,7 +43,7 @@ pub enum WalletCommand {
     },
 }
 
-pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
+pub async fn run(command: WalletCommand, ca_file: Option<&Path>) -> anyhow::Result<()> {
     match command {
         WalletCommand::Enroll {
             wallet,
@@ -61,7 +61,7 @@ pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
                 let url = url.ok_or_else(|| anyhow::anyhow!("a new wallet needs --url"))?;
                 Wallet::create(&wallet, &pin, &url)?
             };
-            let client = ApiClient::new(&w.server);
+            let client = ApiClient::with_ca_file(&w.server, ca_file)?;
             let jwk = w.device_jwk()?;
             let answer = match card {
                 Some(card_path) => {
@@ -83,11 +83,11 @@ pub async fn run(command: WalletCommand) -> anyhow::Result<()> {
             );
         }
         WalletCommand::Login { wallet, pin } => {
-            let (_, token) = login(&wallet, pin).await?;
+            let (_, token) = login(&wallet, pin, ca_file).await?;
             println!("{token}");
         }
         WalletCommand::Status { wallet, pin } => {
-            let (client, token) = login(&wallet, pin).await?;
+            let (client, token) = login(&wallet, pin, ca_file).await?;
             let me = client.get("/v1/me", Some(&token)).await?;
             println!("{}", serde_json::to_string_pretty(&me)?);
             let history = client.get("/v1/me/history?limit=20", Some(&token)).await?;
@@ -116,14 +116,18 @@ fn remember(w: &mut Wallet, answer: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn login(path: &std::path::Path, pin: Option<String>) -> anyhow::Result<(ApiClient, String)> {
+async fn login(
+    path: &Path,
+    pin: Option<String>,
+    ca_file: Option<&Path>,
+) -> anyhow::Result<(ApiClient, String)> {
     let mut w = Wallet::load(path)?;
     let credential = w.credential.clone().ok_or_else(|| {
         anyhow::anyhow!("this wallet is not enrolled yet: run `tsunagu wallet enroll`")
     })?;
     let pin = crate::secret(pin, "wallet PIN: ")?;
     let key = w.unlock(&pin)?;
-    let client = ApiClient::new(&w.server);
+    let client = ApiClient::with_ca_file(&w.server, ca_file)?;
     let answer = client.login(&credential, &key).await?;
     Ok((client.clone(), ApiClient::token(&answer)?))
 }

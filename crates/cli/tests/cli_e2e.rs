@@ -251,6 +251,108 @@ fn configuration_errors_name_what_is_wrong() {
     );
 }
 
+/// `tsunagu serve` killed when dropped.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_operator_serves_https_with_a_certificate_and_renews_it_with_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let made = ok(tsunagu(d, &["dev", "tls", "--out", "tls"], &[]));
+    assert!(
+        made.contains("server.pem") && made.contains("SPKI"),
+        "{made}"
+    );
+    let port = free_port();
+    std::fs::write(
+        d.join("tsunagu.toml"),
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\ntls_cert = \"tls/server.pem\"\ntls_key = \"tls/server-key.pem\"\n[storage]\ndata_dir = \"data\"\n"
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(d.join("serve.log")).unwrap();
+    let server = Serving(
+        Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+            .current_dir(d)
+            .args(["serve", "--config", "tsunagu.toml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let verify = |env: &[(&str, &str)]| tsunagu(d, &["ledger", "verify", "--url", &url], env);
+    let with_ca = [("TSUNAGU_CA_FILE", "tls/ca.pem")];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !verify(&with_ca).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no HTTPS: {}",
+            std::fs::read_to_string(d.join("serve.log")).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The same command with the CA given as a flag; without it the certificate is refused.
+    ok(tsunagu(
+        d,
+        &["ledger", "verify", "--url", &url, "--ca-file", "tls/ca.pem"],
+        &[],
+    ));
+    let err = fails(verify(&[]));
+    assert!(
+        err.contains("cannot reach the platform") && err.contains("certificate"),
+        "the error says the certificate was refused: {err}"
+    );
+
+    // A new CA and certificate, then SIGHUP: clients trusting only the new CA get through.
+    ok(tsunagu(d, &["dev", "tls", "--out", "tls"], &[]));
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !verify(&with_ca).status.success() {
+        assert!(std::time::Instant::now() < deadline, "not reloaded");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(d.join("serve.log")).unwrap();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
+    drop(server);
+}
+
+#[test]
+fn serve_refuses_plain_http_beyond_loopback_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("open.toml"),
+        "[server]\nbind = \"0.0.0.0:0\"\n[storage]\ndata_dir = \"data\"\n",
+    )
+    .unwrap();
+    let err = fails(tsunagu(d, &["serve", "--config", "open.toml"], &[]));
+    for key in ["[server] tls_cert", "tls_key", "[server] allow_plain_http"] {
+        assert!(err.contains(key), "{err}");
+    }
+    let port = free_port();
+    let server = Server::start(
+        d,
+        &format!(
+            "[server]\nbind = \"0.0.0.0:{port}\"\nallow_plain_http = true\ntrusted_proxies = [\"127.0.0.1\"]\n[storage]\ndata_dir = \"data\"\n"
+        ),
+        port,
+    );
+    drop(server);
+}
+
 #[test]
 fn the_ticket_benchmark_tools_seed_and_load_a_real_platform() {
     let dir = tempfile::tempdir().unwrap();

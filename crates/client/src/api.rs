@@ -23,6 +23,9 @@ pub enum ClientError {
     Unexpected(String),
     #[error("card: {0}")]
     Card(String),
+    /// The CA file given for the platform's certificate could not be used.
+    #[error("CA file {0}")]
+    CaFile(String),
 }
 
 impl ClientError {
@@ -33,6 +36,36 @@ impl ClientError {
             _ => None,
         }
     }
+}
+
+/// An error with its causes ("error sending request …: invalid peer certificate:
+/// UnknownIssuer"), so that a refused certificate says why.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// `builder` trusting, beside the usual roots, the CA certificates (PEM) in `ca_file`.
+pub fn with_ca(
+    builder: reqwest::ClientBuilder,
+    ca_file: &std::path::Path,
+) -> Result<reqwest::ClientBuilder, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", ca_file.display()));
+    }
+    Ok(builder.tls_certs_merge(certs))
 }
 
 /// A client of one platform.
@@ -53,6 +86,25 @@ impl ApiClient {
         }
     }
 
+    /// A client that also trusts the CA certificates (PEM) in `ca_file`: a platform whose
+    /// certificate a private CA issued (`tsunagu dev tls`, a city's own CA).
+    pub fn with_ca_file(
+        base: &str,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<ApiClient, ClientError> {
+        let Some(ca_file) = ca_file else {
+            return Ok(ApiClient::new(base));
+        };
+        let builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30));
+        Ok(ApiClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http: with_ca(builder, ca_file)
+                .map_err(ClientError::CaFile)?
+                .build()
+                .map_err(|e| ClientError::CaFile(format!("{}: {e}", ca_file.display())))?,
+        })
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -61,7 +113,7 @@ impl ApiClient {
         let response = request
             .send()
             .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+            .map_err(|e| ClientError::Transport(with_causes(&e)))?;
         let status = response.status().as_u16();
         let text = response
             .text()

@@ -85,7 +85,10 @@ mod tests {
         let payload: serde_json::Value = token.payload_as().unwrap();
         assert_eq!(payload["service_id"], "svc_x");
         assert_eq!(payload["decision"], "approve");
-        assert!(payload.get("override").is_none(), "nothing overridden: no member");
+        assert!(
+            payload.get("override").is_none(),
+            "nothing overridden: no member"
+        );
         let over = member
             .sign_vote("svc_x", "approve", "", &["no_retention".into()])
             .unwrap();

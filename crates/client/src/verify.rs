@@ -82,8 +82,10 @@ pub struct MonitorReport {
 /// Fetches the current tree head, checks its signature with the platform's ledger key
 /// (pinned in the state file after the first run), checks it extends the saved head, and
 /// saves it.
-pub async fn monitor(url: &str, state_path: Option<&Path>) -> Result<MonitorReport, VerifyError> {
-    let client = ApiClient::new(url);
+pub async fn monitor(
+    client: &ApiClient,
+    state_path: Option<&Path>,
+) -> Result<MonitorReport, VerifyError> {
     let sth = client.sth().await?;
     let saved: Option<MonitorState> = match state_path {
         Some(p) if p.exists() => Some(
@@ -146,7 +148,7 @@ pub async fn monitor(url: &str, state_path: Option<&Path>) -> Result<MonitorRepo
     };
     if let Some(p) = state_path {
         let state = MonitorState {
-            url: url.to_owned(),
+            url: client.base().to_owned(),
             sth: sth.clone(),
             key: key.to_value(),
         };

@@ -4,6 +4,7 @@ use crate::{ConnectorError, ServiceIdentity};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 use tsunagu_crypto::jwk::{JwkSet, PublicJwk};
@@ -45,6 +46,20 @@ pub struct ServiceKeys {
     pub encryption: Option<PublicJwk>,
 }
 
+/// `builder` trusting, beside the usual roots, the CA certificates (PEM) in `ca_file`.
+pub fn with_ca(
+    builder: reqwest::ClientBuilder,
+    ca_file: &Path,
+) -> Result<reqwest::ClientBuilder, ConnectorError> {
+    let bad = |e: String| ConnectorError::Config(format!("ca_file {}: {e}", ca_file.display()));
+    let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok(builder.tls_certs_merge(certs))
+}
+
 /// A client of the platform, authenticated as one service.
 pub struct PlatformClient {
     base: String,
@@ -57,17 +72,32 @@ pub struct PlatformClient {
 impl PlatformClient {
     /// `base` is the platform's public URL (the audience of client assertions).
     pub fn new(base: &str, identity: ServiceIdentity) -> PlatformClient {
-        PlatformClient {
+        PlatformClient::with_ca_file(base, identity, None).expect("a default HTTP client builds")
+    }
+
+    /// A client that also trusts the CA certificates (PEM) in `ca_file` (a platform or
+    /// provider whose certificate a private CA issued).
+    pub fn with_ca_file(
+        base: &str,
+        identity: ServiceIdentity,
+        ca_file: Option<&Path>,
+    ) -> Result<PlatformClient, ConnectorError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64);
+        if let Some(ca_file) = ca_file {
+            builder = with_ca(builder, ca_file)?;
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ConnectorError::Config(format!("HTTP client: {e}")))?;
+        Ok(PlatformClient {
             base: base.trim_end_matches('/').to_owned(),
             identity,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .pool_max_idle_per_host(64)
-                .build()
-                .expect("a default HTTP client builds"),
+            http,
             platform_keys: RwLock::new((JwkSet::default(), None)),
             service_keys: RwLock::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn base(&self) -> &str {

@@ -5,6 +5,7 @@
 //! role = "provider"                       # or "consumer"
 //! service_id = "svc_…"                    # as the platform assigned it
 //! platform_url = "https://id.city.example" # the platform's public URL
+//! ca_file = "city-ca.pem"                 # optional: also trust this CA (PEM) for TLS
 //! key_file = "signing-key.pem"            # ES256 PKCS#8, its public key in the service's JWKS
 //! bind = "127.0.0.1:9101"
 //!
@@ -50,6 +51,10 @@ pub struct SidecarConfig {
     pub role: Role,
     pub service_id: String,
     pub platform_url: String,
+    /// CA certificates (PEM) to trust beside the usual roots, for a platform or a provider
+    /// whose certificate a private CA issued.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     pub key_file: PathBuf,
     pub bind: String,
     #[serde(default)]
@@ -94,6 +99,7 @@ impl SidecarConfig {
             }
         };
         config.key_file = resolve(&config.key_file);
+        config.ca_file = config.ca_file.as_ref().map(resolve);
         if let Some(c) = config.consumer.as_mut()
             && let Some(k) = &c.encryption_key_file
         {
@@ -151,7 +157,11 @@ struct SinceQuery {
 /// Starts the sidecar described by `config`.
 pub async fn start(config: &SidecarConfig) -> Result<Running, ConnectorError> {
     let identity = ServiceIdentity::load(&config.service_id, &config.key_file)?;
-    let platform = Arc::new(PlatformClient::new(&config.platform_url, identity));
+    let platform = Arc::new(PlatformClient::with_ca_file(
+        &config.platform_url,
+        identity,
+        config.ca_file.as_deref(),
+    )?);
     let app = match config.role {
         Role::Provider => {
             let section = config

@@ -10,6 +10,17 @@ pub enum DevCommand {
         #[command(subcommand)]
         command: crate::jpki::JpkiCommand,
     },
+    /// Make a certificate authority for one run and a server certificate it signs:
+    /// ca.pem, server.pem, server-key.pem (for `[server] tls_cert`/`tls_key`).
+    Tls {
+        /// Where to write the files.
+        #[arg(long)]
+        out: PathBuf,
+        /// A DNS name or IP address of the server (repeat it; default localhost,
+        /// 127.0.0.1 and ::1).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
     /// Fill a stopped platform's storage with approved benchmark services and consenting
     /// residents, for `dev load` (through the platform's services: the committee approves,
     /// residents enroll with simulated cards and sign their consents).
@@ -42,6 +53,7 @@ pub enum DevCommand {
 pub async fn run(command: DevCommand) -> anyhow::Result<()> {
     match command {
         DevCommand::Jpki { command } => crate::jpki::run(command),
+        DevCommand::Tls { out, hosts } => crate::tls::run(&out, &hosts),
         DevCommand::Seed(args) => crate::seed::run(args).await,
         DevCommand::OidcSeed(args) => crate::oidc_seed::run(args).await,
         DevCommand::Load {

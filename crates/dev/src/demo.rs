@@ -191,7 +191,9 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     } else {
         work.path().to_owned()
     };
-    println!("tsunagu demo: a city on the embedded default (SQLite), everything on loopback");
+    println!(
+        "tsunagu demo: a city on the embedded default (SQLite), everything on loopback, the platform over HTTPS"
+    );
     println!("working directory: {}", root.display());
 
     // ───────────────────────────── the city's institutions
@@ -224,6 +226,10 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     let server = tsunagu_server::Server::new().with(crate::SimulatedCard);
     let mut config = tsunagu_server::Config::default();
     config.server.bind = "127.0.0.1:0".into();
+    // HTTPS with a certificate authority made for this run; every client is given its CA.
+    let tls = crate::tls::make(&root.join("tls"), &[])?;
+    config.server.tls_cert = Some(tls.cert.clone());
+    config.server.tls_key = Some(tls.key.clone());
     config.server.sweep_interval_seconds = 1;
     config.storage.data_dir = root.join("data");
     config.identity.jpki_trust_anchors = vec![ca.certificate_path()];
@@ -257,7 +263,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         .collect();
     let running = server.spawn(config).await?;
     let url = running.url();
-    let client = ApiClient::new(&url);
+    let client = ApiClient::with_ca_file(&url, Some(&tls.ca))?;
     n.say(format!(
         "listening on {url}, storage {}",
         running.platform.backend()
@@ -290,7 +296,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     ));
     n.say("the four items are stored encrypted (AES-256-GCM); no individual number anywhere");
     let auditor_state = root.join("auditor-sth.json");
-    let first_head = monitor(&url, Some(&auditor_state)).await?;
+    let first_head = monitor(&client, Some(&auditor_state)).await?;
     n.say(format!(
         "an auditor saves the signed tree head (size {}) to check the log later",
         first_head.sth.tree_size
@@ -488,6 +494,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
             role: Role::Provider,
             service_id: service.id.clone(),
             platform_url: url.clone(),
+            ca_file: Some(tls.ca.clone()),
             key_file: service.key_file.clone(),
             bind: format!("127.0.0.1:{port}"),
             provider: Some(ProviderSection {
@@ -507,6 +514,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         role: Role::Consumer,
         service_id: daycare.id.clone(),
         platform_url: url.clone(),
+        ca_file: Some(tls.ca.clone()),
         key_file: daycare.key_file.clone(),
         bind: "127.0.0.1:0".into(),
         provider: None,
@@ -527,17 +535,19 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         None => None,
     };
     let daycare_app = Consumer::new(
-        Arc::new(PlatformClient::new(
+        Arc::new(PlatformClient::with_ca_file(
             &url,
             ServiceIdentity::load(&daycare.id, &daycare.key_file)?,
-        )),
+            Some(&tls.ca),
+        )?),
         daycare_encryption,
     );
     let fire_app = Consumer::new(
-        Arc::new(PlatformClient::new(
+        Arc::new(PlatformClient::with_ca_file(
             &url,
             ServiceIdentity::load(&fire.id, &fire.key_file)?,
-        )),
+            Some(&tls.ca),
+        )?),
         None,
     );
     ensure!(
@@ -892,7 +902,7 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
     n.say(format!("the platform's database ({} KB) contains none of the exchanged values: only hashes and receipts", database.len() / 1024));
 
     n.step("The auditor checks the log again");
-    let report = monitor(&url, Some(&auditor_state)).await?;
+    let report = monitor(&client, Some(&auditor_state)).await?;
     n.say(format!(
         "signed tree head: size {}, root {}",
         report.sth.tree_size, report.sth.root_hash
@@ -915,6 +925,10 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         println!(
             "  files in {} (CA in jpki/, database in data/, service keys in services/)",
             root.display()
+        );
+        println!(
+            "  TLS: a CA made for this run, {}; trust it in the browser, or curl --cacert it",
+            tls.ca.display()
         );
         println!("Press Ctrl-C to stop.");
         tokio::signal::ctrl_c().await?;

@@ -7,6 +7,7 @@
 //!   the seeder goes through the platform's services as the committee and residents would.
 //! - [`oidc_seed`]: the OpenID Connect benchmark's setup against a running server.
 //! - [`jpki`]: the simulated J-LIS's commands (`tsunagu dev jpki …`).
+//! - [`tls`]: a CA and a server certificate for one run (`tsunagu dev tls`).
 //!
 //! The simulated card ([`SimulatedCard`], the `dev-card` capability) is a crate of its own,
 //! `tsunagu-dev-card`, as a capability never depends on the server; this crate uses both to
@@ -21,6 +22,7 @@ pub mod jpki;
 pub mod load;
 pub mod oidc_seed;
 pub mod seed;
+pub mod tls;
 
 pub use command::{DevCommand, run};
 pub use tsunagu_dev_card::{DevConfig, SimulatedCard};

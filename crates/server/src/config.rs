@@ -4,7 +4,8 @@
 //! that name them. Relative paths are resolved against the configuration file's directory.
 
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 pub use tsunagu_platform::config::{
     AuditorConfig, ExchangeConfig, GovernanceConfig, IdentityConfig, KeysConfig, LedgerConfig,
     LockoutConfig, MemberConfig, OidcConfig, RetentionLimits, StorageConfig,
@@ -39,6 +40,27 @@ pub struct ServerConfig {
     /// Service applications per hour per client address (0: no limit).
     #[serde(default = "default_applications_rate")]
     pub service_applications_per_hour: u32,
+    /// The listener's certificate chain (PEM, leaf first). With `tls_key`, the platform
+    /// serves HTTPS and re-reads both files on SIGHUP or when they change.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback: only behind a proxy that
+    /// terminates TLS.
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    /// The proxies (CIDRs, or single addresses) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How long a client may take to send a request's header (and the TLS handshake).
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// How long a connection may stay open with nothing sent either way.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -51,8 +73,37 @@ impl Default for ServerConfig {
             sweep_interval_seconds: default_sweep(),
             anonymous_requests_per_minute: default_anonymous_rate(),
             service_applications_per_hour: default_applications_rate(),
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
+            trusted_proxies: Vec::new(),
+            header_timeout_seconds: default_header_timeout(),
+            idle_timeout_seconds: default_idle_timeout(),
         }
     }
+}
+
+impl ServerConfig {
+    /// The certificate and key files, when the listener serves TLS.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// `trusted_proxies` parsed (checked by `validate`; a bad entry is skipped here).
+    pub fn trusted_proxy_nets(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p).ok())
+            .collect()
+    }
+}
+
+/// A CIDR, or a single address as a /32 or /128.
+fn parse_net(text: &str) -> Result<ipnet::IpNet, ()> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| ())
 }
 
 fn default_bind() -> String {
@@ -73,16 +124,80 @@ fn default_applications_rate() -> u32 {
 fn default_log_format() -> String {
     "text".into()
 }
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    60
+}
 
 impl Section for ServerConfig {
     const NAME: &'static str = "server";
 
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.tls_cert, &mut self.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *p = tsunagu_platform::config::resolve(base, p);
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+        let Ok(bind) = self.bind.parse::<SocketAddr>() else {
             return Err(ConfigError::Invalid(format!(
                 "server.bind `{}` is not an address such as 127.0.0.1:8080",
                 self.bind
             )));
+        };
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "server.tls_cert is set but server.tls_key is not: give both".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "server.tls_key is set but server.tls_cert is not: give both".into(),
+                ));
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        return Err(ConfigError::File {
+                            path: path.clone(),
+                            reason: format!("server.{name}: no such file"),
+                        });
+                    }
+                }
+            }
+            (None, None) => {
+                if !bind.ip().is_loopback() && !self.allow_plain_http {
+                    return Err(ConfigError::Invalid(format!(
+                        "server.bind `{}` is not a loopback address and the listener has no TLS: \
+                         set [server] tls_cert and tls_key, or [server] allow_plain_http = true \
+                         when a proxy in front terminates TLS",
+                        self.bind
+                    )));
+                }
+            }
+        }
+        for p in &self.trusted_proxies {
+            if parse_net(p).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "server.trusted_proxies: `{p}` is not a CIDR such as 10.0.0.0/8 or an address"
+                )));
+            }
+        }
+        if self.header_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "server.header_timeout_seconds must be at least 1".into(),
+            ));
+        }
+        if self.idle_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "server.idle_timeout_seconds must be at least 1".into(),
+            ));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(
@@ -147,10 +262,15 @@ impl Config {
 
     /// The public URL without a trailing slash.
     pub fn public_url(&self) -> String {
+        let scheme = if self.server.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
         self.server
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.server.bind))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.server.bind))
             .trim_end_matches('/')
             .to_owned()
     }
@@ -249,7 +369,7 @@ mod tests {
             write(
                 &sub,
                 "c.toml",
-                "[storage]\ndata_dir = \"data\"\n[identity]\njpki_trust_anchors = [\"ca.pem\"]\n",
+                "[storage]\ndata_dir = \"data\"\n[identity]\njpki_trust_anchors = [\"ca.pem\"]\njpki_crls = [\"https://example.invalid/x.crl\"]\n",
             );
             // A configuration file named relative to the working directory.
             let mut c = load(Some(Path::new("etc/c.toml"))).unwrap();
@@ -284,6 +404,54 @@ mod tests {
             assert_eq!(c.server.bind, "127.0.0.1:2000");
             assert_eq!(c.identity.nonce_ttl_seconds, 42);
             Ok(())
+        });
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_is_refused_naming_the_keys_unless_allowed() {
+        jailed(|dir| {
+            let p = write(dir, "c.toml", "[server]\nbind = \"0.0.0.0:8080\"\n");
+            let err = load(Some(&p)).unwrap_err().to_string();
+            for key in ["[server] tls_cert", "tls_key", "[server] allow_plain_http"] {
+                assert!(err.contains(key), "{err}");
+            }
+            let p = write(
+                dir,
+                "d.toml",
+                "[server]\nbind = \"0.0.0.0:8080\"\nallow_plain_http = true\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\"]\n",
+            );
+            let c = load(Some(&p)).unwrap();
+            assert_eq!(c.server.trusted_proxy_nets().len(), 2);
+            let p = write(dir, "e.toml", "[server]\nbind = \"[::1]:8080\"\n");
+            assert!(load(Some(&p)).is_ok(), "loopback needs no TLS");
+        });
+    }
+
+    #[test]
+    fn tls_and_proxy_settings_are_checked_naming_the_key() {
+        jailed(|dir| {
+            write(dir, "cert.pem", "x");
+            for (text, key) in [
+                ("tls_cert = \"cert.pem\"", "server.tls_key"),
+                ("tls_key = \"cert.pem\"", "server.tls_cert"),
+                (
+                    "tls_cert = \"cert.pem\"\ntls_key = \"nope.pem\"",
+                    "server.tls_key",
+                ),
+                (
+                    "trusted_proxies = [\"10.0.0.0/33\"]",
+                    "server.trusted_proxies",
+                ),
+                (
+                    "header_timeout_seconds = 0",
+                    "server.header_timeout_seconds",
+                ),
+                ("idle_timeout_seconds = 0", "server.idle_timeout_seconds"),
+            ] {
+                let p = write(dir, "c.toml", &format!("[server]\n{text}\n"));
+                let err = load(Some(&p)).unwrap_err().to_string();
+                assert!(err.contains(key), "{text}: {err}");
+            }
         });
     }
 

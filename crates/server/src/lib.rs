@@ -11,7 +11,10 @@
 //! else.
 
 pub mod config;
+mod edge;
+mod listener;
 mod scheduler;
+pub mod tls;
 
 pub use config::Config;
 
@@ -136,18 +139,33 @@ impl Server {
     }
 
     /// Starts the platform on `config.server.bind` (port 0 picks a free port) and returns
-    /// at once with the address.
+    /// at once with the address. With `[server] tls_cert` and `tls_key` it serves HTTPS and
+    /// re-reads them on SIGHUP or when they change.
     pub async fn spawn(self, mut config: Config) -> anyhow::Result<Running> {
         self.check()?;
         config.validate()?;
         tsunagu_api::metrics_handle();
+        let tls = match config.server.tls() {
+            Some((cert, key)) => Some(listener::Tls {
+                cert: Arc::new(tls::ReloadingCert::load(cert, key)?),
+                hangup: tls::hangup(),
+            }),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = tokio::net::TcpListener::bind(&config.server.bind)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.server.bind))?;
         let addr = listener.local_addr()?;
         if config.server.public_url.is_none() {
-            config.server.public_url = Some(format!("http://{addr}"));
+            config.server.public_url = Some(format!("{scheme}://{addr}"));
         }
+        let hsts = tls.is_some() || config.public_url().starts_with("https://");
+        let limits = listener::Limits {
+            header_timeout: Duration::from_secs(config.server.header_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(config.server.idle_timeout_seconds.max(1)),
+            trusted_proxies: config.server.trusted_proxy_nets().into(),
+        };
         let platform = self.platform(&mut config).await?;
         let mut active = Vec::new();
         for c in &self.capabilities {
@@ -190,19 +208,15 @@ impl Server {
             )
             .layer(axum::extract::DefaultBodyLimit::max(
                 config.server.body_limit_bytes,
-            ));
+            ))
+            .layer(middleware::from_fn_with_state(hsts, edge::security_headers));
         let job_names: Vec<&'static str> = jobs.iter().map(|j| j.name).collect();
         let scheduler = scheduler::start(jobs);
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-        });
-        tracing::info!(%addr, backend = platform.backend(), capabilities = ?ctx.capabilities, jobs = ?job_names, "tsunagu is listening");
+        let task = tokio::spawn(listener::serve(listener, tls, limits, router));
+        tracing::info!(%addr, %scheme, backend = platform.backend(), capabilities = ?ctx.capabilities, jobs = ?job_names, "tsunagu is listening");
         Ok(Running {
             addr,
+            scheme,
             platform,
             jobs: job_names,
             active,
@@ -221,6 +235,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<Running> {
 /// A server running in this process.
 pub struct Running {
     pub addr: SocketAddr,
+    /// `https` when the listener serves TLS, else `http`.
+    pub scheme: &'static str,
     pub platform: Arc<Platform>,
     /// The background jobs the scheduler runs.
     pub jobs: Vec<&'static str>,
@@ -250,9 +266,9 @@ impl Running {
         Ok(sections)
     }
 
-    /// The base URL on loopback.
+    /// The base URL on the listener's address.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Waits for the server to stop (it stops on error only).
