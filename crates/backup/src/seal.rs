@@ -73,7 +73,7 @@ pub fn encrypt<W: Write>(
 pub fn decrypt<R: Read + Send>(
     input: R,
     identities: &[Box<dyn age::Identity + Send + Sync>],
-) -> Result<impl BufRead + Send, SealError> {
+) -> Result<impl BufRead + Send + use<R>, SealError> {
     let decryptor = age::Decryptor::new(input).map_err(|e| SealError::NotAge(e.to_string()))?;
     let reader = decryptor
         .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
