@@ -10,8 +10,7 @@ use tsunagu_crypto::aead::Keyring;
 use tsunagu_crypto::keys::{Alg, SigningKey};
 use tsunagu_ledger::leaf_hash;
 use tsunagu_store::{
-    Commit, Database, KeyRow, KeyStore, LedgerStore, Migrations, NewLeaf, NonceStore,
-    PLATFORM_MIGRATIONS, SqlStore, Store,
+    Commit, Database, KeyRow, Migrations, NewLeaf, PLATFORM_MIGRATIONS, SqlStore, Store,
 };
 
 /// A store with a ledger key sealed by `keyring`, three leaves and a nonce.
@@ -172,13 +171,23 @@ async fn round_trip(from: &str, to: &str) {
         .unwrap_err();
     assert!(err.to_string().contains("knows only 3"), "{err}");
 
-    let summary = archive::restore(&db, vec![PLATFORM_MIGRATIONS], Cursor::new(bytes.clone()), 1)
-        .await
-        .unwrap();
+    let summary = archive::restore(
+        &db,
+        vec![PLATFORM_MIGRATIONS],
+        Cursor::new(bytes.clone()),
+        1,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.rows, report.rows);
-    let err = archive::restore(&db, vec![PLATFORM_MIGRATIONS], Cursor::new(bytes.clone()), 1)
-        .await
-        .unwrap_err();
+    let err = archive::restore(
+        &db,
+        vec![PLATFORM_MIGRATIONS],
+        Cursor::new(bytes.clone()),
+        1,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
 
     let restored = target.store().await;
@@ -190,10 +199,10 @@ async fn round_trip(from: &str, to: &str) {
         1,
         "the sealed key came back"
     );
-    // The restored rows are live.
-    assert!(restored.take_nonce("n-1", "login", 1).await.unwrap());
     let again = backup(restored.database(), &keyring).await;
     assert_eq!(rows(&again), rows(&bytes), "the same rows on {to}");
+    // The restored rows are live.
+    assert!(restored.take_nonce("n-1", "login", 1).await.unwrap());
     source.drop().await;
     target.drop().await;
 }

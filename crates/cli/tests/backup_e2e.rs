@@ -39,7 +39,10 @@ fn fails(out: Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.starts_with("error: "), "errors are one readable line: {err}");
+    assert!(
+        err.starts_with("error: "),
+        "errors are one readable line: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     err
 }
@@ -162,8 +165,20 @@ async fn scenario(from: &str, to: &str) {
     ok(tsunagu(
         root,
         &[
-            "dev", "jpki", "issue", "--dir", "ca", "--name", "前橋　花子", "--address",
-            "群馬県前橋市大手町二丁目12番1号", "--birthdate", "1988-04-01", "--sex", "2", "--out",
+            "dev",
+            "jpki",
+            "issue",
+            "--dir",
+            "ca",
+            "--name",
+            "前橋　花子",
+            "--address",
+            "群馬県前橋市大手町二丁目12番1号",
+            "--birthdate",
+            "1988-04-01",
+            "--sex",
+            "2",
+            "--out",
             "card.json",
         ],
         &card_pin,
@@ -175,14 +190,30 @@ async fn scenario(from: &str, to: &str) {
     let src = site(root, "src", port, &source);
     let server = start(&src, port);
     let url = server.url.clone();
-    let pins = [("TSUNAGU_WALLET_PIN", "2468"), ("TSUNAGU_CARD_PIN", "abc123")];
+    let pins = [
+        ("TSUNAGU_WALLET_PIN", "2468"),
+        ("TSUNAGU_CARD_PIN", "abc123"),
+    ];
     let enrolled = ok(tsunagu(
         root,
-        &["wallet", "enroll", "--wallet", "phone.json", "--url", &url, "--card", "card.json"],
+        &[
+            "wallet",
+            "enroll",
+            "--wallet",
+            "phone.json",
+            "--url",
+            &url,
+            "--card",
+            "card.json",
+        ],
         &pins,
     ));
     assert!(enrolled.contains("level verified"), "{enrolled}");
-    ok(tsunagu(root, &["wallet", "login", "--wallet", "phone.json"], &pins));
+    ok(tsunagu(
+        root,
+        &["wallet", "login", "--wallet", "phone.json"],
+        &pins,
+    ));
     ok(tsunagu(
         root,
         &["ledger", "verify", "--url", &url, "--state", "auditor.json"],
@@ -194,8 +225,14 @@ async fn scenario(from: &str, to: &str) {
     let created = ok(tsunagu(
         root,
         &[
-            "backup", "create", "--config", "src/tsunagu.toml", "--recipient", &recipient,
-            "--out", "b1.age",
+            "backup",
+            "create",
+            "--config",
+            "src/tsunagu.toml",
+            "--recipient",
+            &recipient,
+            "--out",
+            "b1.age",
         ],
         &[],
     ));
@@ -206,8 +243,14 @@ async fn scenario(from: &str, to: &str) {
     let err = fails(tsunagu(
         root,
         &[
-            "backup", "create", "--config", "src/tsunagu.toml", "--recipient", &recipient,
-            "--out", "b1.age",
+            "backup",
+            "create",
+            "--config",
+            "src/tsunagu.toml",
+            "--recipient",
+            &recipient,
+            "--out",
+            "b1.age",
         ],
         &[],
     ));
@@ -216,7 +259,14 @@ async fn scenario(from: &str, to: &str) {
 
     let verified = ok(tsunagu(
         root,
-        &["backup", "verify", "--in", "b1.age", "--identity", "operator.key"],
+        &[
+            "backup",
+            "verify",
+            "--in",
+            "b1.age",
+            "--identity",
+            "operator.key",
+        ],
         &[],
     ));
     assert!(verified.contains("leaves rebuild it"), "{verified}");
@@ -230,14 +280,28 @@ async fn scenario(from: &str, to: &str) {
         age_key(&root.join("other.key"));
         let err = fails(tsunagu(
             root,
-            &["backup", "verify", "--in", "b1.age", "--identity", "other.key"],
+            &[
+                "backup",
+                "verify",
+                "--in",
+                "b1.age",
+                "--identity",
+                "other.key",
+            ],
             &[],
         ));
         assert!(err.contains("does not match"), "{err}");
         std::fs::write(root.join("cut.age"), &bytes[..bytes.len() - 100]).unwrap();
         let err = fails(tsunagu(
             root,
-            &["backup", "verify", "--in", "cut.age", "--identity", "operator.key"],
+            &[
+                "backup",
+                "verify",
+                "--in",
+                "cut.age",
+                "--identity",
+                "operator.key",
+            ],
             &[],
         ));
         assert!(err.contains("error: "), "{err}");
@@ -247,7 +311,14 @@ async fn scenario(from: &str, to: &str) {
         std::fs::write(root.join("changed.age"), &changed).unwrap();
         fails(tsunagu(
             root,
-            &["backup", "verify", "--in", "changed.age", "--identity", "operator.key"],
+            &[
+                "backup",
+                "verify",
+                "--in",
+                "changed.age",
+                "--identity",
+                "operator.key",
+            ],
             &[],
         ));
         // A cut file restores nothing: the target stays empty and takes a good backup after.
@@ -255,16 +326,28 @@ async fn scenario(from: &str, to: &str) {
         fails(tsunagu(
             root,
             &[
-                "backup", "restore", "--in", "cut.age", "--identity", "operator.key",
-                "--config", "cut/tsunagu.toml",
+                "backup",
+                "restore",
+                "--in",
+                "cut.age",
+                "--identity",
+                "operator.key",
+                "--config",
+                "cut/tsunagu.toml",
             ],
             &[],
         ));
         ok(tsunagu(
             root,
             &[
-                "backup", "restore", "--in", "b1.age", "--identity", "operator.key",
-                "--config", "cut/tsunagu.toml",
+                "backup",
+                "restore",
+                "--in",
+                "b1.age",
+                "--identity",
+                "operator.key",
+                "--config",
+                "cut/tsunagu.toml",
             ],
             &[],
         ));
@@ -273,8 +356,14 @@ async fn scenario(from: &str, to: &str) {
         let err = fails(tsunagu(
             root,
             &[
-                "backup", "restore", "--in", "b1.age", "--identity", "operator.key",
-                "--config", "src/tsunagu.toml",
+                "backup",
+                "restore",
+                "--in",
+                "b1.age",
+                "--identity",
+                "operator.key",
+                "--config",
+                "src/tsunagu.toml",
             ],
             &[],
         ));
@@ -287,7 +376,13 @@ async fn scenario(from: &str, to: &str) {
     let restored = ok(tsunagu(
         root,
         &[
-            "backup", "restore", "--in", "b1.age", "--identity", "operator.key", "--config",
+            "backup",
+            "restore",
+            "--in",
+            "b1.age",
+            "--identity",
+            "operator.key",
+            "--config",
             "dst/tsunagu.toml",
         ],
         &[],
@@ -297,7 +392,13 @@ async fn scenario(from: &str, to: &str) {
     let err = fails(tsunagu(
         root,
         &[
-            "backup", "restore", "--in", "b1.age", "--identity", "operator.key", "--config",
+            "backup",
+            "restore",
+            "--in",
+            "b1.age",
+            "--identity",
+            "operator.key",
+            "--config",
             "dst/tsunagu.toml",
         ],
         &[],
@@ -310,8 +411,14 @@ async fn scenario(from: &str, to: &str) {
     ok(tsunagu(
         root,
         &[
-            "backup", "create", "--config", "dst/tsunagu.toml", "--recipient", &recipient,
-            "--out", "b2.age",
+            "backup",
+            "create",
+            "--config",
+            "dst/tsunagu.toml",
+            "--recipient",
+            &recipient,
+            "--out",
+            "b2.age",
         ],
         &[],
     ));
@@ -332,11 +439,25 @@ async fn scenario(from: &str, to: &str) {
     );
     let audited = ok(tsunagu(
         root,
-        &["ledger", "verify", "--url", &server.url, "--state", "auditor.json"],
+        &[
+            "ledger",
+            "verify",
+            "--url",
+            &server.url,
+            "--state",
+            "auditor.json",
+        ],
         &[],
     ));
-    assert!(audited.contains("consistent with the saved head"), "{audited}");
-    let status = ok(tsunagu(root, &["wallet", "status", "--wallet", "phone.json"], &pins));
+    assert!(
+        audited.contains("consistent with the saved head"),
+        "{audited}"
+    );
+    let status = ok(tsunagu(
+        root,
+        &["wallet", "status", "--wallet", "phone.json"],
+        &pins,
+    ));
     assert!(status.contains("前橋　花子"), "{status}");
     drop(server);
     source.drop().await;
