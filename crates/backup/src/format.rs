@@ -537,6 +537,9 @@ pub(crate) mod tests {
         }
     }
 
+    /// Rows with the index of their table.
+    type Rows = Vec<(usize, Vec<Value>)>;
+
     fn encode(header: &Header, rows: &[(usize, Vec<Value>)]) -> Vec<u8> {
         let mut w = Writer::new(Vec::new(), header.clone()).unwrap();
         for (t, r) in rows {
@@ -545,7 +548,7 @@ pub(crate) mod tests {
         w.finish().unwrap()
     }
 
-    fn decode(bytes: &[u8]) -> Result<(Header, Vec<(usize, Vec<Value>)>), FormatError> {
+    fn decode(bytes: &[u8]) -> Result<(Header, Rows), FormatError> {
         let mut r = Reader::new(bytes)?;
         let mut rows = Vec::new();
         while let Some(row) = r.next_row()? {
@@ -564,7 +567,7 @@ pub(crate) mod tests {
     }
 
     /// Two to four tables of one to three columns, with their rows.
-    fn backup() -> impl Strategy<Value = (Header, Vec<(usize, Vec<Value>)>)> {
+    fn backup() -> impl Strategy<Value = (Header, Rows)> {
         proptest::collection::vec((1usize..4, 0usize..4), 1..4).prop_flat_map(|shape| {
             let tables: Vec<Table> = shape
                 .iter()

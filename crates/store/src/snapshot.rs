@@ -312,7 +312,7 @@ fn insert_rows(
     }
     let mut sql = format!("INSERT INTO {} ({}) VALUES ", quote(table), quoted(columns));
     let mut n = 1;
-    for (r, _) in rows.iter().enumerate() {
+    for r in 0..rows.len() {
         if r > 0 {
             sql.push_str(", ");
         }
