@@ -319,9 +319,9 @@ impl<R: BufRead + Send + 'static> ImportSource for RestoreSource<R> {
 /// Why a restore did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
-    #[error("{0}")]
+    #[error(transparent)]
     Verify(#[from] VerifyError),
-    #[error("{0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

@@ -15,7 +15,7 @@ pub enum LedgerError {
     #[error("the recorded tree head names key {named}, but the recorded ledger key is {actual}")]
     KeyId { named: String, actual: String },
     #[error("the recorded tree head: {0}")]
-    Sth(#[from] tsunagu_ledger::SthError),
+    Sth(tsunagu_ledger::SthError),
     #[error("ledger leaf {0}: {1}")]
     Leaf(u64, String),
     #[error("the backup holds {leaves} ledger leaves but its tree head covers {sth}")]
@@ -47,7 +47,7 @@ impl LedgerCheck {
                 actual,
             });
         }
-        header.ledger.sth.verify(&key)?;
+        header.ledger.sth.verify(&key).map_err(LedgerError::Sth)?;
         let table = header
             .tables
             .iter()
@@ -110,7 +110,7 @@ impl LedgerCheck {
             });
         }
         let root = self.tree.root(leaves).map_err(|_| LedgerError::Root)?;
-        if root != sth.root()? {
+        if root != sth.root().map_err(LedgerError::Sth)? {
             return Err(LedgerError::Root);
         }
         Ok(leaves)
@@ -120,9 +120,9 @@ impl LedgerCheck {
 /// Why a backup does not verify.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("{0}")]
+    #[error(transparent)]
     Format(#[from] FormatError),
-    #[error("{0}")]
+    #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
 

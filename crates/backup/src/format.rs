@@ -49,6 +49,8 @@ pub enum FormatError {
     Digest,
     #[error("writing the backup: {0}")]
     Write(String),
+    #[error("the backup is cut short or was changed (its encryption does not authenticate: {0})")]
+    Integrity(String),
     #[error("reading the backup: {0}")]
     Io(String),
 }
@@ -484,6 +486,9 @@ impl<R: BufRead> Reader<R> {
 fn io_error(e: std::io::Error) -> FormatError {
     match e.kind() {
         std::io::ErrorKind::UnexpectedEof => FormatError::Truncated(e.to_string()),
+        // What age's stream reader reports for a chunk that does not authenticate (a cut
+        // or a changed byte).
+        std::io::ErrorKind::InvalidData => FormatError::Integrity(e.to_string()),
         _ => FormatError::Io(e.to_string()),
     }
 }

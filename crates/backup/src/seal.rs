@@ -7,7 +7,7 @@ use std::str::FromStr;
 /// Why a backup cannot be sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    #[error("recipient `{0}` is not an age X25519 public key (age1…)")]
+    #[error("recipient `{0}` is not an age public key (age1… or age1pq1…)")]
     Recipient(String),
     #[error("identity file {0}")]
     Identity(String),
