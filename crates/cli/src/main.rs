@@ -2,6 +2,7 @@
 //! the crates.
 
 mod admin;
+mod backup;
 mod connector;
 mod ledger;
 mod wallet;
@@ -50,6 +51,11 @@ enum Command {
     },
     /// The sidecar a service runs to exchange data through the platform.
     Connector(connector::ConnectorArgs),
+    /// Backups of the whole database, encrypted to an operator's age key.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+    },
     /// Committee members' tools.
     Admin {
         #[command(subcommand)]
@@ -121,6 +127,10 @@ async fn main() {
         Command::Connector(args) => {
             init_logging("info,tower_http=warn", false);
             connector::run(args, ca_file).await
+        }
+        Command::Backup { command } => {
+            init_logging("warn", false);
+            backup::run(command).await
         }
         Command::Admin { command } => {
             init_logging(CLIENT_LOG, false);

@@ -115,8 +115,8 @@ impl Server {
         Ok(())
     }
 
-    /// The capabilities' own migrations.
-    fn migrations(&self) -> Vec<Migrations> {
+    /// The capabilities' own migrations (the platform's come first, from the store).
+    pub fn migrations(&self) -> Vec<Migrations> {
         self.capabilities
             .iter()
             .filter_map(|c| c.migrations())

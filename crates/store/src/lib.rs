@@ -34,6 +34,7 @@ mod oidc;
 mod pool;
 mod postgres;
 mod services;
+mod snapshot;
 pub mod sql;
 mod sqlite;
 
@@ -46,10 +47,11 @@ pub use migrate::{Migration, Migrations, PLATFORM};
 pub use oidc::{AuthzRequestRow, CodeRow, GrantRow, OauthTokenRow, OidcChange, TokenKind};
 pub use pool::Database;
 pub use services::{PurposeRow, ServiceChange, ServiceRow, VoteRow};
+pub use snapshot::{ExportSink, ImportSource, Layout, TableLayout, foreign_key_order};
 pub use sql::Dialect;
 
 use async_trait::async_trait;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tsunagu_core::service::ServiceStatus;
 use tsunagu_core::ticket::TicketState;
@@ -72,6 +74,10 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(String),
+    /// What was asked cannot be done to this database or with this input (a restore into a
+    /// database that is not empty, rows its schema refuses); the message says why.
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -326,6 +332,11 @@ impl SqlStore {
         Ok(store)
     }
 
+    /// Creates an empty PostgreSQL schema (a restore target in tests).
+    pub async fn create_schema(url: &str, schema: &str) -> Result<()> {
+        postgres::create_schema(url, schema).await
+    }
+
     /// Drops a PostgreSQL schema made by [`open_postgres`] (test clean-up).
     pub async fn drop_schema(url: &str, schema: &str) -> Result<()> {
         postgres::drop_schema(url, schema).await
@@ -396,6 +407,40 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn
             other.split(':').next().unwrap_or("")
         ))),
         None => Ok(Arc::new(open_sqlite(&data_dir.join("tsunagu.db")).await?)),
+    }
+}
+
+/// The database named by the configuration, as [`open`] finds it, without creating or
+/// migrating any table: for tools that read or fill a whole database (backups).
+pub async fn open_database(database_url: Option<&str>, data_dir: &Path) -> Result<Database> {
+    let sqlite = |path: PathBuf| async move {
+        tokio::task::spawn_blocking(move || sqlite::open(&path))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    };
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            postgres::open(url, None).await
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            sqlite(PathBuf::from(url.trim_start_matches("sqlite:"))).await
+        }
+        Some(other) => Err(StoreError::Unavailable(format!(
+            "database_url must start with postgres:// or sqlite: (got `{}`)",
+            other.split(':').next().unwrap_or("")
+        ))),
+        None => sqlite(data_dir.join("tsunagu.db")).await,
+    }
+}
+
+/// The SQLite file the configuration names, `None` for PostgreSQL.
+pub fn sqlite_path(database_url: Option<&str>, data_dir: &Path) -> Option<PathBuf> {
+    match database_url {
+        Some(url) if url.starts_with("sqlite:") => {
+            Some(PathBuf::from(url.trim_start_matches("sqlite:")))
+        }
+        Some(_) => None,
+        None => Some(data_dir.join("tsunagu.db")),
     }
 }
 

@@ -75,7 +75,14 @@ fn check(sets: &[Migrations]) -> Result<()> {
 /// Applies the steps of `sets` that the database has not seen.
 pub(crate) fn migrate(conn: &mut dyn Conn, sets: &[Migrations], now: i64) -> Result<()> {
     check(sets)?;
-    in_transaction(conn, |conn| {
+    in_transaction(conn, |conn| apply(conn, sets, now))
+}
+
+/// Applies the steps of `sets` that the database has not seen, inside the caller's
+/// transaction.
+pub(crate) fn apply(conn: &mut dyn Conn, sets: &[Migrations], now: i64) -> Result<()> {
+    check(sets)?;
+    {
         let dialect = conn.dialect();
         if dialect == Dialect::Postgres {
             conn.execute("SELECT pg_advisory_xact_lock($1)", &params![MIGRATION_LOCK])?;
@@ -144,5 +151,5 @@ pub(crate) fn migrate(conn: &mut dyn Conn, sets: &[Migrations], now: i64) -> Res
             }
         }
         Ok(())
-    })
+    }
 }

@@ -156,6 +156,27 @@ impl Conn for PgConn {
             .collect()
     }
 
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let statement = self.statement(sql)?;
+        let mut rows = self
+            .client
+            .query_raw(&statement, refs(params))
+            .map_err(map_err)?;
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let values = (0..row.len())
+                .map(|i| column(&row, i))
+                .collect::<Result<Vec<_>>>()?;
+            each(Row(values))?;
+        }
+        Ok(())
+    }
+
     fn batch(&mut self, sql: &str) -> Result<()> {
         self.client.batch_execute(sql).map_err(map_err)?;
         let word = sql.trim_start().to_ascii_uppercase();
@@ -397,6 +418,14 @@ pub(crate) async fn open(url: &str, schema: Option<&str>) -> Result<Database> {
         POOL_SIZE,
         false,
     ))
+}
+
+/// Creates an empty schema.
+pub(crate) async fn create_schema(url: &str, schema: &str) -> Result<()> {
+    check_schema(schema)?;
+    let config = parse_url(url)?;
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+    once(config, move |c| c.batch(&sql)).await
 }
 
 /// Drops a schema made by [`open`] (test clean-up).

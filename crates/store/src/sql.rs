@@ -315,6 +315,20 @@ pub trait Conn {
     /// Runs a query and returns every row.
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>>;
 
+    /// Runs a query and hands its rows to `each` one at a time, without holding them all
+    /// (a snapshot of a whole table).
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        for row in self.query(sql, params)? {
+            each(row)?;
+        }
+        Ok(())
+    }
+
     /// Runs statements without parameters (transaction control, migrations).
     fn batch(&mut self, sql: &str) -> Result<()>;
 

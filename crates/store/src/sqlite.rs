@@ -127,6 +127,26 @@ impl Conn for SqliteConn {
         Ok(out)
     }
 
+    fn query_each(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        each: &mut dyn FnMut(Row) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare(sql).map_err(map_err)?;
+        bind(&mut stmt, params)?;
+        let columns = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let mut values = Vec::with_capacity(columns);
+            for i in 0..columns {
+                values.push(value(row.get_ref(i).map_err(map_err)?)?);
+            }
+            each(Row(values))?;
+        }
+        Ok(())
+    }
+
     fn batch(&mut self, sql: &str) -> Result<()> {
         self.conn.execute_batch(sql).map_err(map_err)
     }
