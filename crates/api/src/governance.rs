@@ -29,6 +29,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/services/{id}/client_secret"),
     ("POST", "/v1/governance/services/{id}/votes"),
     ("GET", "/v1/governance/alerts"),
+    ("GET", "/v1/governance/obligations"),
 ];
 
 pub fn router(platform: Arc<Platform>) -> Router {
@@ -42,7 +43,23 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route("/v1/governance/services/{id}/votes", post(vote))
         .route("/v1/governance/alerts", get(alerts))
+        .route("/v1/governance/obligations", get(obligations))
         .with_state(platform)
+}
+
+/// `GET /v1/governance/obligations`: the contract obligations a service accepts with its
+/// approval, and the hash it signs to accept them (`obligations_acceptance` in the
+/// application).
+async fn obligations() -> axum::Json<Value> {
+    axum::Json(serde_json::json!({
+        "obligations": tsunagu_core::service::OBLIGATIONS
+            .iter()
+            .map(|(code, ja, en)| serde_json::json!({"code": code, "text_ja": ja, "text_en": en}))
+            .collect::<Vec<_>>(),
+        "text": tsunagu_core::service::obligations_text(),
+        "obligations_sha256": tsunagu_platform::services::obligations_sha256(),
+        "acceptance": "a compact JWS (ES256, header kid = a key of the application's JWKS) over {\"obligations_sha256\": <obligations_sha256>}, sent as obligations_acceptance in the application",
+    }))
 }
 
 async fn apply(State(p): State_, Body(body): Body) -> Result<Response, ApiError> {

@@ -310,7 +310,10 @@ async fn service_and_committee_consoles() {
     let service_id = applied.text_of("applied-service-id");
     assert!(service_id.starts_with("svc_"), "{service_id}");
     assert!(applied.has("data-status=\"pending_review\""));
-    assert!(applied.has("data-code=\"no_iso27001\"") || applied.has("class=\"lint-none\""));
+    assert!(
+        applied.has("data-code=\"obligations_not_accepted\""),
+        "no signed acceptance of the obligations: the review warns"
+    );
     let first_secret = applied.text_of("client-secret");
     assert!(first_secret.len() >= 32, "the client secret is shown once");
     let (_, listed) = http.get(&format!("/v1/services/{service_id}"), None).await;

@@ -196,11 +196,28 @@ async fn scenario(label: &str) {
     assert_eq!(status, 201, "{school}");
     assert_eq!(school["status"], "pending_review");
     let school_id = school["service_id"].as_str().unwrap().to_owned();
+    // The day care accepts the contract obligations: its signing key signs their hash.
+    let (status, obligations) = http.get("/v1/governance/obligations", None).await;
+    assert_eq!(status, 200, "{obligations}");
+    assert_eq!(obligations["obligations"].as_array().unwrap().len(), 5);
+    let signing_kid = consumer_jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["use"] == "sig" || k["alg"] == "ES256")
+        .and_then(|k| k["kid"].as_str())
+        .unwrap()
+        .to_owned();
+    let acceptance = Device::from_pem(&root.join("daycare.pem")).jws(
+        json!({"kid": signing_kid}),
+        &json!({"obligations_sha256": obligations["obligations_sha256"]}),
+    );
     let application = |purposes: Value| {
         json!({
             "name": "すくすく保育園", "organization": "社会福祉法人すくすく", "contact": "daycare@example.jp", "kind": "consumer",
             "jwks": consumer_jwks, "redirect_uris": [], "offers": [], "purposes": purposes,
-            "security": {"iso27001": true, "incident_contact": "soc@daycare.example.jp", "subcontractors": []}
+            "security": {"iso27001": true, "incident_contact": "soc@daycare.example.jp", "subcontractors": []},
+            "obligations_acceptance": acceptance,
         })
     };
     // A vague purpose is flagged by the lint, with its principle.

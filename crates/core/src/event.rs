@@ -173,13 +173,18 @@ pub enum Event {
         service: String,
         from: ServiceStatus,
         to: ServiceStatus,
-        /// The obligations accepted with an approval.
+        /// The obligations that come with an approval (whether the service signed their
+        /// acceptance: `obligations_accepted`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         obligations: Vec<String>,
         /// The lint error findings the committee approved over (each approving vote of the
         /// quorum named them in its `override`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         overridden: Vec<String>,
+        /// With an approval: whether the application carried the service's signed
+        /// acceptance of the obligations (current at the approval).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        obligations_accepted: Option<bool>,
     },
 
     /// A resident consented.

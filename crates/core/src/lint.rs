@@ -237,6 +237,21 @@ fn has_citation(p: &Purpose) -> bool {
         .is_some_and(|c| c.trim().chars().count() >= 4)
 }
 
+/// The warning for an application that does not carry the service's signed acceptance of
+/// the contract obligations (the platform checks the signature; the lint only reports).
+pub fn obligations_not_accepted() -> Finding {
+    finding(
+        "obligations_not_accepted",
+        Severity::Warning,
+        "the application does not carry the service's signed acceptance of the contract \
+         obligations (obligations_acceptance): an approval would record them as not accepted"
+            .into(),
+        ACCOUNTABILITY,
+        None,
+        None,
+    )
+}
+
 /// Lints an application. `provider` looks up a provider service by id (for the application's
 /// own offers, when it is both, it is consulted too: pass them in).
 pub fn lint<K>(
@@ -544,6 +559,7 @@ mod tests {
                 incident_contact: "soc@example.jp".into(),
                 subcontractors: vec![],
             },
+            obligations_acceptance: None,
         }
     }
 

@@ -212,6 +212,50 @@ pub struct Application<K> {
     pub purposes: Vec<Purpose>,
     #[serde(default)]
     pub security: Security,
+    /// The service's acceptance of the contract obligations ([`OBLIGATIONS`]): a compact JWS
+    /// by a key of its own JWKS over `{"obligations_sha256": <hex SHA-256 of
+    /// [`obligations_text`]>}`. Without it the lint warns `obligations_not_accepted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obligations_acceptance: Option<String>,
+}
+
+/// The obligations a service accepts by contract with its approval (SPEC §4): code, the
+/// Japanese text, the English text.
+pub const OBLIGATIONS: &[(&str, &str, &str)] = &[
+    (
+        "purpose_limitation",
+        "受け取った情報は、承認された目的にだけ使います。",
+        "We use what we receive only for the approved purposes.",
+    ),
+    (
+        "no_id_linkage_beyond_limit",
+        "受け取った識別子を、承認された範囲を超えて他の情報と結び付けません。",
+        "We do not link the identifiers we receive with other data beyond the approved scope.",
+    ),
+    (
+        "no_advertising_use",
+        "受け取った情報を広告やマーケティングに使いません。",
+        "We do not use what we receive for advertising or marketing.",
+    ),
+    (
+        "incident_reporting",
+        "漏えいなどの事故は、直ちに運営者とデータガバナンス委員会に報告します。",
+        "We report any incident, such as a leak, to the operator and the committee at once.",
+    ),
+    (
+        "resident_interest_first",
+        "住民の利益を第一にし、住民がいつでも同意を撤回できるようにします。",
+        "We put residents' interests first and let them withdraw consent at any time.",
+    ),
+];
+
+/// The obligations as the text a service signs the hash of: one line per obligation,
+/// `code<TAB>Japanese<TAB>English`, each ending in a line feed.
+pub fn obligations_text() -> String {
+    OBLIGATIONS
+        .iter()
+        .map(|(code, ja, en)| format!("{code}\t{ja}\t{en}\n"))
+        .collect()
 }
 
 /// Token endpoint authentication by a JWT signed with a key in the service's JWKS (RFC 7523).

@@ -147,6 +147,7 @@ fn application(
             None => vec![],
         },
         security: Security { iso27001: true, incident_contact: "soc@example.jp".into(), subcontractors: vec![] },
+        obligations_acceptance: None,
     }
 }
 

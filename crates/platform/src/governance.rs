@@ -20,15 +20,25 @@ use tsunagu_crypto::jwk::PublicJwk;
 use tsunagu_crypto::{jws, sha256};
 use tsunagu_store::{AlertRow, Commit, ExchangeChange, ServiceChange, Store, StoreError, VoteRow};
 
-/// Obligations a service accepts by contract with its approval (SPEC §4), recorded in the
-/// approval's ledger leaf.
-pub const OBLIGATIONS: &[&str] = &[
-    "purpose_limitation",
-    "no_id_linkage_beyond_limit",
-    "no_advertising_use",
-    "incident_reporting",
-    "resident_interest_first",
-];
+/// Whether a stored application carries a valid acceptance of the current obligations.
+fn obligations_accepted(application_json: &str, jwks_json: &str) -> bool {
+    let Ok(application) = serde_json::from_str::<serde_json::Value>(application_json) else {
+        return false;
+    };
+    let Some(acceptance) = application
+        .get("obligations_acceptance")
+        .and_then(|v| v.as_str())
+    else {
+        return false;
+    };
+    let Ok(jwks) = serde_json::from_str::<serde_json::Value>(jwks_json)
+        .map_err(|e| e.to_string())
+        .and_then(|v| tsunagu_crypto::jwk::JwkSet::from_value(&v).map_err(|e| e.to_string()))
+    else {
+        return false;
+    };
+    crate::services::verify_obligations_acceptance(&jwks, acceptance).is_ok()
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -454,11 +464,16 @@ impl Governance {
                     from: service.status,
                     to,
                     obligations: if approval {
-                        OBLIGATIONS.iter().map(|s| (*s).to_owned()).collect()
+                        tsunagu_core::service::OBLIGATIONS
+                            .iter()
+                            .map(|(code, _, _)| (*code).to_owned())
+                            .collect()
                     } else {
                         vec![]
                     },
                     overridden: if approval { blocking } else { vec![] },
+                    obligations_accepted: approval
+                        .then(|| obligations_accepted(&service.application, &service.jwks)),
                 },
                 &[],
                 t,

@@ -16,7 +16,7 @@ use tsunagu_core::service::{
 };
 use tsunagu_core::{Code, ServiceId};
 use tsunagu_crypto::jwk::JwkSet;
-use tsunagu_crypto::{jcs, random, sha256};
+use tsunagu_crypto::{jcs, jws, random, sha256};
 use tsunagu_store::{Commit, PurposeRow, ServiceChange, ServiceRow, Store, StoreError};
 
 /// An application as the platform reads it: its JWKS parsed into public keys.
@@ -163,6 +163,45 @@ pub struct Services {
     limits: RetentionLimits,
 }
 
+/// The hex SHA-256 of the contract obligations' text
+/// ([`tsunagu_core::service::obligations_text`]): what a service signs to accept them.
+pub fn obligations_sha256() -> String {
+    hex::encode(sha256(tsunagu_core::service::obligations_text().as_bytes()))
+}
+
+/// Checks a service's acceptance of the obligations: a compact JWS by a key of `jwks`
+/// (named by `kid`) over `{"obligations_sha256": <the current hash>}`. The error says why not.
+pub fn verify_obligations_acceptance(jwks: &JwkSet, acceptance: &str) -> Result<(), String> {
+    let token = jws::parse(acceptance).map_err(|e| format!("not a compact JWS: {e}"))?;
+    let kid = token
+        .kid
+        .as_deref()
+        .ok_or("the header needs `kid`, a key of the application's JWKS")?;
+    let key = jwks
+        .find(kid)
+        .ok_or_else(|| format!("`{kid}` is not a key of the application's JWKS"))?;
+    token
+        .verify(key)
+        .map_err(|_| "the signature does not verify with that key".to_owned())?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Acceptance {
+        obligations_sha256: String,
+    }
+    let payload: Acceptance = token
+        .payload_as()
+        .map_err(|e| format!("the payload must be {{\"obligations_sha256\": …}}: {e}"))?;
+    let current = obligations_sha256();
+    if payload.obligations_sha256 != current {
+        return Err(format!(
+            "it accepts obligations with hash {}, not the current ones ({current}): \
+             read GET /v1/governance/obligations and sign again",
+            payload.obligations_sha256
+        ));
+    }
+    Ok(())
+}
+
 impl Services {
     pub fn new(
         store: Arc<dyn Store>,
@@ -231,7 +270,12 @@ impl Services {
             }
             providers.get(id).map(|(view, _)| view.clone())
         };
-        let findings: Vec<Finding> = lint::lint(&application, &self.lint_policy(), &lookup);
+        let mut findings: Vec<Finding> = lint::lint(&application, &self.lint_policy(), &lookup);
+        match application.obligations_acceptance.as_deref() {
+            None => findings.push(lint::obligations_not_accepted()),
+            Some(acceptance) => verify_obligations_acceptance(&application.jwks, acceptance)
+                .map_err(|e| invalid(format!("obligations_acceptance: {e}")))?,
+        }
         let errors = findings
             .iter()
             .filter(|f| f.severity == Severity::Error)

@@ -228,6 +228,8 @@ struct ApplyForm {
     iso27001: bool,
     incident_contact: String,
     subcontractors: String,
+    /// The service's signed acceptance of the obligations (a compact JWS), if pasted.
+    obligations_acceptance: String,
 }
 
 const EXAMPLE_JWKS: &str = r#"{
@@ -275,6 +277,7 @@ impl Default for ApplyForm {
             iso27001: false,
             incident_contact: String::new(),
             subcontractors: String::new(),
+            obligations_acceptance: String::new(),
         }
     }
 }
@@ -299,6 +302,7 @@ impl ApplyForm {
                 .is_some_and(|v| matches!(v.as_str(), "on" | "true" | "1" | "yes")),
             incident_contact: f("incident_contact"),
             subcontractors: f("subcontractors"),
+            obligations_acceptance: f("obligations_acceptance"),
         }
     }
 
@@ -312,7 +316,8 @@ impl ApplyForm {
         };
         let endpoint = self.endpoint.trim();
         let method = self.token_endpoint_auth_method.trim();
-        Ok(json!({
+        let acceptance = self.obligations_acceptance.trim();
+        let mut app = json!({
             "name": self.name.trim(),
             "organization": self.organization.trim(),
             "contact": self.contact.trim(),
@@ -329,7 +334,11 @@ impl ApplyForm {
                 "incident_contact": self.incident_contact.trim(),
                 "subcontractors": lines(&self.subcontractors),
             },
-        }))
+        });
+        if !acceptance.is_empty() {
+            app["obligations_acceptance"] = Value::String(acceptance.to_owned());
+        }
+        Ok(app)
     }
 }
 
@@ -350,6 +359,9 @@ struct ApplyPage {
     error: Option<String>,
     example_jwks: &'static str,
     example_offers: &'static str,
+    /// The contract obligations (code, Japanese, English) and the hash a service signs.
+    obligations: &'static [(&'static str, &'static str, &'static str)],
+    obligations_sha256: String,
 }
 
 /// One lint finding, for display.
@@ -407,6 +419,8 @@ fn apply_form(
             error,
             example_jwks: EXAMPLE_JWKS,
             example_offers: EXAMPLE_OFFERS,
+            obligations: tsunagu_core::service::OBLIGATIONS,
+            obligations_sha256: tsunagu_platform::services::obligations_sha256(),
         },
     )
 }

@@ -202,3 +202,100 @@ async fn residents_see_the_findings_a_service_was_approved_over() {
         "a clean application shows nothing"
     );
 }
+
+fn accept_obligations(key: &SigningKey, hash: &str) -> String {
+    let mut header = serde_json::Map::new();
+    header.insert("kid".into(), json!(key.kid()));
+    tsunagu_crypto::jws::sign_with_header(
+        key,
+        header,
+        &tsunagu_crypto::jcs::to_vec(&json!({ "obligations_sha256": hash })).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_approval_records_whether_the_service_signed_the_obligations() {
+    // Defect 5: the approval leaf recorded the obligations as accepted though the service
+    // never saw or signed them.
+    let city = City::new().await;
+    let hash = tsunagu_platform::services::obligations_sha256();
+    let key = SigningKey::generate(Alg::Es256).unwrap();
+    let mut signed = application();
+    signed["jwks"] = json!({"keys": [key.published_jwk().to_value()]});
+    signed["obligations_acceptance"] = json!(accept_obligations(&key, &hash));
+    let applied = city
+        .platform
+        .services
+        .apply(
+            tsunagu_platform::services::parse_application(&serde_json::to_vec(&signed).unwrap())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        applied
+            .lint
+            .iter()
+            .all(|f| f.code != "obligations_not_accepted"),
+        "{:?}",
+        applied.lint
+    );
+    let accepted = applied.service_id;
+    let unsigned = city.apply(&application()).await;
+    let entry = city
+        .platform
+        .directory
+        .get(&unsigned)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        entry
+            .findings()
+            .iter()
+            .any(|f| f.code == "obligations_not_accepted"
+                && f.severity == tsunagu_core::lint::Severity::Warning),
+        "without the signature the lint warns"
+    );
+
+    // A signature by another key, or over other obligations, is refused outright.
+    let stranger = SigningKey::generate(Alg::Es256).unwrap();
+    for bad in [
+        accept_obligations(&stranger, &hash),
+        accept_obligations(&key, &"0".repeat(64)),
+        "not-a-jws".to_owned(),
+    ] {
+        signed["obligations_acceptance"] = json!(bad);
+        let refused = city
+            .platform
+            .services
+            .apply(
+                tsunagu_platform::services::parse_application(
+                    &serde_json::to_vec(&signed).unwrap(),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, Code::ApplicationInvalid, "{}", refused.detail);
+        assert!(
+            refused.detail.contains("obligations_acceptance"),
+            "{}",
+            refused.detail
+        );
+    }
+
+    city.approve(&accepted).await;
+    city.approve(&unsigned).await;
+    let texts = city.ledger_texts().await;
+    let approval = |id: &tsunagu_core::ServiceId| {
+        texts
+            .iter()
+            .find(|t| t.contains("service.status_changed") && t.contains(id.as_str()))
+            .cloned()
+            .expect("an approval leaf")
+    };
+    assert!(approval(&accepted).contains(r#""obligations_accepted":true"#));
+    assert!(approval(&unsigned).contains(r#""obligations_accepted":false"#));
+}
