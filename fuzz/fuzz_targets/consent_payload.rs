@@ -27,6 +27,11 @@ fn purpose() -> PurposeFacts {
 
 const VERIFIED: ResidentFacts = ResidentFacts { level: Level::Verified, status: AccountStatus::Active };
 
+/// Within `ISSUED_AT_WINDOW` of `now`, computed without any chance of overflow.
+fn fresh(issued_at: i64, now: i64) -> bool {
+    (i128::from(issued_at) - i128::from(now)).abs() <= i128::from(consent::ISSUED_AT_WINDOW)
+}
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(payload) = serde_json::from_slice::<ConsentPayload>(data) {
         let again = serde_json::to_vec(&payload).expect("serializes");
@@ -43,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(payload.items.iter().all(|i| purpose.items.contains(i)));
                 assert!(!payload.nonce.is_empty() && payload.nonce.len() <= 128);
                 assert!(payload.expires_at > now);
+                assert!(fresh(payload.issued_at, now), "issued_at {} accepted at {now}", payload.issued_at);
             }
             // Nothing but a verified, active resident consents; no consent without a purpose.
             let provisional = ResidentFacts { level: Level::Provisional, ..VERIFIED };
@@ -59,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
                 // Only an active consent changes; an expiry change names a future expiry.
                 if ok {
                     assert_eq!(status, ConsentStatus::Active);
+                    assert!(fresh(change.issued_at, now), "issued_at {} accepted at {now}", change.issued_at);
                     if change.action == ChangeAction::Expiry {
                         assert!(change.expires_at.is_some_and(|t| t > now));
                     }
