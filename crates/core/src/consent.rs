@@ -188,7 +188,11 @@ pub struct ResidentFacts {
 pub const DEFAULT_MAX_CONSENT_SECONDS: i64 = 3 * 366 * 86_400;
 
 fn within_window(issued_at: UnixSeconds, now: UnixSeconds) -> bool {
-    (issued_at - now).abs() <= ISSUED_AT_WINDOW
+    // `abs_diff`, not `(issued_at - now).abs()`: the subtraction overflows for a signed
+    // `issued_at` far in the past (a panic with overflow checks), and `abs` of `i64::MIN`
+    // wraps to a negative number that passed the check (found by the consent_payload fuzz
+    // target: `issued_at = now - 2^63` was accepted as fresh).
+    issued_at.abs_diff(now) <= ISSUED_AT_WINDOW.unsigned_abs()
 }
 
 /// Checks a consent payload against the purpose it names and the resident who signed it.
@@ -311,6 +315,30 @@ mod tests {
         level: Level::Verified,
         status: AccountStatus::Active,
     };
+
+    #[test]
+    fn an_issued_at_far_from_now_is_stale_without_overflow() {
+        let now: UnixSeconds = 1_790_000_000;
+        for issued_at in [i64::MIN, now.wrapping_sub(i64::MIN), i64::MAX] {
+            let change = ChangePayload {
+                consent_id: "c".into(),
+                action: ChangeAction::Revoke,
+                expires_at: None,
+                issued_at,
+                nonce: "n".into(),
+            };
+            assert_eq!(
+                check_change(&change, ConsentStatus::Active, now + 10, now, 10_000),
+                Err(Code::StaleRequest),
+                "{issued_at}"
+            );
+            let p = ConsentPayload { issued_at, ..payload() };
+            assert_eq!(
+                check_consent(&p, Some(&purpose()), VERIFIED, now, 10_000),
+                Err(Code::StaleRequest)
+            );
+        }
+    }
 
     #[test]
     fn a_well_formed_consent_passes() {

@@ -93,7 +93,9 @@ pub fn verify(
     {
         return Err("htu is not this endpoint".into());
     }
-    if (claims.iat - now).abs() > window {
+    // `abs_diff`: `(iat - now).abs()` overflowed for an `iat` near `i64::MIN`, and wrapped to
+    // a negative number (so "recent") for `iat = now - 2^63`.
+    if i64::try_from(claims.iat.abs_diff(now)).map_or(true, |d| d > window) {
         return Err("iat is not recent".into());
     }
     if claims.jti.is_empty() || claims.jti.len() > 200 {

@@ -306,7 +306,7 @@ impl Governance {
             )
         })?;
         let t = now();
-        if (payload.issued_at - t).abs() > ISSUED_AT_WINDOW {
+        if payload.issued_at.abs_diff(t) > ISSUED_AT_WINDOW.unsigned_abs() {
             return Err(Refusal::new(
                 Code::StaleRequest,
                 "issued_at is more than five minutes from now",
