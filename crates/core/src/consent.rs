@@ -332,7 +332,10 @@ mod tests {
                 Err(Code::StaleRequest),
                 "{issued_at}"
             );
-            let p = ConsentPayload { issued_at, ..payload() };
+            let p = ConsentPayload {
+                issued_at,
+                ..payload()
+            };
             assert_eq!(
                 check_consent(&p, Some(&purpose()), VERIFIED, now, 10_000),
                 Err(Code::StaleRequest)
