@@ -27,8 +27,7 @@ pub use tsunagu_crypto::proofing::EnrollmentRequest;
 use tsunagu_crypto::proofing::{self, ProofContext, ProvenIdentity};
 use tsunagu_crypto::{jws, keys, random, sha256};
 use tsunagu_store::{
-    AccountRow, CardRef, Commit, DeviceRow, GrantRow, IdentityChange, OidcChange, SessionRow,
-    Store, StoreError,
+    AccountRow, CardRef, Commit, DeviceRow, GrantRow, IdentityChange, SessionRow, Store, StoreError,
 };
 
 const CREDENTIAL_TYP: &str = "tsunagu-device-credential+jwt";
@@ -965,22 +964,7 @@ impl Identity {
                 t,
             ));
         for g in &ended {
-            commit = commit
-                .change(OidcChange::RevokeGrant {
-                    id: g.id.clone(),
-                    reason: DEVICE_REVOKED_REASON.to_owned(),
-                    at: t,
-                })
-                .leaf(leaf(
-                    &Event::OidcGrantRevoked {
-                        subject: subject.clone(),
-                        client: g.client_id.to_string(),
-                        grant: g.id.to_string(),
-                        reason: DEVICE_REVOKED_REASON.to_owned(),
-                    },
-                    &[&session.account_id],
-                    t,
-                ));
+            commit = crate::oidc::revoke_grant_in(commit, &self.keys, g, DEVICE_REVOKED_REASON, t);
         }
         let ended_logins = match self.committer.commit(commit).await {
             Ok(_) => ended

@@ -4,12 +4,10 @@
 
 use super::Oidc;
 use crate::identity::Session;
-use crate::ledger::leaf;
 use crate::{Outcome, Refusal, now};
 use serde::Serialize;
-use tsunagu_core::event::Event;
 use tsunagu_core::{Code, DeviceId, GrantId, ServiceId};
-use tsunagu_store::{Commit, GrantRow, OidcChange};
+use tsunagu_store::{Commit, GrantRow};
 
 /// Why a grant the resident ended ended (its `revoked_reason`).
 pub const RESIDENT_ENDED_REASON: &str = "ended by the resident";
@@ -82,26 +80,14 @@ impl Oidc {
             .filter(|g| g.account_id == session.account_id)
             .ok_or_else(|| Refusal::new(Code::NotFound, "no such login on this account"))?;
         if grant.revoked_at.is_none() {
-            let t = now();
             self.committer
-                .commit(
-                    Commit::new()
-                        .change(OidcChange::RevokeGrant {
-                            id: grant.id.clone(),
-                            reason: RESIDENT_ENDED_REASON.to_owned(),
-                            at: t,
-                        })
-                        .leaf(leaf(
-                            &Event::OidcGrantRevoked {
-                                subject: self.keys.ledger_subject(&grant.account_id).into_string(),
-                                client: grant.client_id.to_string(),
-                                grant: grant.id.to_string(),
-                                reason: RESIDENT_ENDED_REASON.to_owned(),
-                            },
-                            &[&grant.account_id],
-                            t,
-                        )),
-                )
+                .commit(super::revoke_grant_in(
+                    Commit::new(),
+                    &self.keys,
+                    &grant,
+                    RESIDENT_ENDED_REASON,
+                    now(),
+                ))
                 .await?;
             metrics::counter!("tsunagu_oidc_grants_revoked_total", "reason" => RESIDENT_ENDED_REASON)
                 .increment(1);

@@ -232,6 +232,34 @@ pub struct ProviderMetadata {
     pub backchannel_logout_supported: bool,
 }
 
+/// Adds to `commit` the revocation of `grant` for `reason` at `t`: the change and its
+/// `oidc.grant_revoked` leaf in the resident's history. Every way a grant ends (a replayed
+/// code or refresh token, the resident ending it, its device revoked) goes through here.
+pub(crate) fn revoke_grant_in(
+    commit: tsunagu_store::Commit,
+    keys: &PlatformKeys,
+    grant: &tsunagu_store::GrantRow,
+    reason: &str,
+    t: i64,
+) -> tsunagu_store::Commit {
+    commit
+        .change(tsunagu_store::OidcChange::RevokeGrant {
+            id: grant.id.clone(),
+            reason: reason.to_owned(),
+            at: t,
+        })
+        .leaf(crate::ledger::leaf(
+            &tsunagu_core::event::Event::OidcGrantRevoked {
+                subject: keys.ledger_subject(&grant.account_id).into_string(),
+                client: grant.client_id.to_string(),
+                grant: grant.id.to_string(),
+                reason: reason.to_owned(),
+            },
+            &[&grant.account_id],
+            t,
+        ))
+}
+
 /// The OpenID Connect provider.
 #[derive(Clone)]
 pub struct Oidc {

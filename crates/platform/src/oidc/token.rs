@@ -4,12 +4,10 @@
 use super::client::{Client, ClientAuthHeader, form};
 use super::{DPOP_WINDOW, OAuthError, OAuthStatus, Oidc, TOKEN_PATH, USERINFO_PATH, token_hash};
 use crate::identity::Session;
-use crate::ledger::leaf;
 use crate::now;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
-use tsunagu_core::event::Event;
 use tsunagu_core::identity::{AccountStatus, Level};
 use tsunagu_core::oidc::{
     ACR_PROVISIONAL, ACR_VERIFIED, IdentityClaims, RefreshDecision, RefreshFacts, claims,
@@ -209,24 +207,13 @@ impl Oidc {
     async fn revoke_grant(&self, grant: &GrantRow, reason: &str) -> Result<(), OAuthError> {
         let t = now();
         self.committer
-            .commit(
-                Commit::new()
-                    .change(OidcChange::RevokeGrant {
-                        id: grant.id.clone(),
-                        reason: reason.to_owned(),
-                        at: t,
-                    })
-                    .leaf(leaf(
-                        &Event::OidcGrantRevoked {
-                            subject: self.keys.ledger_subject(&grant.account_id).into_string(),
-                            client: grant.client_id.to_string(),
-                            grant: grant.id.to_string(),
-                            reason: reason.to_owned(),
-                        },
-                        &[&grant.account_id],
-                        t,
-                    )),
-            )
+            .commit(super::revoke_grant_in(
+                Commit::new(),
+                &self.keys,
+                grant,
+                reason,
+                t,
+            ))
             .await?;
         tracing::warn!(client = %grant.client_id, grant = %grant.id, %reason, "grant revoked");
         metrics::counter!("tsunagu_oidc_grants_revoked_total", "reason" => reason.to_owned())
