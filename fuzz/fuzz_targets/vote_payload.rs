@@ -1,6 +1,5 @@
 //! The data governance committee's signed votes: arbitrary bytes as a vote's JWS payload
-//! (the shape `crates/platform/src/governance.rs` reads, mirrored here since the platform
-//! crate keeps it private), then `Decision::parse` and `check_overrides` on what it says;
+//! (`tsunagu_core::governance::VotePayload`, as the platform reads it), then `Decision::parse` and `check_overrides` on what it says;
 //! and structured rounds of votes for `tally`. Never a panic; an approval `tally` counts
 //! always passes `check_overrides`; `tally` only ever moves a service to an outcome its
 //! status allows.
@@ -8,23 +7,8 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
-use tsunagu_core::governance::{self, CastVote, Decision};
+use tsunagu_core::governance::{self, CastVote, Decision, VotePayload};
 use tsunagu_core::service::ServiceStatus;
-
-/// `VotePayload` of `crates/platform/src/governance.rs`, field for field.
-#[derive(Debug, Deserialize)]
-#[allow(dead_code)]
-struct VotePayload {
-    service_id: String,
-    decision: String,
-    #[serde(default)]
-    comment: String,
-    issued_at: i64,
-    nonce: String,
-    #[serde(default, rename = "override")]
-    overrides: Vec<String>,
-}
 
 const DECISIONS: [Decision; 4] = [Decision::Approve, Decision::Reject, Decision::Suspend, Decision::Reinstate];
 const STATUSES: [ServiceStatus; 4] = [

@@ -44,6 +44,22 @@ impl Decision {
     }
 }
 
+/// The payload of a committee member's signed vote (a JWS, header `kid` = the member id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotePayload {
+    pub service_id: String,
+    /// `approve`, `reject`, `suspend` or `reinstate` ([`Decision::parse`]).
+    pub decision: String,
+    #[serde(default)]
+    pub comment: String,
+    pub issued_at: i64,
+    pub nonce: String,
+    /// The lint error findings an approval overrides, by code ([`check_overrides`]).
+    #[serde(default, rename = "override", skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+}
+
 /// The decisions a vote may carry for a service in `status`.
 pub fn allowed(status: ServiceStatus) -> &'static [Decision] {
     match status {

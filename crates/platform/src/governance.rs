@@ -20,45 +20,11 @@ use tsunagu_crypto::jwk::PublicJwk;
 use tsunagu_crypto::{jws, sha256};
 use tsunagu_store::{AlertRow, Commit, ExchangeChange, ServiceChange, Store, StoreError, VoteRow};
 
-/// Whether a stored application carries a valid acceptance of the current obligations.
-fn obligations_accepted(application_json: &str, jwks_json: &str) -> bool {
-    let Ok(application) = serde_json::from_str::<serde_json::Value>(application_json) else {
-        return false;
-    };
-    let Some(acceptance) = application
-        .get("obligations_acceptance")
-        .and_then(|v| v.as_str())
-    else {
-        return false;
-    };
-    let Ok(jwks) = serde_json::from_str::<serde_json::Value>(jwks_json)
-        .map_err(|e| e.to_string())
-        .and_then(|v| tsunagu_crypto::jwk::JwkSet::from_value(&v).map_err(|e| e.to_string()))
-    else {
-        return false;
-    };
-    crate::services::verify_obligations_acceptance(&jwks, acceptance).is_ok()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VotePayload {
-    service_id: String,
-    decision: String,
-    #[serde(default)]
-    comment: String,
-    issued_at: i64,
-    nonce: String,
-    /// The lint error findings an approval overrides, by code.
-    #[serde(default, rename = "override")]
-    overrides: Vec<String>,
-}
-
 /// The `override` of a stored vote's JWS (empty when it has none or cannot be read).
 fn overrides_of(vote_jws: &str) -> Vec<String> {
     jws::parse(vote_jws)
         .ok()
-        .and_then(|t| t.payload_as::<VotePayload>().ok())
+        .and_then(|t| t.payload_as::<governance::VotePayload>().ok())
         .map(|p| p.overrides)
         .unwrap_or_default()
 }
@@ -290,7 +256,7 @@ impl Governance {
                 "the vote's signature does not verify with the member's key",
             )
         })?;
-        let payload: VotePayload = token
+        let payload: governance::VotePayload = token
             .payload_as()
             .map_err(|e| Refusal::new(Code::InvalidRequest, format!("vote payload: {e}")))?;
         if payload.service_id != service_id.as_str() {
@@ -440,6 +406,18 @@ impl Governance {
             };
             let approval =
                 to == ServiceStatus::Approved && service.status == ServiceStatus::PendingReview;
+            // Checked again at approval: obligations changed since the application are not
+            // accepted under the old hash.
+            let accepted = approval
+                && self.directory.get(service_id).await?.is_some_and(|e| {
+                    e.application
+                        .obligations_acceptance
+                        .as_deref()
+                        .is_some_and(|a| {
+                            crate::services::verify_obligations_acceptance(&e.application.jwks, a)
+                                .is_ok()
+                        })
+                });
             let t = now();
             let mut commit = Commit::new().change(ServiceChange::SetServiceStatus {
                 id: service_id.clone(),
@@ -472,8 +450,7 @@ impl Governance {
                         vec![]
                     },
                     overridden: if approval { blocking } else { vec![] },
-                    obligations_accepted: approval
-                        .then(|| obligations_accepted(&service.application, &service.jwks)),
+                    obligations_accepted: approval.then_some(accepted),
                 },
                 &[],
                 t,
