@@ -237,6 +237,19 @@ fn has_citation(p: &Purpose) -> bool {
         .is_some_and(|c| c.trim().chars().count() >= 4)
 }
 
+/// The distinct codes of the `error` findings, sorted: they block approval unless each
+/// approving vote overrides them ([`crate::governance::check_overrides`]).
+pub fn blocking_codes(findings: &[Finding]) -> Vec<String> {
+    let mut codes: Vec<String> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| f.code.clone())
+        .collect();
+    codes.sort();
+    codes.dedup();
+    codes
+}
+
 /// The warning for an application that does not carry the service's signed acceptance of
 /// the contract obligations (the platform checks the signature; the lint only reports).
 pub fn obligations_not_accepted() -> Finding {

@@ -31,17 +31,12 @@ fn overrides_of(vote_jws: &str) -> Vec<String> {
 
 /// The codes of a service's lint findings of severity `error`: they block approval unless
 /// overridden.
-fn blocking_findings(lint_json: &str) -> Vec<String> {
-    let findings: Vec<tsunagu_core::lint::Finding> =
-        serde_json::from_str(lint_json).unwrap_or_default();
-    let mut codes: Vec<String> = findings
-        .into_iter()
-        .filter(|f| f.severity == tsunagu_core::lint::Severity::Error)
-        .map(|f| f.code)
-        .collect();
-    codes.sort();
-    codes.dedup();
-    codes
+/// Fails closed: stored findings that cannot be read block nothing silently, they stop
+/// the vote.
+fn blocking_findings(lint_json: &str) -> Outcome<Vec<String>> {
+    let findings: Vec<tsunagu_core::lint::Finding> = serde_json::from_str(lint_json)
+        .map_err(|e| Refusal::internal("reading the stored lint findings", e))?;
+    Ok(tsunagu_core::lint::blocking_codes(&findings))
 }
 
 /// A vote cast in the current round.
@@ -309,7 +304,7 @@ impl Governance {
         governance::check_overrides(
             decision,
             &payload.overrides,
-            &blocking_findings(&service.lint),
+            &blocking_findings(&service.lint)?,
         )
         .map_err(|(code, detail)| Refusal::new(code, detail))?;
 
@@ -399,7 +394,7 @@ impl Governance {
                     decision: v.decision,
                 })
                 .collect();
-            let blocking = blocking_findings(&service.lint);
+            let blocking = blocking_findings(&service.lint)?;
             let Some(to) = governance::tally(service.status, &votes, self.config.quorum, &blocking)
             else {
                 return Ok(service.status);

@@ -363,17 +363,7 @@ async fn services_in(
             endpoint: application.endpoint.clone().unwrap_or_default(),
             redirect_uris: application.redirect_uris.clone(),
             errors: entry.lint_errors(),
-            error_codes: {
-                let mut codes: Vec<String> = entry
-                    .findings()
-                    .into_iter()
-                    .filter(|f| f.severity == tsunagu_core::lint::Severity::Error)
-                    .map(|f| f.code)
-                    .collect();
-                codes.sort();
-                codes.dedup();
-                codes
-            },
+            error_codes: tsunagu_core::lint::blocking_codes(&entry.findings()),
             findings: findings_of(&entry),
             purposes,
             offers: application
