@@ -8,44 +8,9 @@
 
 mod common;
 
-use common::{Http, Server, free_port};
+use common::{Http, Server, fails, free_port, ok, run_tsunagu as tsunagu};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn tsunagu(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsunagu"));
-    cmd.current_dir(dir).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.starts_with("error: "),
-        "errors are one readable line: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
 
 /// An operator's age key pair, as `age-keygen` writes it: (identity file, recipient).
 // X25519, as the issue asks (age 0.13 prefers its post-quantum hybrid).

@@ -4,43 +4,8 @@
 
 mod common;
 
-use common::{Server, free_port};
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn tsunagu(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsunagu"));
-    cmd.current_dir(dir).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("the binary runs")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.starts_with("error: "),
-        "errors are one readable line: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+use common::{Server, fails, free_port, ok, run_tsunagu as tsunagu};
+use std::process::Command;
 
 #[test]
 fn an_operator_and_a_resident_use_the_command_line() {

@@ -339,6 +339,43 @@ pub fn tsunagu(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs the binary in `dir` with `args` and extra environment, keeping its output.
+pub fn run_tsunagu(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsunagu"));
+    cmd.current_dir(dir).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+/// The standard output of a run that succeeded.
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The error of a run that failed with one readable line and no panic.
+pub fn fails(out: std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("error: "),
+        "errors are one readable line: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
 /// The `tsunagu serve` process.
 pub struct Server {
     child: Child,
