@@ -1,5 +1,6 @@
 //! Arbitrary bytes as a certificate chain: path validation against a fixed anchor, the JPKI
-//! basic items, and signature verification with the certificate's key. Never a panic.
+//! basic items, signature verification with the certificate's key, and a service's client
+//! certificate as registered for mutual TLS (PEM → `x5t#S256`). Never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -31,4 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = x509::verify_with_certificate(data, b"message", &[0u8; 64]);
     let _ = x509::certificates_from_pem_or_der(data);
     let _ = CrlSet::from_ders(&[data.to_vec()]);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = x509::x5t_s256_of_pem(text);
+    }
 });

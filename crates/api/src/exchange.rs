@@ -2,10 +2,10 @@
 //! services tickets, receipts and the consent feed.
 
 use crate::error::ApiError;
-use crate::extract::{Json, Query, Resident, bearer, json_response};
+use crate::extract::{Json, Query, Resident, ServiceCaller, json_response};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -128,10 +128,13 @@ async fn pairwise(
 
 async fn ticket(
     State(p): State_,
-    headers: HeaderMap,
+    caller: ServiceCaller,
     Json(req): Json<TicketRequest>,
 ) -> Result<Response, ApiError> {
-    let auth = p.exchange.authenticate(bearer(&headers)).await?;
+    let auth = p
+        .exchange
+        .authenticate(caller.bearer(), caller.client_cert())
+        .await?;
     Ok(json_response(
         StatusCode::CREATED,
         &p.exchange.ticket(&auth, req).await?,
@@ -140,10 +143,13 @@ async fn ticket(
 
 async fn receipt(
     State(p): State_,
-    headers: HeaderMap,
+    caller: ServiceCaller,
     Json(req): Json<ReceiptRequest>,
 ) -> Result<Response, ApiError> {
-    let auth = p.exchange.authenticate(bearer(&headers)).await?;
+    let auth = p
+        .exchange
+        .authenticate(caller.bearer(), caller.client_cert())
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &p.exchange.receipt(&auth, req).await?,
@@ -158,10 +164,13 @@ struct FeedQuery {
 
 async fn feed(
     State(p): State_,
-    headers: HeaderMap,
+    caller: ServiceCaller,
     Query(q): Query<FeedQuery>,
 ) -> Result<Response, ApiError> {
-    let auth = p.exchange.authenticate(bearer(&headers)).await?;
+    let auth = p
+        .exchange
+        .authenticate(caller.bearer(), caller.client_cert())
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &p.exchange

@@ -108,6 +108,38 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// How a service may authenticate a request: the bearer client assertion, and the client
+/// certificate of the connection (mutual TLS) as its `x5t#S256`. The platform's
+/// `Exchange::authenticate` decides which counts.
+pub struct ServiceCaller {
+    pub bearer: Option<String>,
+    pub client_cert: Option<String>,
+}
+
+impl ServiceCaller {
+    pub fn bearer(&self) -> Option<&str> {
+        self.bearer.as_deref()
+    }
+
+    pub fn client_cert(&self) -> Option<&str> {
+        self.client_cert.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ServiceCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ServiceCaller {
+            bearer: bearer(&parts.headers).map(str::to_owned),
+            client_cert: parts
+                .extensions
+                .get::<tsunagu_capability::ClientCert>()
+                .map(|c| c.x5t_s256.clone()),
+        })
+    }
+}
+
 /// An authenticated resident (a session from `/v1/auth/login`).
 pub struct Resident(pub Session);
 

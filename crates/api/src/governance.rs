@@ -2,7 +2,7 @@
 //! updates and client secrets, the committee's votes, and alerts.
 
 use crate::error::ApiError;
-use crate::extract::{Body, Json, Query, bearer, json_response};
+use crate::extract::{Body, Json, Query, ServiceCaller, bearer, json_response};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -139,21 +139,30 @@ struct RegistrationBody {
     post_logout_redirect_uris: Option<Vec<String>>,
     #[serde(default)]
     endpoint: Option<String>,
+    /// PEM, or its `x5t#S256`; empty removes it.
+    #[serde(default)]
+    tls_client_certificate: Option<String>,
+    #[serde(default)]
+    obligations_acceptance: Option<String>,
 }
 
 async fn update_registration(
     State(p): State_,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: ServiceCaller,
     Json(body): Json<RegistrationBody>,
 ) -> Result<Response, ApiError> {
     let id = id.into();
-    p.exchange.authenticate_self(bearer(&headers), &id).await?;
+    p.exchange
+        .authenticate_self(caller.bearer(), caller.client_cert(), &id)
+        .await?;
     let update = RegistrationUpdate {
         jwks: body.jwks.map(|v| parse_jwks(&v.to_string())).transpose()?,
         redirect_uris: body.redirect_uris,
         post_logout_redirect_uris: body.post_logout_redirect_uris,
         endpoint: body.endpoint,
+        tls_client_certificate: body.tls_client_certificate,
+        obligations_acceptance: body.obligations_acceptance,
     };
     Ok(json_response(
         StatusCode::OK,
@@ -164,10 +173,12 @@ async fn update_registration(
 async fn rotate_client_secret(
     State(p): State_,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: ServiceCaller,
 ) -> Result<Response, ApiError> {
     let id = id.into();
-    p.exchange.authenticate_self(bearer(&headers), &id).await?;
+    p.exchange
+        .authenticate_self(caller.bearer(), caller.client_cert(), &id)
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &p.services.rotate_client_secret(&id).await?,

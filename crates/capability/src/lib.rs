@@ -30,6 +30,11 @@ use std::time::Duration;
 
 pub use tsunagu_platform::{ConfigError, ConfigSource, Platform, Section};
 pub use tsunagu_store::{Migration, Migrations};
+/// The client certificate of the connection a request came on (mutual TLS, RFC 8705), in
+/// its extensions when the listener asked for one and the client sent one that chains to
+/// `[server] client_ca`. A service registers the certificate's `x5t#S256` to authenticate
+/// by it.
+pub use tsunagu_tls::ClientCert;
 
 /// Who sent a request, as the listener puts it in every request's extensions: the peer's
 /// address, or the client named by `X-Forwarded-For` when the peer is one of

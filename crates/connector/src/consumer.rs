@@ -50,22 +50,26 @@ impl Consumer {
     }
 
     /// Presents a ticket to its provider and verifies the payload; then sends the receipt.
+    /// A client on mutual TLS holds a ticket bound to its certificate: it presents it as
+    /// `Bearer` on a connection made with that certificate, without a proof.
     pub async fn redeem(&self, grant: &TicketGrant) -> Result<Fetched, ConnectorError> {
         let identity = self.platform.identity();
-        let proof = pop::proof(
-            &identity.key,
-            "POST",
-            &grant.provider_endpoint,
-            &grant.ticket,
-            now(),
-        )?;
-        let response = self
-            .platform
-            .http()
-            .post(&grant.provider_endpoint)
-            .header("authorization", format!("DPoP {}", grant.ticket))
-            .header("dpop", proof)
-            .json(&serde_json::json!({}));
+        let request = self.platform.http().post(&grant.provider_endpoint);
+        let request = if self.platform.mtls() {
+            request.header("authorization", format!("Bearer {}", grant.ticket))
+        } else {
+            let proof = pop::proof(
+                &identity.key,
+                "POST",
+                &grant.provider_endpoint,
+                &grant.ticket,
+                now(),
+            )?;
+            request
+                .header("authorization", format!("DPoP {}", grant.ticket))
+                .header("dpop", proof)
+        };
+        let response = request.json(&serde_json::json!({}));
         let answer = self.platform.send(response).await?;
         let signed = match (answer["payload"].as_str(), answer["payload_jwe"].as_str()) {
             (Some(jws), _) => jws.to_owned(),

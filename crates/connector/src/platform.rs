@@ -60,10 +60,46 @@ pub fn with_ca(
     Ok(builder.tls_certs_merge(certs))
 }
 
+/// `builder` presenting the client certificate `cert` (PEM chain) with its key `key` (PEM)
+/// on every TLS connection (mutual TLS, RFC 8705).
+pub fn with_client_cert(
+    builder: reqwest::ClientBuilder,
+    cert: &Path,
+    key: &Path,
+) -> Result<reqwest::ClientBuilder, ConnectorError> {
+    let read = |name: &str, p: &Path| {
+        std::fs::read(p).map_err(|e| ConnectorError::Config(format!("{name} {}: {e}", p.display())))
+    };
+    let mut pem = read("tls_client_cert", cert)?;
+    pem.push(b'\n');
+    pem.extend(read("tls_client_key", key)?);
+    let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+        ConnectorError::Config(format!(
+            "tls_client_cert {} / tls_client_key {}: {e}",
+            cert.display(),
+            key.display()
+        ))
+    })?;
+    Ok(builder.identity(identity))
+}
+
+/// How a [`PlatformClient`] connects.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls<'a> {
+    /// CA certificates (PEM) to trust beside the usual roots.
+    pub ca_file: Option<&'a Path>,
+    /// The client certificate and key (PEM) to connect with: the platform then
+    /// authenticates the service by its registered certificate, and no client assertions
+    /// are sent.
+    pub client_cert: Option<(&'a Path, &'a Path)>,
+}
+
 /// A client of the platform, authenticated as one service.
 pub struct PlatformClient {
     base: String,
     identity: ServiceIdentity,
+    /// Authenticated by the connection's client certificate rather than assertions.
+    mtls: bool,
     http: reqwest::Client,
     platform_keys: RwLock<(JwkSet, Option<Instant>)>,
     service_keys: RwLock<HashMap<String, (ServiceKeys, Instant)>>,
@@ -82,11 +118,30 @@ impl PlatformClient {
         identity: ServiceIdentity,
         ca_file: Option<&Path>,
     ) -> Result<PlatformClient, ConnectorError> {
+        PlatformClient::with_tls(
+            base,
+            identity,
+            &ClientTls {
+                ca_file,
+                client_cert: None,
+            },
+        )
+    }
+
+    /// A client that connects as `tls` says.
+    pub fn with_tls(
+        base: &str,
+        identity: ServiceIdentity,
+        tls: &ClientTls<'_>,
+    ) -> Result<PlatformClient, ConnectorError> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64);
-        if let Some(ca_file) = ca_file {
+        if let Some(ca_file) = tls.ca_file {
             builder = with_ca(builder, ca_file)?;
+        }
+        if let Some((cert, key)) = tls.client_cert {
+            builder = with_client_cert(builder, cert, key)?;
         }
         let http = builder
             .build()
@@ -94,6 +149,7 @@ impl PlatformClient {
         Ok(PlatformClient {
             base: base.trim_end_matches('/').to_owned(),
             identity,
+            mtls: tls.client_cert.is_some(),
             http,
             platform_keys: RwLock::new((JwkSet::default(), None)),
             service_keys: RwLock::new(HashMap::new()),
@@ -110,6 +166,11 @@ impl PlatformClient {
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Whether this client authenticates by its client certificate (mutual TLS).
+    pub fn mtls(&self) -> bool {
+        self.mtls
     }
 
     /// Sends a request and turns a problem+json answer into [`ConnectorError::Refused`].
@@ -143,6 +204,9 @@ impl PlatformClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, ConnectorError> {
+        if self.mtls {
+            return Ok(request);
+        }
         Ok(request.bearer_auth(self.identity.assertion(&self.base)?))
     }
 

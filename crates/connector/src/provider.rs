@@ -2,7 +2,9 @@
 //!
 //! `POST <endpoint>` with `Authorization: DPoP <ticket>` and `DPoP: <proof>`: the ticket is
 //! verified offline with the platform's keys, the proof against the ticket's `cnf.jkt`, both
-//! are used once; the upstream API is asked for the ticket's items about the ticket's
+//! are used once. A ticket bound to a client certificate (`cnf.x5t#S256`, when the consumer
+//! authenticated to the platform by mutual TLS) comes as `Authorization: Bearer <ticket>` on
+//! a connection made with that certificate (RFC 8705), and needs no proof. The upstream API is asked for the ticket's items about the ticket's
 //! subject (the provider's own pairwise id for the resident); only those items are signed
 //! into the payload, encrypted to the consumer if it registered an encryption key; the
 //! receipt goes to the platform.
@@ -11,6 +13,7 @@ use crate::payload::{self, PayloadClaims};
 use crate::platform::PlatformClient;
 use crate::{ConnectorError, now, pop, ticket};
 use async_trait::async_trait;
+use axum::Extension;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -18,6 +21,7 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tsunagu_core::Code;
+use tsunagu_tls::ClientCert;
 
 /// What the provider asks its own system for.
 #[derive(Debug, Clone, Serialize)]
@@ -140,31 +144,55 @@ impl Provider {
         Ok(())
     }
 
-    /// Redeems a ticket (see the module documentation).
+    /// Redeems a ticket (see the module documentation). `client_cert` is the `x5t#S256` of
+    /// the client certificate the request's connection was made with, if any.
     pub async fn redeem(
         &self,
         authorization: Option<&str>,
         proof: Option<&str>,
+        client_cert: Option<&str>,
     ) -> Result<Redeemed, ConnectorError> {
-        let ticket = authorization
-            .and_then(|a| a.strip_prefix("DPoP ").or_else(|| a.strip_prefix("dpop ")))
-            .map(str::trim)
+        let (scheme, ticket) = authorization
+            .and_then(|a| a.split_once(' '))
+            .map(|(scheme, ticket)| (scheme.to_ascii_lowercase(), ticket.trim()))
+            .filter(|(scheme, _)| scheme == "dpop" || scheme == "bearer")
             .ok_or_else(|| {
                 ConnectorError::invalid(
                     Code::TicketInvalid,
-                    "present the ticket as `Authorization: DPoP <ticket>`",
+                    "present the ticket as `Authorization: DPoP <ticket>` (or `Bearer` for a \
+                     ticket bound to a client certificate)",
                 )
             })?;
-        let proof = proof.ok_or_else(|| {
-            ConnectorError::invalid(Code::ProofInvalid, "a `DPoP` proof header is required")
-        })?;
         let t = now();
         let kid = ticket::key_id(ticket)?;
         let key = self.platform.platform_key(&kid).await?;
         let identity = self.platform.identity();
         let claims = ticket::verify(ticket, &key, self.platform.base(), &identity.service_id, t)?;
-        let verified = pop::verify(proof, "POST", &self.endpoint, ticket, &claims.cnf.jkt, t)?;
-        self.use_once(format!("proof:{}", verified.jti), t + pop::WINDOW)?;
+        match (&claims.cnf.jkt, &claims.cnf.x5t_s256) {
+            (Some(jkt), _) => {
+                if scheme != "dpop" {
+                    return Err(ConnectorError::invalid(
+                        Code::TicketInvalid,
+                        "this ticket is bound to a key: present it as `Authorization: DPoP`",
+                    ));
+                }
+                let proof = proof.ok_or_else(|| {
+                    ConnectorError::invalid(Code::ProofInvalid, "a `DPoP` proof header is required")
+                })?;
+                let verified = pop::verify(proof, "POST", &self.endpoint, ticket, jkt, t)?;
+                self.use_once(format!("proof:{}", verified.jti), t + pop::WINDOW)?;
+            }
+            (None, Some(x5t_s256)) => {
+                if client_cert != Some(x5t_s256.as_str()) {
+                    return Err(ConnectorError::invalid(
+                        Code::ProofInvalid,
+                        "this ticket is bound to a client certificate (cnf.x5t#S256) and the \
+                         connection was not made with it",
+                    ));
+                }
+            }
+            (None, None) => return Err(ConnectorError::invalid(Code::TicketInvalid, "unbound")),
+        }
         self.use_once(format!("ticket:{}", claims.jti), claims.exp)?;
 
         let request = UpstreamRequest {
@@ -256,21 +284,24 @@ pub fn problem(e: &ConnectorError) -> Response {
 pub fn router(provider: Arc<Provider>, path: &str) -> axum::Router {
     axum::Router::new().route(
         path,
-        axum::routing::post(move |headers: HeaderMap| {
-            let provider = provider.clone();
-            async move {
-                let authorization = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok());
-                let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
-                match provider.redeem(authorization, proof).await {
-                    Ok(redeemed) => (StatusCode::OK, axum::Json(redeemed)).into_response(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a ticket was refused");
-                        problem(&e)
+        axum::routing::post(
+            move |cert: Option<Extension<ClientCert>>, headers: HeaderMap| {
+                let provider = provider.clone();
+                async move {
+                    let authorization = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    let proof = headers.get("dpop").and_then(|v| v.to_str().ok());
+                    let cert = cert.as_ref().map(|Extension(c)| c.x5t_s256.as_str());
+                    match provider.redeem(authorization, proof, cert).await {
+                        Ok(redeemed) => (StatusCode::OK, axum::Json(redeemed)).into_response(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a ticket was refused");
+                            problem(&e)
+                        }
                     }
                 }
-            }
-        }),
+            },
+        ),
     )
 }

@@ -8,11 +8,21 @@
 //! ca_file = "city-ca.pem"                 # optional: also trust this CA (PEM) for TLS
 //! key_file = "signing-key.pem"            # ES256 PKCS#8, its public key in the service's JWKS
 //! bind = "127.0.0.1:9101"
+//! # optional, mutual TLS (RFC 8705): connect to the platform and to providers with this
+//! # client certificate (registered as the service's `tls_client_certificate`) instead of
+//! # signing client assertions; tickets are then bound to the certificate
+//! tls_client_cert = "client.pem"
+//! tls_client_key = "client-key.pem"
 //!
 //! [provider]
 //! endpoint = "https://school.example/tsunagu/redeem"  # as registered (proofs name it)
 //! upstream = "http://127.0.0.1:7001/items"            # the existing API
 //! encrypt = true                                      # to consumers with an `enc` key
+//! # optional: serve the endpoint over TLS (re-read on change), and ask consumers for client
+//! # certificates chaining to client_ca (needed to redeem certificate-bound tickets)
+//! tls_cert = "provider.pem"
+//! tls_key = "provider-key.pem"
+//! client_ca = "services-ca.pem"
 //!
 //! [consumer]
 //! encryption_key_file = "encryption-key.pem"          # optional: receive encrypted payloads
@@ -23,7 +33,7 @@
 //! data; `GET /consents?since=` passes the consent feed through.
 
 use crate::consumer::Consumer;
-use crate::platform::{PlatformClient, TicketRequest};
+use crate::platform::{ClientTls, PlatformClient, TicketRequest};
 use crate::provider::{HttpUpstream, Provider, problem, router};
 use crate::{ConnectorError, ServiceIdentity};
 use axum::extract::{Query, State};
@@ -57,6 +67,12 @@ pub struct SidecarConfig {
     pub ca_file: Option<PathBuf>,
     pub key_file: PathBuf,
     pub bind: String,
+    /// The client certificate (PEM) for mutual TLS to the platform and providers.
+    #[serde(default)]
+    pub tls_client_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub tls_client_key: Option<PathBuf>,
     #[serde(default)]
     pub provider: Option<ProviderSection>,
     #[serde(default)]
@@ -70,6 +86,15 @@ pub struct ProviderSection {
     pub upstream: String,
     #[serde(default = "yes")]
     pub encrypt: bool,
+    /// The endpoint's certificate chain (PEM): with `tls_key`, the endpoint is served over
+    /// TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) of consumers' client certificates.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -100,6 +125,33 @@ impl SidecarConfig {
         };
         config.key_file = resolve(&config.key_file);
         config.ca_file = config.ca_file.as_ref().map(resolve);
+        config.tls_client_cert = config.tls_client_cert.as_ref().map(resolve);
+        config.tls_client_key = config.tls_client_key.as_ref().map(resolve);
+        if let Some(p) = config.provider.as_mut() {
+            p.tls_cert = p.tls_cert.as_ref().map(resolve);
+            p.tls_key = p.tls_key.as_ref().map(resolve);
+            p.client_ca = p.client_ca.as_ref().map(resolve);
+            match (&p.tls_cert, &p.tls_key, &p.client_ca) {
+                (Some(_), None, _) | (None, Some(_), _) => {
+                    return Err(ConnectorError::Config(
+                        "provider.tls_cert and provider.tls_key go together: give both".into(),
+                    ));
+                }
+                (None, None, Some(_)) => {
+                    return Err(ConnectorError::Config(
+                        "provider.client_ca needs provider.tls_cert and provider.tls_key: \
+                         client certificates come with TLS"
+                            .into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if config.tls_client_cert.is_some() != config.tls_client_key.is_some() {
+            return Err(ConnectorError::Config(
+                "tls_client_cert and tls_client_key go together: give both".into(),
+            ));
+        }
         if let Some(c) = config.consumer.as_mut()
             && let Some(k) = &c.encryption_key_file
         {
@@ -157,11 +209,18 @@ struct SinceQuery {
 /// Starts the sidecar described by `config`.
 pub async fn start(config: &SidecarConfig) -> Result<Running, ConnectorError> {
     let identity = ServiceIdentity::load(&config.service_id, &config.key_file)?;
-    let platform = Arc::new(PlatformClient::with_ca_file(
+    let platform = Arc::new(PlatformClient::with_tls(
         &config.platform_url,
         identity,
-        config.ca_file.as_deref(),
+        &ClientTls {
+            ca_file: config.ca_file.as_deref(),
+            client_cert: config
+                .tls_client_cert
+                .as_deref()
+                .zip(config.tls_client_key.as_deref()),
+        },
     )?);
+    let mut tls = None;
     let app = match config.role {
         Role::Provider => {
             let section = config
@@ -170,6 +229,22 @@ pub async fn start(config: &SidecarConfig) -> Result<Running, ConnectorError> {
                 .ok_or_else(|| ConnectorError::Config("[provider] missing".into()))?;
             let path = endpoint_path(&section.endpoint)
                 .ok_or_else(|| ConnectorError::Config("provider.endpoint is not a URL".into()))?;
+            let config_error = |e: anyhow::Error| ConnectorError::Config(format!("{e:#}"));
+            if let (Some(cert), Some(key)) = (&section.tls_cert, &section.tls_key) {
+                tls = Some(tsunagu_tls::Tls {
+                    cert: Arc::new(
+                        tsunagu_tls::ReloadingCert::load("provider", cert, key)
+                            .map_err(config_error)?,
+                    ),
+                    hangup: None,
+                    clients: match &section.client_ca {
+                        Some(ca) => Some(
+                            tsunagu_tls::client_verifier("provider", ca).map_err(config_error)?,
+                        ),
+                        None => None,
+                    },
+                });
+            }
             let provider = Arc::new(Provider::new(
                 platform,
                 Arc::new(HttpUpstream::new(&section.upstream)),
@@ -224,7 +299,19 @@ pub async fn start(config: &SidecarConfig) -> Result<Running, ConnectorError> {
     let addr = listener
         .local_addr()
         .map_err(|e| ConnectorError::Config(e.to_string()))?;
-    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let task = match tls {
+        Some(tls) => tokio::spawn(tsunagu_tls::serve(
+            listener,
+            Some(tls),
+            tsunagu_tls::Limits {
+                header_timeout: std::time::Duration::from_secs(10),
+                idle_timeout: std::time::Duration::from_secs(60),
+            },
+            Arc::new(|_: &tsunagu_tls::Peer, _: &mut _| {}),
+            app,
+        )),
+        None => tokio::spawn(async move { axum::serve(listener, app).await }),
+    };
     Ok(Running { addr, task })
 }
 
@@ -276,6 +363,31 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), ConnectorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_settings_go_in_pairs_and_client_ca_needs_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "role = \"provider\"\nservice_id = \"svc\"\nplatform_url = \"https://p\"\nkey_file = \"k.pem\"\nbind = \"127.0.0.1:0\"\n";
+        for (extra, expected) in [
+            (
+                "tls_client_cert = \"c.pem\"\n[provider]\nendpoint = \"https://x/r\"\nupstream = \"http://u\"\n",
+                "tls_client_key",
+            ),
+            (
+                "[provider]\nendpoint = \"https://x/r\"\nupstream = \"http://u\"\ntls_cert = \"c.pem\"\n",
+                "provider.tls_key",
+            ),
+            (
+                "[provider]\nendpoint = \"https://x/r\"\nupstream = \"http://u\"\nclient_ca = \"ca.pem\"\n",
+                "provider.client_ca",
+            ),
+        ] {
+            let path = dir.path().join("s.toml");
+            std::fs::write(&path, format!("{base}{extra}")).unwrap();
+            let err = SidecarConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+        }
+    }
 
     #[test]
     fn endpoint_paths_are_read_from_urls() {

@@ -31,10 +31,15 @@ pub struct TicketClaims {
     pub cnf: Confirmation,
 }
 
+/// What the consumer must show to redeem the ticket: one of the two.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Confirmation {
-    /// RFC 7638 thumbprint of the consumer key the ticket is bound to.
-    pub jkt: String,
+    /// RFC 7638 thumbprint of the consumer key the ticket is bound to (a DPoP proof).
+    #[serde(default)]
+    pub jkt: Option<String>,
+    /// RFC 8705: the SHA-256 of the client certificate the consumer connects with.
+    #[serde(default, rename = "x5t#S256")]
+    pub x5t_s256: Option<String>,
 }
 
 fn invalid(detail: impl Into<String>) -> ConnectorError {
@@ -85,6 +90,11 @@ pub fn verify(
     }
     if claims.items.is_empty() {
         return Err(invalid("the ticket names no items"));
+    }
+    if claims.cnf.jkt.is_some() == claims.cnf.x5t_s256.is_some() {
+        return Err(invalid(
+            "the ticket must be bound to the consumer by exactly one of cnf.jkt and cnf.x5t#S256",
+        ));
     }
     Ok(claims)
 }

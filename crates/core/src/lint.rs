@@ -573,6 +573,7 @@ mod tests {
                 subcontractors: vec![],
             },
             obligations_acceptance: None,
+            tls_client_certificate: None,
         }
     }
 

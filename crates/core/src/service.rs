@@ -217,6 +217,21 @@ pub struct Application<K> {
     /// [`obligations_text`]>}`. Without it the lint warns `obligations_not_accepted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub obligations_acceptance: Option<String>,
+    /// Mutual TLS (RFC 8705): the client certificate the service connects with, as PEM, or
+    /// only its SHA-256 (`x5t#S256`: 43 characters of base64url). A connection made with it
+    /// (chaining to the platform's `[server] client_ca`) authenticates as the service
+    /// without a client assertion, and its tickets are bound to the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_certificate: Option<String>,
+}
+
+/// Whether `text` has the shape of an `x5t#S256` (the base64url SHA-256 of a certificate,
+/// without padding).
+pub fn is_x5t_s256(text: &str) -> bool {
+    text.len() == 43
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The obligations a service accepts by contract with its approval (SPEC §4): code, the
@@ -328,6 +343,16 @@ impl<K> Application<K> {
         text("name", &self.name, 200)?;
         text("organization", &self.organization, 200)?;
         text("contact", &self.contact, 200)?;
+        if let Some(cert) = &self.tls_client_certificate {
+            let cert = cert.trim();
+            if !cert.starts_with("-----BEGIN CERTIFICATE-----") && !is_x5t_s256(cert) {
+                return Err(
+                    "`tls_client_certificate` is a PEM certificate or its x5t#S256 \
+                     (the base64url SHA-256 of the DER, 43 characters)"
+                        .into(),
+                );
+            }
+        }
         if self.kind.provides() {
             let endpoint = self.endpoint.as_deref().unwrap_or("");
             if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {

@@ -443,6 +443,18 @@ pub fn validate_chain(
     })
 }
 
+/// RFC 8705's `x5t#S256` of a client certificate given as PEM (the first certificate in
+/// it, which must parse as X.509): the base64url SHA-256 of its DER.
+pub fn x5t_s256_of_pem(pem: &str) -> Result<String, CryptoError> {
+    let ders = certificates_from_pem_or_der(pem.trim().as_bytes())?;
+    let der = ders
+        .first()
+        .ok_or_else(|| CryptoError::Malformed("no CERTIFICATE in the PEM".into()))?;
+    X509Certificate::from_der(der)
+        .map_err(|e| CryptoError::Malformed(format!("certificate: {e}")))?;
+    Ok(crate::b64::url_encode(crate::sha256(der)))
+}
+
 /// The serial number of a DER certificate, upper-case hex.
 pub fn certificate_serial_hex(cert_der: &[u8]) -> Result<String, CryptoError> {
     let (_, cert) = X509Certificate::from_der(cert_der)

@@ -20,6 +20,10 @@ pub enum DevCommand {
         /// 127.0.0.1 and ::1).
         #[arg(long = "host")]
         hosts: Vec<String>,
+        /// Also make a client certificate for a service on mutual TLS,
+        /// client-NAME.pem and client-NAME-key.pem (repeat it).
+        #[arg(long = "client")]
+        clients: Vec<String>,
     },
     /// Fill a stopped platform's storage with approved benchmark services and consenting
     /// residents, for `dev load` (through the platform's services: the committee approves,
@@ -53,7 +57,11 @@ pub enum DevCommand {
 pub async fn run(command: DevCommand) -> anyhow::Result<()> {
     match command {
         DevCommand::Jpki { command } => crate::jpki::run(command),
-        DevCommand::Tls { out, hosts } => crate::tls::run(&out, &hosts),
+        DevCommand::Tls {
+            out,
+            hosts,
+            clients,
+        } => crate::tls::run(&out, &hosts, &clients),
         DevCommand::Seed(args) => crate::seed::run(args).await,
         DevCommand::OidcSeed(args) => crate::oidc_seed::run(args).await,
         DevCommand::Load {

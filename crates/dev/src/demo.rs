@@ -497,10 +497,15 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
             ca_file: Some(tls.ca.clone()),
             key_file: service.key_file.clone(),
             bind: format!("127.0.0.1:{port}"),
+            tls_client_cert: None,
+            tls_client_key: None,
             provider: Some(ProviderSection {
                 endpoint: format!("http://127.0.0.1:{port}/tsunagu/redeem"),
                 upstream: upstream_url.clone(),
                 encrypt: true,
+                tls_cert: None,
+                tls_key: None,
+                client_ca: None,
             }),
             consumer: None,
         };
@@ -517,6 +522,8 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         ca_file: Some(tls.ca.clone()),
         key_file: daycare.key_file.clone(),
         bind: "127.0.0.1:0".into(),
+        tls_client_cert: None,
+        tls_client_key: None,
         provider: None,
         consumer: Some(ConsumerSection {
             encryption_key_file: enc.clone(),

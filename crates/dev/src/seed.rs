@@ -148,6 +148,7 @@ fn application(
         },
         security: Security { iso27001: true, incident_contact: "soc@example.jp".into(), subcontractors: vec![] },
         obligations_acceptance: None,
+        tls_client_certificate: None,
     }
 }
 

@@ -141,6 +141,34 @@ impl Directory {
         self.get(&ServiceId::from(id)).await
     }
 
+    /// The service that registered the client certificate with this `x5t#S256` (mutual
+    /// TLS), checked against the service's current row.
+    pub async fn by_client_cert(
+        &self,
+        x5t_s256: &str,
+    ) -> Result<Option<Arc<ServiceEntry>>, StoreError> {
+        let cached = self
+            .entries
+            .read()
+            .expect("directory lock")
+            .values()
+            .find(|e| {
+                e.row.client_cert_sha256.as_deref() == Some(x5t_s256)
+                    && e.fetched.elapsed() < CACHE_TTL
+            })
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let Some(id) = self.store.service_by_client_cert(x5t_s256).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .get(&id)
+            .await?
+            .filter(|e| e.row.client_cert_sha256.as_deref() == Some(x5t_s256)))
+    }
+
     /// Forgets a service (after this process changed it).
     pub fn invalidate(&self, id: &ServiceId) {
         self.entries.write().expect("directory lock").remove(id);

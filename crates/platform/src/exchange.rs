@@ -3,9 +3,10 @@
 //! A consumer asks for a ticket with its own pairwise id for the resident; the platform reads
 //! everything it decides on in one query, lets `tsunagu_core::ticket::decide` decide, and
 //! either refuses with a code or signs a ticket (ES256, ≤ 120 s) for the provider, carrying
-//! the provider's pairwise id for the resident and `cnf.jkt` bound to the key that signed the
-//! consumer's assertion. The payload itself never passes through the platform: each side
-//! sends only its SHA-256 as a receipt.
+//! the provider's pairwise id for the resident and bound to the consumer: `cnf.jkt`, the key
+//! that signed the consumer's assertion, or `cnf.x5t#S256`, the client certificate of the
+//! connection when the consumer authenticated by mutual TLS (RFC 8705). The payload itself
+//! never passes through the platform: each side sends only its SHA-256 as a receipt.
 
 use crate::assertion::{self, Assertions, Verified};
 use crate::config::ExchangeConfig;
@@ -31,7 +32,42 @@ const TICKET_TYP: &str = "tsunagu-ticket+jwt";
 /// An authenticated service.
 pub struct ServiceAuth {
     pub service: Arc<ServiceEntry>,
-    pub assertion: Verified,
+    pub credential: Credential,
+}
+
+/// How a service authenticated a request.
+pub enum Credential {
+    /// A client assertion (its `jti` not used up yet).
+    Assertion(Verified),
+    /// The client certificate of the connection (mutual TLS), as its `x5t#S256`.
+    Certificate { x5t_s256: String },
+}
+
+impl Credential {
+    /// The change that uses the assertion's `jti` up, for the caller's commit (none for a
+    /// certificate: the connection itself authenticates).
+    pub fn use_jti(&self) -> Option<tsunagu_store::IdentityChange> {
+        match self {
+            Credential::Assertion(verified) => Some(verified.use_jti()),
+            Credential::Certificate { .. } => None,
+        }
+    }
+
+    /// A ticket's `cnf`: what the consumer must show the provider.
+    pub fn confirmation(&self) -> serde_json::Value {
+        match self {
+            Credential::Assertion(verified) => json!({ "jkt": verified.key.thumbprint() }),
+            Credential::Certificate { x5t_s256 } => json!({ "x5t#S256": x5t_s256 }),
+        }
+    }
+}
+
+/// A commit that starts with the credential's `jti` use, if any.
+fn commit_using(credential: &Credential) -> Commit {
+    match credential.use_jti() {
+        Some(change) => Commit::new().change(change),
+        None => Commit::new(),
+    }
 }
 
 /// `POST /v1/exchange/tickets`.
@@ -167,14 +203,41 @@ impl Exchange {
         }
     }
 
-    /// Authenticates a service from its bearer client assertion (`jti` not yet used up).
-    pub async fn authenticate(&self, bearer: Option<&str>) -> Outcome<ServiceAuth> {
-        let token = bearer.ok_or_else(|| {
-            Refusal::new(
+    /// Authenticates a service from its bearer client assertion (`jti` not yet used up), or
+    /// without one from the client certificate of the connection (`client_cert`, its
+    /// `x5t#S256`) when a service registered that certificate.
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+        client_cert: Option<&str>,
+    ) -> Outcome<ServiceAuth> {
+        let Some(token) = bearer else {
+            if let Some(x5t_s256) = client_cert {
+                let service = self
+                    .directory
+                    .by_client_cert(x5t_s256)
+                    .await?
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            Code::Unauthorized,
+                            "the client certificate of this connection is not registered by any \
+                         service (register its x5t#S256 as `tls_client_certificate`), and \
+                         there is no client assertion",
+                        )
+                    })?;
+                return Ok(ServiceAuth {
+                    service,
+                    credential: Credential::Certificate {
+                        x5t_s256: x5t_s256.to_owned(),
+                    },
+                });
+            }
+            return Err(Refusal::new(
                 Code::Unauthorized,
-                "services authenticate with `Authorization: Bearer <client assertion>`",
-            )
-        })?;
+                "services authenticate with `Authorization: Bearer <client assertion>`, or \
+                 with a registered client certificate (mutual TLS)",
+            ));
+        };
         // The party is only known after parsing; read its keys first.
         let claimed = assertion::claimed_issuer(token).ok_or_else(|| {
             Refusal::new(Code::Unauthorized, "client assertion: not a JWT with `iss`")
@@ -190,7 +253,7 @@ impl Exchange {
             .check(token, |iss, kid| service.signing_key(iss, kid))?;
         Ok(ServiceAuth {
             service,
-            assertion: verified,
+            credential: Credential::Assertion(verified),
         })
     }
 
@@ -199,17 +262,26 @@ impl Exchange {
     pub async fn authenticate_self(
         &self,
         bearer: Option<&str>,
+        client_cert: Option<&str>,
         id: &ServiceId,
     ) -> Outcome<ServiceAuth> {
-        let auth = self.authenticate(bearer).await?;
+        let auth = self.authenticate(bearer, client_cert).await?;
         if auth.service.row.id != *id {
             return Err(Refusal::new(
                 Code::Forbidden,
                 "a service may change only its own registration",
             ));
         }
-        self.assertions.consume(&auth.assertion).await?;
+        self.consume(&auth.credential).await?;
         Ok(auth)
+    }
+
+    /// Uses up an assertion's `jti` now (a certificate has none).
+    async fn consume(&self, credential: &Credential) -> Outcome<()> {
+        match credential {
+            Credential::Assertion(verified) => self.assertions.consume(verified).await,
+            Credential::Certificate { .. } => Ok(()),
+        }
     }
 
     /// Decides a ticket request; returns the ticket or a refusal, both recorded.
@@ -297,7 +369,7 @@ impl Exchange {
         let basis = match decision {
             Ok(basis) => basis,
             Err(code) => {
-                let commit = Commit::new().change(auth.assertion.use_jti()).leaf(leaf(
+                let commit = commit_using(&auth.credential).leaf(leaf(
                     &Event::TicketRefused {
                         subject: account
                             .as_ref()
@@ -349,7 +421,7 @@ impl Exchange {
             "jti": ticket_id,
             "iat": t,
             "exp": exp,
-            "cnf": { "jkt": auth.assertion.key.thumbprint() },
+            "cnf": auth.credential.confirmation(),
         });
         let signed = jws::sign_json(&self.keys.signing, Some(TICKET_TYP), &claims)
             .map_err(|e| Refusal::internal("signing a ticket", e))?;
@@ -364,8 +436,7 @@ impl Exchange {
             }
             Basis::Consent(_) => (None, None, None),
         };
-        let mut commit = Commit::new()
-            .change(auth.assertion.use_jti())
+        let mut commit = commit_using(&auth.credential)
             .change(ExchangeChange::InsertTicket(Box::new(TicketRow {
                 id: ticket_id.clone(),
                 consumer_id: consumer_id.clone(),
@@ -472,8 +543,7 @@ impl Exchange {
             ));
         }
         let t = now();
-        let commit = Commit::new()
-            .change(auth.assertion.use_jti())
+        let commit = commit_using(&auth.credential)
             .change(ExchangeChange::SetReceipt {
                 ticket_id: ticket.id.clone(),
                 side,
@@ -568,7 +638,7 @@ impl Exchange {
     /// `GET /v1/exchange/consents?since=`: the caller's consent feed, with its own pairwise
     /// ids. Uses up the assertion.
     pub async fn feed(&self, auth: &ServiceAuth, since: i64, limit: u32) -> Outcome<Feed> {
-        self.assertions.consume(&auth.assertion).await?;
+        self.consume(&auth.credential).await?;
         self.feed_of(&auth.service.row.id, since, limit).await
     }
 

@@ -63,6 +63,11 @@ pub struct RegistrationUpdate {
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
     pub endpoint: Option<String>,
+    /// The client certificate for mutual TLS (PEM, or its `x5t#S256`); empty removes it.
+    pub tls_client_certificate: Option<String>,
+    /// A new acceptance of the contract obligations (see
+    /// [`ServiceApplication::obligations_acceptance`]), by a key of the (new) JWKS.
+    pub obligations_acceptance: Option<String>,
 }
 
 /// A registration after an update.
@@ -75,6 +80,10 @@ pub struct Registration {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub endpoint: Option<String>,
+    /// The `x5t#S256` of the registered client certificate (mutual TLS).
+    pub tls_client_certificate_sha256: Option<String>,
+    /// Whether the service has accepted the contract obligations.
+    pub obligations_accepted: bool,
     pub updated_at: i64,
 }
 
@@ -128,6 +137,19 @@ fn jwks_sha256(jwks: &JwkSet) -> Outcome<String> {
     Ok(hex::encode(sha256(
         &jcs::to_vec(&jwks.to_value()).map_err(|e| Refusal::internal("jwks", e))?,
     )))
+}
+
+/// The `x5t#S256` of a registered client certificate (PEM, or the thumbprint itself).
+fn client_cert_sha256(given: Option<&str>) -> Outcome<Option<String>> {
+    let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) else {
+        return Ok(None);
+    };
+    if tsunagu_core::service::is_x5t_s256(given) {
+        return Ok(Some(given.to_owned()));
+    }
+    tsunagu_crypto::x509::x5t_s256_of_pem(given)
+        .map(Some)
+        .map_err(|e| invalid(format!("tls_client_certificate: {e}")))
 }
 
 /// Reads an application (`POST /v1/services`'s body, or the console's form made into one);
@@ -281,6 +303,9 @@ impl Services {
             .filter(|f| f.severity == Severity::Error)
             .count() as u32;
 
+        let client_cert = client_cert_sha256(application.tls_client_certificate.as_deref())?;
+        self.require_cert_free(client_cert.as_deref(), None).await?;
+
         let t = now();
         let application_json =
             jcs::to_vec(&application).map_err(|e| Refusal::internal("application", e))?;
@@ -302,6 +327,7 @@ impl Services {
             client_secret_hash: client_secret
                 .as_ref()
                 .map(|secret| hex::encode(sha256(secret.as_bytes()))),
+            client_cert_sha256: client_cert,
         }));
         for purpose in &application.purposes {
             let provider_name = if purpose.provider == PLATFORM_PROVIDER {
@@ -421,6 +447,35 @@ impl Services {
                 fields.push("endpoint".into());
             }
         }
+        let mut client_cert = entry.row.client_cert_sha256.clone();
+        if let Some(cert) = &update.tls_client_certificate {
+            let cert = Some(cert.trim().to_owned()).filter(|c| !c.is_empty());
+            let sha256 = client_cert_sha256(cert.as_deref())?;
+            if sha256 != client_cert {
+                self.require_cert_free(sha256.as_deref(), Some(service_id))
+                    .await?;
+                application.tls_client_certificate = cert;
+                client_cert = sha256;
+                fields.push("tls_client_certificate".into());
+            }
+        }
+        if let Some(acceptance) = &update.obligations_acceptance {
+            verify_obligations_acceptance(&application.jwks, acceptance)
+                .map_err(|e| invalid(format!("obligations_acceptance: {e}")))?;
+            if application.obligations_acceptance.as_deref() != Some(acceptance.as_str()) {
+                application.obligations_acceptance = Some(acceptance.clone());
+                fields.push("obligations_acceptance".into());
+            }
+        } else if fields.iter().any(|f| f == "jwks")
+            && let Some(acceptance) = &application.obligations_acceptance
+            && verify_obligations_acceptance(&application.jwks, acceptance).is_err()
+        {
+            return Err(invalid(
+                "obligations_acceptance: the new JWKS no longer holds the key that signed the \
+                 service's acceptance of the obligations; sign it again with a key of the new \
+                 JWKS and send it with the update",
+            ));
+        }
         application.validate().map_err(invalid)?;
 
         let t = now();
@@ -434,6 +489,7 @@ impl Services {
                         .map_err(|e| Refusal::internal("application", e))?,
                     jwks: application.jwks.to_value().to_string(),
                     endpoint: application.endpoint.clone(),
+                    client_cert_sha256: client_cert.clone(),
                     updated_at: t,
                 })
                 .leaf(leaf(
@@ -459,6 +515,8 @@ impl Services {
             redirect_uris: application.redirect_uris,
             post_logout_redirect_uris: application.post_logout_redirect_uris,
             endpoint: application.endpoint,
+            tls_client_certificate_sha256: client_cert,
+            obligations_accepted: application.obligations_acceptance.is_some(),
             updated_at: if fields.is_empty() {
                 entry.row.updated_at
             } else {
@@ -466,6 +524,25 @@ impl Services {
             },
             changed: fields,
         })
+    }
+
+    /// Refuses a client certificate another service registered (`me`: the service that
+    /// registers it).
+    async fn require_cert_free(
+        &self,
+        x5t_s256: Option<&str>,
+        me: Option<&ServiceId>,
+    ) -> Outcome<()> {
+        let Some(x5t_s256) = x5t_s256 else {
+            return Ok(());
+        };
+        match self.store.service_by_client_cert(x5t_s256).await? {
+            Some(owner) if Some(&owner) != me => Err(invalid(
+                "tls_client_certificate: another service registered this certificate; each \
+                 service connects with a certificate of its own",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Commits a change to a registered service and forgets its cached definition; a

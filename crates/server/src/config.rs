@@ -47,6 +47,12 @@ pub struct ServerConfig {
     /// The private key of `tls_cert` (PEM: PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) of services' client certificates (mutual TLS, RFC 8705). With
+    /// it the TLS handshake asks for a client certificate; one that chains to these CAs and
+    /// whose SHA-256 a service registered authenticates the requests on that connection as
+    /// the service. Needs `tls_cert` and `tls_key`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
     /// Serve plain HTTP on an address other than loopback: only behind a proxy that
     /// terminates TLS.
     #[serde(default)]
@@ -75,6 +81,7 @@ impl Default for ServerConfig {
             service_applications_per_hour: default_applications_rate(),
             tls_cert: None,
             tls_key: None,
+            client_ca: None,
             allow_plain_http: false,
             trusted_proxies: Vec::new(),
             header_timeout_seconds: default_header_timeout(),
@@ -135,7 +142,7 @@ impl Section for ServerConfig {
     const NAME: &'static str = "server";
 
     fn resolve_paths(&mut self, base: &Path) {
-        for p in [&mut self.tls_cert, &mut self.tls_key]
+        for p in [&mut self.tls_cert, &mut self.tls_key, &mut self.client_ca]
             .into_iter()
             .flatten()
         {
@@ -172,6 +179,13 @@ impl Section for ServerConfig {
                 }
             }
             (None, None) => {
+                if self.client_ca.is_some() {
+                    return Err(ConfigError::Invalid(
+                        "server.client_ca is set but the listener has no TLS: client \
+                         certificates need [server] tls_cert and tls_key"
+                            .into(),
+                    ));
+                }
                 if !bind.ip().is_loopback() && !self.allow_plain_http {
                     return Err(ConfigError::Invalid(format!(
                         "server.bind `{}` is not a loopback address and the listener has no TLS: \
@@ -181,6 +195,14 @@ impl Section for ServerConfig {
                     )));
                 }
             }
+        }
+        if let Some(ca) = &self.client_ca
+            && !ca.is_file()
+        {
+            return Err(ConfigError::File {
+                path: ca.clone(),
+                reason: "server.client_ca: no such file".into(),
+            });
         }
         for p in &self.trusted_proxies {
             if parse_net(p).is_err() {
@@ -441,6 +463,11 @@ mod tests {
                 (
                     "trusted_proxies = [\"10.0.0.0/33\"]",
                     "server.trusted_proxies",
+                ),
+                ("client_ca = \"cert.pem\"", "server.client_ca"),
+                (
+                    "tls_cert = \"cert.pem\"\ntls_key = \"cert.pem\"\nclient_ca = \"nope.pem\"",
+                    "server.client_ca",
                 ),
                 (
                     "header_timeout_seconds = 0",

@@ -12,9 +12,7 @@
 
 pub mod config;
 mod edge;
-mod listener;
 mod scheduler;
-pub mod tls;
 
 pub use config::Config;
 
@@ -146,9 +144,13 @@ impl Server {
         config.validate()?;
         tsunagu_api::metrics_handle();
         let tls = match config.server.tls() {
-            Some((cert, key)) => Some(listener::Tls {
-                cert: Arc::new(tls::ReloadingCert::load(cert, key)?),
-                hangup: tls::hangup(),
+            Some((cert, key)) => Some(tsunagu_tls::Tls {
+                cert: Arc::new(tsunagu_tls::ReloadingCert::load("server", cert, key)?),
+                hangup: tsunagu_tls::hangup(),
+                clients: match &config.server.client_ca {
+                    Some(ca) => Some(tsunagu_tls::client_verifier("server", ca)?),
+                    None => None,
+                },
             }),
             None => None,
         };
@@ -161,11 +163,15 @@ impl Server {
             config.server.public_url = Some(format!("{scheme}://{addr}"));
         }
         let hsts = tls.is_some() || config.public_url().starts_with("https://");
-        let limits = listener::Limits {
+        let limits = tsunagu_tls::Limits {
             header_timeout: Duration::from_secs(config.server.header_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(config.server.idle_timeout_seconds.max(1)),
-            trusted_proxies: config.server.trusted_proxy_nets().into(),
         };
+        let trusted: Arc<[ipnet::IpNet]> = config.server.trusted_proxy_nets().into();
+        let decorate: tsunagu_tls::Decorate = Arc::new(move |peer, request| {
+            let client = edge::client_of(peer.addr, peer.tls, request.headers(), &trusted);
+            request.extensions_mut().insert(client);
+        });
         let platform = self.platform(&mut config).await?;
         let mut active = Vec::new();
         for c in &self.capabilities {
@@ -212,7 +218,7 @@ impl Server {
             .layer(middleware::from_fn_with_state(hsts, edge::security_headers));
         let job_names: Vec<&'static str> = jobs.iter().map(|j| j.name).collect();
         let scheduler = scheduler::start(jobs);
-        let task = tokio::spawn(listener::serve(listener, tls, limits, router));
+        let task = tokio::spawn(tsunagu_tls::serve(listener, tls, limits, decorate, router));
         tracing::info!(%addr, %scheme, backend = platform.backend(), capabilities = ?ctx.capabilities, jobs = ?job_names, "tsunagu is listening");
         Ok(Running {
             addr,

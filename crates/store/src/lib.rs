@@ -151,6 +151,8 @@ pub trait KeyStore {
 #[async_trait]
 pub trait ServiceStore {
     async fn service(&self, id: &ServiceId) -> Result<Option<ServiceRow>>;
+    /// The service that registered the client certificate with this `x5t#S256`.
+    async fn service_by_client_cert(&self, x5t_s256: &str) -> Result<Option<ServiceId>>;
     /// All services, or those in one status; newest first.
     async fn services(&self, status: Option<ServiceStatus>) -> Result<Vec<ServiceRow>>;
     async fn purpose(
@@ -321,6 +323,12 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
             name: "alert_ticket",
             sqlite: include_str!("../migrations/sqlite/0004_alert_ticket.sql"),
             postgres: include_str!("../migrations/postgres/0004_alert_ticket.sql"),
+        },
+        Migration {
+            version: 5,
+            name: "service_client_cert",
+            sqlite: include_str!("../migrations/sqlite/0005_service_client_cert.sql"),
+            postgres: include_str!("../migrations/postgres/0005_service_client_cert.sql"),
         },
     ],
 };

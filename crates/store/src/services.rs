@@ -31,6 +31,8 @@ pub struct ServiceRow {
     /// SHA-256 (hex) of the client secret, for a service that authenticates to the OpenID
     /// Connect token endpoint with `client_secret_basic`; `None` otherwise.
     pub client_secret_hash: Option<String>,
+    /// The `x5t#S256` of the client certificate the service registered for mutual TLS.
+    pub client_cert_sha256: Option<String>,
 }
 
 /// A purpose of a consumer.
@@ -81,20 +83,21 @@ pub enum ServiceChange {
         secret_hash: Option<String>,
         updated_at: i64,
     },
-    /// Replaces a service's application, JWKS and endpoint (refused if there is no such
-    /// service).
+    /// Replaces a service's application, JWKS, endpoint and client certificate (refused if
+    /// there is no such service, or if another service registered the certificate).
     UpdateServiceRegistration {
         id: ServiceId,
         application: String,
         jwks: String,
         endpoint: Option<String>,
+        client_cert_sha256: Option<String>,
         updated_at: i64,
     },
 }
 
 macro_rules! service_columns {
     () => {
-        "id, name, organization, contact, kind, status, application, jwks, endpoint, lint, round, created_at, updated_at, client_secret_hash"
+        "id, name, organization, contact, kind, status, application, jwks, endpoint, lint, round, created_at, updated_at, client_secret_hash, client_cert_sha256"
     };
 }
 
@@ -107,7 +110,7 @@ macro_rules! purpose_columns {
 const SQL_INSERT_SERVICE: &str = concat!(
     "INSERT INTO services (",
     service_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 );
 const SQL_SERVICE_BY_ID: &str = concat!(
     "SELECT ",
@@ -127,8 +130,8 @@ const SQL_SERVICES_BY_STATUS: &str = concat!(
 const SQL_SET_SERVICE_STATUS: &str = "UPDATE services SET status = $1, round = round + 1, updated_at = $2 WHERE id = $3 AND status = $4 AND round = $5";
 const SQL_SET_CLIENT_SECRET: &str =
     "UPDATE services SET client_secret_hash = $1, updated_at = $2 WHERE id = $3";
-const SQL_UPDATE_SERVICE_REGISTRATION: &str =
-    "UPDATE services SET application = $1, jwks = $2, endpoint = $3, updated_at = $4 WHERE id = $5";
+const SQL_UPDATE_SERVICE_REGISTRATION: &str = "UPDATE services SET application = $1, jwks = $2, endpoint = $3, client_cert_sha256 = $4, updated_at = $5 WHERE id = $6";
+const SQL_SERVICE_BY_CLIENT_CERT: &str = "SELECT id FROM services WHERE client_cert_sha256 = $1";
 const SQL_INSERT_PURPOSE: &str = concat!(
     "INSERT INTO purposes (",
     purpose_columns!(),
@@ -168,6 +171,7 @@ fn service_row(r: &mut RowReader) -> Result<ServiceRow> {
         created_at: r.int()?,
         updated_at: r.int()?,
         client_secret_hash: r.opt_text()?,
+        client_cert_sha256: r.opt_text()?,
     })
 }
 
@@ -218,6 +222,7 @@ impl Change for ServiceChange {
                         r.created_at,
                         r.updated_at,
                         &r.client_secret_hash,
+                        &r.client_cert_sha256,
                     ],
                 )?;
                 expect_one(n, "insert service")
@@ -283,11 +288,19 @@ impl Change for ServiceChange {
                 application,
                 jwks,
                 endpoint,
+                client_cert_sha256,
                 updated_at,
             } => {
                 let n = conn.execute(
                     SQL_UPDATE_SERVICE_REGISTRATION,
-                    &params![application, jwks, endpoint, *updated_at, id],
+                    &params![
+                        application,
+                        jwks,
+                        endpoint,
+                        client_cert_sha256,
+                        *updated_at,
+                        id
+                    ],
                 )?;
                 expect_one(n, "update service registration")
             }
@@ -301,6 +314,18 @@ impl ServiceStore for SqlStore {
         let id = id.clone();
         self.db
             .read(move |c| one(c.query_opt(SQL_SERVICE_BY_ID, &params![&id])?, service_row))
+            .await
+    }
+
+    async fn service_by_client_cert(&self, x5t_s256: &str) -> Result<Option<ServiceId>> {
+        let x5t_s256 = x5t_s256.to_owned();
+        self.db
+            .read(move |c| {
+                one(
+                    c.query_opt(SQL_SERVICE_BY_CLIENT_CERT, &params![&x5t_s256])?,
+                    |r| r.id(),
+                )
+            })
             .await
     }
 

@@ -150,6 +150,7 @@ fn service(id: &str, kind: ServiceKind) -> ServiceRow {
         created_at: 100,
         updated_at: 100,
         client_secret_hash: None,
+        client_cert_sha256: None,
     }
 }
 
@@ -877,13 +878,16 @@ store_tests! {
         assert_eq!(store.service(&"rp".into()).await.unwrap().unwrap().client_secret_hash, None);
         assert!(is_conflict(&commit(&store, changes![secret("nope", Some("ab12"), 200)], vec![]).await));
 
+        let cert = "x5tS256x5tS256x5tS256x5tS256x5tS256x5tS2560";
         let update = |id: &str| ServiceChange::UpdateServiceRegistration {
             id: id.into(),
             application: r#"{"v":2}"#.into(),
             jwks: r#"{"keys":[{"kty":"EC"}]}"#.into(),
             endpoint: Some("https://rp.example.jp/tickets".into()),
+            client_cert_sha256: Some(cert.into()),
             updated_at: 300,
         };
+        assert_eq!(store.service_by_client_cert(cert).await.unwrap(), None);
         commit(&store, changes![update("rp")], vec![]).await.unwrap();
         assert_eq!(store.service(&"rp".into()).await.unwrap(), Some(ServiceRow {
             application: r#"{"v":2}"#.into(),
@@ -891,9 +895,15 @@ store_tests! {
             endpoint: Some("https://rp.example.jp/tickets".into()),
             updated_at: 300,
             client_secret_hash: None,
+            client_cert_sha256: Some(cert.into()),
             ..with_secret
         }));
+        assert_eq!(store.service_by_client_cert(cert).await.unwrap(), Some("rp".into()));
         assert!(is_conflict(&commit(&store, changes![update("nope")], vec![]).await));
+        // A certificate belongs to one service at most.
+        commit(&store, changes![ServiceChange::InsertService(service("rp2", ServiceKind::Consumer))], vec![]).await.unwrap();
+        assert!(commit(&store, changes![update("rp2")], vec![]).await.is_err(), "the certificate is taken");
+        assert_eq!(store.service_by_client_cert(cert).await.unwrap(), Some("rp".into()));
     };
 
     a_session_is_deleted_alone => |store: Arc<dyn Store>| async move {

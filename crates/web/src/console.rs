@@ -230,6 +230,8 @@ struct ApplyForm {
     subcontractors: String,
     /// The service's signed acceptance of the obligations (a compact JWS), if pasted.
     obligations_acceptance: String,
+    /// The client certificate for mutual TLS (PEM or its x5t#S256), if pasted.
+    tls_client_certificate: String,
 }
 
 const EXAMPLE_JWKS: &str = r#"{
@@ -278,6 +280,7 @@ impl Default for ApplyForm {
             incident_contact: String::new(),
             subcontractors: String::new(),
             obligations_acceptance: String::new(),
+            tls_client_certificate: String::new(),
         }
     }
 }
@@ -303,6 +306,7 @@ impl ApplyForm {
             incident_contact: f("incident_contact"),
             subcontractors: f("subcontractors"),
             obligations_acceptance: f("obligations_acceptance"),
+            tls_client_certificate: f("tls_client_certificate"),
         }
     }
 
@@ -337,6 +341,10 @@ impl ApplyForm {
         });
         if !acceptance.is_empty() {
             app["obligations_acceptance"] = Value::String(acceptance.to_owned());
+        }
+        let certificate = self.tls_client_certificate.trim();
+        if !certificate.is_empty() {
+            app["tls_client_certificate"] = Value::String(certificate.to_owned());
         }
         Ok(app)
     }
@@ -572,6 +580,9 @@ struct HomePage {
     post_logout_redirect_uris: Vec<String>,
     redirect_text: String,
     post_logout_text: String,
+    /// The registered client certificate as given (PEM or thumbprint), and its thumbprint.
+    client_cert_text: String,
+    client_cert_sha256: String,
     findings: Vec<FindingView>,
     feed: Vec<FeedView>,
     feed_complete: bool,
@@ -705,6 +716,11 @@ async fn render_home(
         post_logout_redirect_uris: application.post_logout_redirect_uris.clone(),
         redirect_text: application.redirect_uris.join("\n"),
         post_logout_text: application.post_logout_redirect_uris.join("\n"),
+        client_cert_text: application
+            .tls_client_certificate
+            .clone()
+            .unwrap_or_default(),
+        client_cert_sha256: entry.row.client_cert_sha256.clone().unwrap_or_default(),
         findings: findings_of(&entry),
         feed,
         feed_complete,
@@ -771,6 +787,11 @@ async fn update_registration(
         redirect_uris: form.get("redirect_uris").map(|t| lines(t)),
         post_logout_redirect_uris: form.get("post_logout_redirect_uris").map(|t| lines(t)),
         endpoint: form.get("endpoint").cloned(),
+        tls_client_certificate: form.get("tls_client_certificate").cloned(),
+        obligations_acceptance: form
+            .get("obligations_acceptance")
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty()),
     };
     match app
         .services

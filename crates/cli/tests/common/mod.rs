@@ -299,6 +299,31 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Starts `tsunagu args…` in `dir` and waits until its port accepts connections (for a
+    /// process that serves TLS, whose `/healthz` the plain check cannot read).
+    pub fn start_listening(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+            .current_dir(dir)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the tsunagu binary starts");
+        let process = Process { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{args:?} did not listen; see {}",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        process
+    }
+
     /// Starts `tsunagu args…` in `dir` and waits until `GET http://127.0.0.1:{port}/healthz`
     /// answers 200.
     pub fn start(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
@@ -374,6 +399,19 @@ pub fn fails(out: std::process::Output) -> String {
     );
     assert!(!err.contains("panicked"), "{err}");
     err
+}
+
+/// A reqwest client trusting the CA in `ca` (PEM), with a client certificate when given.
+pub fn https_client(ca: &Path, identity: Option<(&Path, &Path)>) -> ::reqwest::Client {
+    let mut builder = ::reqwest::Client::builder().tls_certs_merge(
+        ::reqwest::Certificate::from_pem_bundle(&std::fs::read(ca).unwrap()).unwrap(),
+    );
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(std::fs::read(key).unwrap());
+        builder = builder.identity(::reqwest::Identity::from_pem(&pem).unwrap());
+    }
+    builder.build().unwrap()
 }
 
 /// The `tsunagu serve` process.
@@ -463,6 +501,23 @@ impl Http {
             client: ::reqwest::Client::new(),
             base: base.to_owned(),
         }
+    }
+
+    /// A client of `base` over HTTPS trusting the CA in `ca` (PEM), presenting the client
+    /// certificate and key (PEM files) when given.
+    pub fn tls(base: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Http {
+        Http {
+            client: https_client(ca, identity),
+            base: base.to_owned(),
+        }
+    }
+
+    pub fn client(&self) -> &::reqwest::Client {
+        &self.client
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {

@@ -442,7 +442,7 @@ impl City {
     pub async fn consumer_auth(&self) -> ServiceAuth {
         self.platform
             .exchange
-            .authenticate(Some(&self.consumer.assertion()))
+            .authenticate(Some(&self.consumer.assertion()), None)
             .await
             .unwrap()
     }

@@ -106,12 +106,12 @@ async fn a_client_assertion_is_good_once() {
     let assertion = city.consumer.assertion();
     let hanako = city.resident(Some("前橋　花子")).await;
     city.consented(&hanako, &["allergy"]).await;
-    let auth = exchange.authenticate(Some(&assertion)).await.unwrap();
+    let auth = exchange.authenticate(Some(&assertion), None).await.unwrap();
     exchange
         .ticket(&auth, request(&city, &hanako, &["allergy"]))
         .await
         .unwrap();
-    let replay = exchange.authenticate(Some(&assertion)).await;
+    let replay = exchange.authenticate(Some(&assertion), None).await;
     let refusal = match replay {
         Err(r) => r,
         Ok(auth) => exchange
@@ -132,7 +132,7 @@ async fn receipts_from_both_sides_with_the_same_hash_complete_a_ticket_and_diffe
     let exchange = &city.platform.exchange;
     let provider = || async {
         exchange
-            .authenticate(Some(&city.provider.assertion()))
+            .authenticate(Some(&city.provider.assertion()), None)
             .await
             .unwrap()
     };

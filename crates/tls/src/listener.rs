@@ -1,16 +1,17 @@
 //! The listener: an accept loop of its own over hyper-util (HTTP/1.1 and HTTP/2), plain or
 //! TLS (rustls), with a deadline for each request's header (and for the TLS handshake) and
-//! for a connection on which nothing moves, and the client ([`ClientAddr`]) put in every
-//! request.
+//! for a connection on which nothing moves. Every request carries the peer's address
+//! (`ConnectInfo<SocketAddr>`), the client certificate of the connection when there is one
+//! ([`ClientCert`]), and whatever the caller's [`Decorate`] adds.
 
-use crate::edge;
-use crate::tls::{Hangup, ReloadingCert};
+use crate::cert::{Hangup, ReloadingCert};
 use axum::Router;
 use axum::extract::ConnectInfo;
+use base64::Engine;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use ipnet::IpNet;
+use rustls::server::danger::ClientCertVerifier;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -24,38 +25,72 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// How connections are served.
-#[derive(Clone)]
-pub(crate) struct Limits {
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
     /// For the TLS handshake, and for each request's header.
     pub header_timeout: Duration,
     /// For a connection on which nothing is read or written.
     pub idle_timeout: Duration,
-    /// Whose forwarding headers are believed.
-    pub trusted_proxies: Arc<[IpNet]>,
 }
 
-/// The certificate, when the listener serves TLS, and what reloads it.
-pub(crate) struct Tls {
+/// The certificate, when the listener serves TLS, what reloads it, and the verifier of
+/// client certificates when the listener asks for them.
+pub struct Tls {
     pub cert: Arc<ReloadingCert>,
     pub hangup: Option<Hangup>,
+    pub clients: Option<Arc<dyn ClientCertVerifier>>,
 }
 
+/// The client certificate the connection was made with (verified by the TLS handshake
+/// against the configured client CA), in every request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The certificate's SHA-256 (base64url without padding): RFC 8705's `x5t#S256`.
+    pub x5t_s256: String,
+}
+
+impl ClientCert {
+    /// The `x5t#S256` of a DER certificate.
+    pub fn of_der(der: &[u8]) -> ClientCert {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        ClientCert {
+            x5t_s256: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        }
+    }
+}
+
+/// One connection, as the request decorator sees it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    pub client_cert: Option<ClientCert>,
+}
+
+/// Adds the caller's own extensions to each request (the platform: who the client is,
+/// after its trusted proxies).
+pub type Decorate = Arc<dyn Fn(&Peer, &mut hyper::Request<Incoming>) + Send + Sync>;
+
 /// Accepts connections until the task is dropped.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     tls: Option<Tls>,
     limits: Limits,
+    decorate: Decorate,
     router: Router,
 ) -> io::Result<()> {
     let acceptor = match &tls {
         Some(tls) => Some(TlsAcceptor::from(Arc::new(
-            tls.cert.server_config().map_err(io::Error::other)?,
+            tls.cert
+                .server_config(tls.clients.clone())
+                .map_err(io::Error::other)?,
         ))),
         None => None,
     };
-    let accept = accept_loop(listener, acceptor, limits, router);
+    let accept = accept_loop(listener, acceptor, limits, decorate, router);
     match tls {
-        Some(Tls { cert, hangup }) => {
+        Some(Tls { cert, hangup, .. }) => {
             tokio::select! {
                 () = accept => {}
                 () = cert.watch(hangup) => {}
@@ -70,6 +105,7 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: Option<TlsAcceptor>,
     limits: Limits,
+    decorate: Decorate,
     router: Router,
 ) {
     loop {
@@ -84,16 +120,36 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let limits = limits.clone();
         let router = router.clone();
         let acceptor = acceptor.clone();
+        let decorate = decorate.clone();
         tokio::spawn(async move {
             match acceptor {
-                None => connection(stream, peer, false, limits, router).await,
+                None => {
+                    let peer = Peer {
+                        addr: peer,
+                        tls: false,
+                        client_cert: None,
+                    };
+                    connection(stream, peer, limits, decorate, router).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => connection(stream, peer, true, limits, router).await,
+                        Ok(Ok(stream)) => {
+                            let client_cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| ClientCert::of_der(leaf));
+                            let peer = Peer {
+                                addr: peer,
+                                tls: true,
+                                client_cert,
+                            };
+                            connection(stream, peer, limits, decorate, router).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -119,7 +175,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// hyper's HTTP/1 header deadline also runs while a kept-alive connection waits for its next
 /// request, so such a connection closes after the header timeout; the idle deadline bounds
 /// HTTP/2 connections and answers a client does not read.
-async fn connection<I>(io: I, peer: SocketAddr, tls: bool, limits: Limits, router: Router)
+async fn connection<I>(io: I, peer: Peer, limits: Limits, decorate: Decorate, router: Router)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -128,13 +184,18 @@ where
         inner: io,
         activity: activity.clone(),
     });
-    let trusted = limits.trusted_proxies.clone();
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-        let client = edge::client_of(peer, tls, request.headers(), &trusted);
-        request.extensions_mut().insert(client);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request)
-    });
+    let service = {
+        let peer = peer.clone();
+        hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer.addr));
+            if let Some(cert) = &peer.client_cert {
+                request.extensions_mut().insert(cert.clone());
+            }
+            decorate(&peer, &mut request);
+            router.clone().oneshot(request)
+        })
+    };
+    let peer = peer.addr;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

@@ -1,11 +1,18 @@
-//! The listener's certificate: read from `[server] tls_cert` and `tls_key`, served by a
-//! resolver that hands each new handshake the current pair, and re-read on SIGHUP or when
-//! either file changes. Connections already open keep the session they have; a new pair
-//! that does not load (unreadable, not PEM, key not matching) leaves the old one in place
-//! and is logged as an error.
+//! The listener's certificate: read from a section's `tls_cert` and `tls_key` (`[server]`,
+//! or a connector's `[provider]`), served by a resolver that hands each new handshake the
+//! current pair, and re-read on SIGHUP or when either file changes. Connections already open
+//! keep the session they have; a new pair that does not load (unreadable, not PEM, key not
+//! matching) leaves the old one in place and is logged as an error.
+//!
+//! With a client CA ([`client_verifier`]) the handshake asks for a client certificate
+//! (RFC 8705): one that chains to the CA is accepted and its SHA-256 reaches each request
+//! ([`crate::ClientCert`]); a client without one still connects (browsers, services that
+//! authenticate by assertion), and one whose certificate does not chain is refused.
 
+use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -19,6 +26,8 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// The certificate and key files and the pair loaded from them.
 #[derive(Debug)]
 pub struct ReloadingCert {
+    /// The configuration section the files are named in (`server`, `provider`).
+    section: &'static str,
     cert: PathBuf,
     key: PathBuf,
     provider: Arc<CryptoProvider>,
@@ -29,11 +38,12 @@ pub struct ReloadingCert {
 
 impl ReloadingCert {
     /// Loads the pair; an error names the file and what is wrong with it.
-    pub fn load(cert: &Path, key: &Path) -> anyhow::Result<ReloadingCert> {
+    pub fn load(section: &'static str, cert: &Path, key: &Path) -> anyhow::Result<ReloadingCert> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let (cert_pem, key_pem) = read_pair(cert, key)?;
-        let pair = certified_key(&provider, cert, &cert_pem, key, &key_pem)?;
+        let (cert_pem, key_pem) = read_pair(section, cert, key)?;
+        let pair = certified_key(section, &provider, cert, &cert_pem, key, &key_pem)?;
         Ok(ReloadingCert {
+            section,
             cert: cert.to_owned(),
             key: key.to_owned(),
             provider,
@@ -45,7 +55,7 @@ impl ReloadingCert {
     /// Re-reads the files: when they changed (or always, with `force`), the new pair
     /// replaces the old one if it loads. `Ok(true)` when it was replaced.
     pub fn reload(&self, force: bool) -> anyhow::Result<bool> {
-        let (cert_pem, key_pem) = read_pair(&self.cert, &self.key)?;
+        let (cert_pem, key_pem) = read_pair(self.section, &self.cert, &self.key)?;
         {
             let mut seen = self.seen.lock().expect("certificate lock");
             if !force && seen.0 == cert_pem && seen.1 == key_pem {
@@ -53,17 +63,31 @@ impl ReloadingCert {
             }
             *seen = (cert_pem.clone(), key_pem.clone());
         }
-        let pair = certified_key(&self.provider, &self.cert, &cert_pem, &self.key, &key_pem)?;
+        let pair = certified_key(
+            self.section,
+            &self.provider,
+            &self.cert,
+            &cert_pem,
+            &self.key,
+            &key_pem,
+        )?;
         *self.current.write().expect("certificate lock") = Arc::new(pair);
         Ok(true)
     }
 
-    /// A TLS configuration that serves the current pair (HTTP/2 and HTTP/1.1 by ALPN).
-    pub fn server_config(self: &Arc<Self>) -> anyhow::Result<rustls::ServerConfig> {
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_cert_resolver(self.clone());
+    /// A TLS configuration that serves the current pair (HTTP/2 and HTTP/1.1 by ALPN), and
+    /// asks for client certificates when `clients` is given.
+    pub fn server_config(
+        self: &Arc<Self>,
+        clients: Option<Arc<dyn ClientCertVerifier>>,
+    ) -> anyhow::Result<rustls::ServerConfig> {
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = match clients {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
@@ -132,14 +156,40 @@ async fn recv(hangup: &mut Option<Hangup>) -> Option<()> {
     }
 }
 
-fn read_pair(cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+/// A verifier of client certificates chaining to the CA certificates (PEM) in `ca_file`,
+/// named `<section>.client_ca` in errors. Clients without a certificate are let through (the
+/// request then authenticates some other way); a certificate that does not chain ends the
+/// handshake.
+pub fn client_verifier(
+    section: &str,
+    ca_file: &Path,
+) -> anyhow::Result<Arc<dyn ClientCertVerifier>> {
+    let bad = |e: String| anyhow::anyhow!("{section}.client_ca {}: {e}", ca_file.display());
+    let pem = std::fs::read(ca_file).map_err(|e| bad(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad(e.to_string()))
+}
+
+fn read_pair(section: &str, cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let read = |name: &str, p: &Path| {
-        std::fs::read(p).map_err(|e| anyhow::anyhow!("server.{name} {}: {e}", p.display()))
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("{section}.{name} {}: {e}", p.display()))
     };
     Ok((read("tls_cert", cert)?, read("tls_key", key)?))
 }
 
 fn certified_key(
+    section: &str,
     provider: &CryptoProvider,
     cert_path: &Path,
     cert_pem: &[u8],
@@ -148,23 +198,23 @@ fn certified_key(
 ) -> anyhow::Result<CertifiedKey> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("server.tls_cert {}: {e}", cert_path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{section}.tls_cert {}: {e}", cert_path.display()))?;
     if chain.is_empty() {
         anyhow::bail!(
-            "server.tls_cert {}: no PEM certificate in the file",
+            "{section}.tls_cert {}: no PEM certificate in the file",
             cert_path.display()
         );
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| anyhow::anyhow!("server.tls_key {}: {e}", key_path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{section}.tls_key {}: {e}", key_path.display()))?;
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| anyhow::anyhow!("server.tls_key {}: {e}", key_path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{section}.tls_key {}: {e}", key_path.display()))?;
     let pair = CertifiedKey::new(chain, signing);
     pair.keys_match().map_err(|e| {
         anyhow::anyhow!(
-            "server.tls_key {} does not belong to server.tls_cert {}: {e}",
+            "{section}.tls_key {} does not belong to {section}.tls_cert {}: {e}",
             key_path.display(),
             cert_path.display()
         )
@@ -197,7 +247,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         let first = write_pair(dir.path());
-        let c = ReloadingCert::load(&cert, &key).unwrap();
+        let c = ReloadingCert::load("server", &cert, &key).unwrap();
         assert!(!c.reload(false).unwrap(), "unchanged");
         let second = write_pair(dir.path());
         assert!(c.reload(false).unwrap(), "changed");
@@ -222,6 +272,7 @@ mod tests {
         std::fs::rename(dir.path().join("key.pem"), dir.path().join("old-key.pem")).unwrap();
         write_pair(dir.path());
         let err = ReloadingCert::load(
+            "server",
             &dir.path().join("cert.pem"),
             &dir.path().join("old-key.pem"),
         )
