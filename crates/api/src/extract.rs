@@ -108,9 +108,9 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// How a service may authenticate a request: the bearer client assertion, and the client
-/// certificate of the connection (mutual TLS) as its `x5t#S256`. The platform's
-/// `Exchange::authenticate` decides which counts.
+/// How a service may authenticate a request: the bearer client assertion (or whatever else
+/// the `Authorization` header holds), and the client certificate of the connection (mutual
+/// TLS) as its `x5t#S256`. The platform's `Exchange::authenticate` decides which counts.
 pub struct ServiceCaller {
     pub bearer: Option<String>,
     pub client_cert: Option<String>,
@@ -130,8 +130,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ServiceCaller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // An `Authorization` header that is not a bearer assertion is still a credential the
+        // caller chose: it is judged (and refused), never passed over for the certificate.
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         Ok(ServiceCaller {
-            bearer: bearer(&parts.headers).map(str::to_owned),
+            bearer: bearer(&parts.headers).map(str::to_owned).or(authorization),
             client_cert: parts
                 .extensions
                 .get::<tsunagu_capability::ClientCert>()

@@ -62,10 +62,16 @@ async fn obligations() -> axum::Json<Value> {
     }))
 }
 
-async fn apply(State(p): State_, Body(body): Body) -> Result<Response, ApiError> {
+async fn apply(
+    State(p): State_,
+    caller: ServiceCaller,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::CREATED,
-        &p.services.apply(parse_application(&body)?).await?,
+        &p.services
+            .apply_over(parse_application(&body)?, caller.client_cert())
+            .await?,
     ))
 }
 
@@ -153,9 +159,7 @@ async fn update_registration(
     Json(body): Json<RegistrationBody>,
 ) -> Result<Response, ApiError> {
     let id = id.into();
-    p.exchange
-        .authenticate_self(caller.bearer(), caller.client_cert(), &id)
-        .await?;
+    p.exchange.authenticate_self(caller.bearer(), &id).await?;
     let update = RegistrationUpdate {
         jwks: body.jwks.map(|v| parse_jwks(&v.to_string())).transpose()?,
         redirect_uris: body.redirect_uris,
@@ -163,6 +167,7 @@ async fn update_registration(
         endpoint: body.endpoint,
         tls_client_certificate: body.tls_client_certificate,
         obligations_acceptance: body.obligations_acceptance,
+        presented_client_cert: caller.client_cert,
     };
     Ok(json_response(
         StatusCode::OK,
@@ -176,9 +181,7 @@ async fn rotate_client_secret(
     caller: ServiceCaller,
 ) -> Result<Response, ApiError> {
     let id = id.into();
-    p.exchange
-        .authenticate_self(caller.bearer(), caller.client_cert(), &id)
-        .await?;
+    p.exchange.authenticate_self(caller.bearer(), &id).await?;
     Ok(json_response(
         StatusCode::OK,
         &p.services.rotate_client_secret(&id).await?,

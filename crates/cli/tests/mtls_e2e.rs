@@ -81,7 +81,8 @@ async fn scenario(label: &str) {
     let printed = ok(run_tsunagu(
         d,
         &[
-            "dev", "tls", "--out", "tls", "--client", "daycare", "--client", "school",
+            "dev", "tls", "--out", "tls", "--client", "daycare", "--client", "school", "--client",
+            "clinic",
         ],
         &[],
     ));
@@ -120,6 +121,17 @@ async fn scenario(label: &str) {
     wait_healthy(&http).await;
     let as_daycare = Http::tls(&platform_url, &ca, Some((&daycare_cert, &daycare_key)));
     let as_stranger = Http::tls(&platform_url, &ca, Some((&stranger_cert, &stranger_key)));
+    let as_school = Http::tls(
+        &platform_url,
+        &ca,
+        Some((&cert("school").0, &cert("school").1)),
+    );
+    // A certificate of the services' CA that no service registered.
+    let as_clinic = Http::tls(
+        &platform_url,
+        &ca,
+        Some((&cert("clinic").0, &cert("clinic").1)),
+    );
 
     // ---- the services apply: the school registers its certificate (PEM) with the
     // application, the day care later by a registration update (its x5t#S256)
@@ -138,13 +150,28 @@ async fn scenario(label: &str) {
     let provider_port = free_port();
     let endpoint = format!("https://127.0.0.1:{provider_port}/tsunagu/redeem");
     let school_pem = std::fs::read_to_string(cert("school").0).unwrap();
-    let (school_id, _) = apply(&http, &json!({
+    let school_application = json!({
         "name": "前橋市立中央小学校", "organization": "前橋市教育委員会", "contact": "school@example.jp", "kind": "provider",
         "jwks": school_jwks, "endpoint": endpoint,
         "offers": [{"item": "allergy", "title_ja": "食物アレルギー", "data_class": "closed", "sensitive": true}],
         "security": {"iso27001": true, "incident_contact": "soc@example.jp", "subcontractors": []},
         "tls_client_certificate": school_pem,
-    })).await;
+    });
+    // Registering a certificate takes a connection made with it: thumbprints are no secret.
+    let (status, no_proof) = http.post("/v1/services", &school_application, None).await;
+    assert_eq!(
+        (status, no_proof["code"].as_str()),
+        (400, Some("application_invalid")),
+        "{no_proof}"
+    );
+    assert!(
+        no_proof["detail"]
+            .as_str()
+            .unwrap()
+            .contains("proof of possession"),
+        "{no_proof}"
+    );
+    let (school_id, _) = apply(&as_school, &school_application).await;
     let (daycare_id, _) = apply(&http, &json!({
         "name": "すくすく保育園", "organization": "社会福祉法人すくすく", "contact": "daycare@example.jp", "kind": "consumer",
         "jwks": daycare_jwks,
@@ -183,8 +210,8 @@ async fn scenario(label: &str) {
 
     let daycare_key_jwt = Device::from_pem(&d.join("daycare.pem"));
     let registration_url = format!("{platform_url}/v1/services/{daycare_id}/registration");
-    let register = |body: Value| {
-        let request = http
+    let register = |over: &Http, body: Value| {
+        let request = over
             .client()
             .put(&registration_url)
             .bearer_auth(daycare_key_jwt.assertion(&daycare_id, &platform_url))
@@ -194,9 +221,16 @@ async fn scenario(label: &str) {
             (r.status().as_u16(), r.json::<Value>().await.unwrap())
         }
     };
-    // The school's certificate belongs to the school.
+    // Without the certificate on the connection: no proof of possession.
+    let (status, no_proof) = register(&http, json!({"tls_client_certificate": daycare_x5t})).await;
+    assert_eq!(
+        (status, no_proof["code"].as_str()),
+        (400, Some("application_invalid")),
+        "{no_proof}"
+    );
+    // Whoever holds the school's certificate cannot give it to a second service.
     let school_x5t = x5t_of(&printed, "school");
-    let (status, taken) = register(json!({"tls_client_certificate": school_x5t})).await;
+    let (status, taken) = register(&as_school, json!({"tls_client_certificate": school_x5t})).await;
     assert_eq!(
         (status, taken["code"].as_str()),
         (400, Some("application_invalid")),
@@ -209,7 +243,8 @@ async fn scenario(label: &str) {
             .contains("another service"),
         "{taken}"
     );
-    let (status, registered) = register(json!({"tls_client_certificate": daycare_x5t})).await;
+    let (status, registered) =
+        register(&as_daycare, json!({"tls_client_certificate": daycare_x5t})).await;
     assert_eq!(status, 200, "{registered}");
     assert_eq!(registered["changed"], json!(["tls_client_certificate"]));
     assert_eq!(
@@ -268,6 +303,31 @@ async fn scenario(label: &str) {
         (401, Some("unauthorized")),
         "{nobody}"
     );
+    let (status, unregistered) = as_clinic.post("/v1/exchange/tickets", &request, None).await;
+    assert_eq!(
+        (status, unregistered["code"].as_str()),
+        (401, Some("unauthorized")),
+        "a certificate of the CA that no service registered: {unregistered}"
+    );
+    // A credential in the header is judged by itself, never passed over for the certificate.
+    let (status, bad_bearer) = as_daycare
+        .post("/v1/exchange/tickets", &request, Some("not-an-assertion"))
+        .await;
+    assert_eq!(
+        (status, bad_bearer["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{bad_bearer}"
+    );
+    // Its own registration and secret change only with an assertion, not the certificate
+    // alone (which a browser would send with any cross-site request).
+    let put = as_daycare
+        .client()
+        .put(&registration_url)
+        .json(&json!({"endpoint": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 401);
     assert!(
         as_stranger
             .client()
@@ -350,6 +410,23 @@ async fn scenario(label: &str) {
         (409, Some("replayed")),
         "{again}"
     );
+    // A certificate-bound ticket is presented as Bearer, not as DPoP.
+    let (status, grant2) = as_daycare
+        .post("/v1/exchange/tickets", &request, None)
+        .await;
+    assert_eq!(status, 201, "{grant2}");
+    let as_dpop = as_daycare
+        .client()
+        .post(&endpoint)
+        .header(
+            "authorization",
+            format!("DPoP {}", grant2["ticket"].as_str().unwrap()),
+        )
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_dpop.status().as_u16(), 401);
     // A key-bound ticket still needs its DPoP proof.
     let (status, refused) = redeem(&as_daycare, by_assertion["ticket"].as_str().unwrap()).await;
     assert_eq!(refused["code"], "ticket_invalid", "{status} {refused}");
@@ -381,6 +458,27 @@ async fn scenario(label: &str) {
             break;
         }
         assert!(Instant::now() < deadline, "receipts not matched: {history}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // ---- withdrawing the certificate: from then on it authenticates nobody (every replica
+    // within the directory cache's 2 s)
+    let (status, withdrawn) = register(&http, json!({"tls_client_certificate": ""})).await;
+    assert_eq!(status, 200, "{withdrawn}");
+    assert_eq!(withdrawn["tls_client_certificate_sha256"], Value::Null);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = as_daycare
+            .post("/v1/exchange/tickets", &request, None)
+            .await;
+        if status == 401 {
+            assert_eq!(answer["code"], "unauthorized");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still authenticated: {status} {answer}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }

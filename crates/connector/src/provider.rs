@@ -183,6 +183,13 @@ impl Provider {
                 self.use_once(format!("proof:{}", verified.jti), t + pop::WINDOW)?;
             }
             (None, Some(x5t_s256)) => {
+                if scheme != "bearer" {
+                    return Err(ConnectorError::invalid(
+                        Code::TicketInvalid,
+                        "this ticket is bound to a client certificate: present it as \
+                         `Authorization: Bearer` on a connection made with that certificate",
+                    ));
+                }
                 if client_cert != Some(x5t_s256.as_str()) {
                     return Err(ConnectorError::invalid(
                         Code::ProofInvalid,

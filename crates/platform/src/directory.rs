@@ -152,10 +152,12 @@ impl Directory {
             .read()
             .expect("directory lock")
             .values()
-            .find(|e| {
+            .filter(|e| {
                 e.row.client_cert_sha256.as_deref() == Some(x5t_s256)
                     && e.fetched.elapsed() < CACHE_TTL
             })
+            // Two cached services with the certificate: it moved; the fresher read wins.
+            .max_by_key(|e| e.fetched)
             .cloned();
         if cached.is_some() {
             return Ok(cached);

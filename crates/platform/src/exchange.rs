@@ -257,15 +257,23 @@ impl Exchange {
         })
     }
 
-    /// Authenticates a service acting on itself only (its registration, its secret); the
-    /// assertion's `jti` is used up.
+    /// Authenticates a service acting on itself only (its registration, its secret) by a
+    /// client assertion, whose `jti` is used up. Not by a client certificate: a browser that
+    /// holds one presents it to any site's cross-site request, and a change of a service's
+    /// credentials deserves a signature made for it.
     pub async fn authenticate_self(
         &self,
         bearer: Option<&str>,
-        client_cert: Option<&str>,
         id: &ServiceId,
     ) -> Outcome<ServiceAuth> {
-        let auth = self.authenticate(bearer, client_cert).await?;
+        if bearer.is_none() {
+            return Err(Refusal::new(
+                Code::Unauthorized,
+                "a service changes its registration or secret with `Authorization: Bearer \
+                 <client assertion>` (a client certificate alone does not do)",
+            ));
+        }
+        let auth = self.authenticate(bearer, None).await?;
         if auth.service.row.id != *id {
             return Err(Refusal::new(
                 Code::Forbidden,

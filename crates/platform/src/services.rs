@@ -68,6 +68,9 @@ pub struct RegistrationUpdate {
     /// A new acceptance of the contract obligations (see
     /// [`ServiceApplication::obligations_acceptance`]), by a key of the (new) JWKS.
     pub obligations_acceptance: Option<String>,
+    /// The `x5t#S256` of the client certificate the update's connection presented: a new
+    /// `tls_client_certificate` must be this one.
+    pub presented_client_cert: Option<String>,
 }
 
 /// A registration after an update.
@@ -139,17 +142,49 @@ fn jwks_sha256(jwks: &JwkSet) -> Outcome<String> {
     )))
 }
 
-/// The `x5t#S256` of a registered client certificate (PEM, or the thumbprint itself).
+/// The `x5t#S256` of a client certificate a service registers (PEM, or the thumbprint
+/// itself in canonical base64url).
 fn client_cert_sha256(given: Option<&str>) -> Outcome<Option<String>> {
     let Some(given) = given.map(str::trim).filter(|g| !g.is_empty()) else {
         return Ok(None);
     };
-    if tsunagu_core::service::is_x5t_s256(given) {
-        return Ok(Some(given.to_owned()));
+    let thumbprint = if tsunagu_core::service::is_x5t_s256(given) {
+        let canonical = tsunagu_crypto::b64::url_decode(given)
+            .ok()
+            .filter(|d| d.len() == 32)
+            .is_some_and(|d| tsunagu_crypto::b64::url_encode(d) == given);
+        if !canonical {
+            return Err(invalid(
+                "tls_client_certificate: not the base64url (no padding) of a SHA-256",
+            ));
+        }
+        given.to_owned()
+    } else {
+        tsunagu_crypto::x509::x5t_s256_of_pem(given)
+            .map_err(|e| invalid(format!("tls_client_certificate: {e}")))?
+    };
+    Ok(Some(thumbprint))
+}
+
+/// Refuses to register `thumbprint` unless the request's connection presented it: a
+/// thumbprint is no secret (every provider sees it in tickets), so registering one takes
+/// proof of holding its key, or anyone could claim another service's certificate.
+fn require_possession(thumbprint: Option<&str>, presented: Option<&str>) -> Outcome<()> {
+    match thumbprint {
+        Some(t) if presented != Some(t) => Err(invalid(
+            "tls_client_certificate: register a client certificate over a TLS connection made \
+             with it (proof of possession of its key); this request's connection presented \
+             another certificate or none",
+        )),
+        _ => Ok(()),
     }
-    tsunagu_crypto::x509::x5t_s256_of_pem(given)
-        .map(Some)
-        .map_err(|e| invalid(format!("tls_client_certificate: {e}")))
+}
+
+fn cert_taken() -> Refusal {
+    invalid(
+        "tls_client_certificate: another service registered this certificate; each service \
+         connects with a certificate of its own",
+    )
 }
 
 /// Reads an application (`POST /v1/services`'s body, or the console's form made into one);
@@ -249,6 +284,16 @@ impl Services {
 
     /// `POST /v1/services`: validates, lints and records an application.
     pub async fn apply(&self, application: ServiceApplication) -> Outcome<Applied> {
+        self.apply_over(application, None).await
+    }
+
+    /// [`Services::apply`] for a request whose connection presented the client certificate
+    /// `presented` (its `x5t#S256`): the only one the application may register.
+    pub async fn apply_over(
+        &self,
+        application: ServiceApplication,
+        presented: Option<&str>,
+    ) -> Outcome<Applied> {
         application.validate().map_err(invalid)?;
         require_signing_key(&application.jwks, "hold")?;
         let service_id = ServiceId::from(format!(
@@ -304,6 +349,7 @@ impl Services {
             .count() as u32;
 
         let client_cert = client_cert_sha256(application.tls_client_certificate.as_deref())?;
+        require_possession(client_cert.as_deref(), presented)?;
         self.require_cert_free(client_cert.as_deref(), None).await?;
 
         let t = now();
@@ -368,7 +414,13 @@ impl Services {
             &[],
             t,
         ));
-        self.committer.commit(commit).await?;
+        match self.committer.commit(commit).await {
+            Ok(_) => {}
+            // The service id is fresh: only the certificate's uniqueness can conflict (another
+            // application registered it between the check and the commit).
+            Err(StoreError::Conflict(_)) => return Err(cert_taken()),
+            Err(e) => return Err(e.into()),
+        }
         metrics::counter!("tsunagu_service_applications_total").increment(1);
         Ok(Applied {
             service_id,
@@ -452,6 +504,7 @@ impl Services {
             let cert = Some(cert.trim().to_owned()).filter(|c| !c.is_empty());
             let sha256 = client_cert_sha256(cert.as_deref())?;
             if sha256 != client_cert {
+                require_possession(sha256.as_deref(), update.presented_client_cert.as_deref())?;
                 self.require_cert_free(sha256.as_deref(), Some(service_id))
                     .await?;
                 application.tls_client_certificate = cert;
@@ -537,10 +590,7 @@ impl Services {
             return Ok(());
         };
         match self.store.service_by_client_cert(x5t_s256).await? {
-            Some(owner) if Some(&owner) != me => Err(invalid(
-                "tls_client_certificate: another service registered this certificate; each \
-                 service connects with a certificate of its own",
-            )),
+            Some(owner) if Some(&owner) != me => Err(cert_taken()),
             _ => Ok(()),
         }
     }
@@ -552,10 +602,15 @@ impl Services {
         self.directory.invalidate(service_id);
         match committed {
             Ok(_) => Ok(()),
-            Err(StoreError::Conflict(_)) => Err(Refusal::new(
-                Code::UnknownService,
-                format!("no service `{service_id}`"),
-            )),
+            // The service is gone, or (a registration update) another service registered the
+            // same client certificate meanwhile.
+            Err(StoreError::Conflict(_)) => match self.store.service(service_id).await? {
+                Some(_) => Err(cert_taken()),
+                None => Err(Refusal::new(
+                    Code::UnknownService,
+                    format!("no service `{service_id}`"),
+                )),
+            },
             Err(e) => Err(e.into()),
         }
     }

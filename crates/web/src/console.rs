@@ -456,6 +456,7 @@ async fn apply_page(
 /// `POST /console/apply`: anyone may apply (as with `POST /v1/services`).
 async fn apply(
     State(app): State<AppState>,
+    cert: Option<axum::Extension<tsunagu_capability::ClientCert>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -488,7 +489,11 @@ async fn apply(
         }
     };
     let applied = match parse_application(application.to_string().as_bytes()) {
-        Ok(application) => app.services.apply(application).await,
+        // A client certificate is registered only over a connection made with it.
+        Ok(application) => {
+            let presented = cert.as_ref().map(|c| c.x5t_s256.as_str());
+            app.services.apply_over(application, presented).await
+        }
         Err(e) => Err(e),
     };
     match applied {
@@ -763,6 +768,7 @@ async fn require_form(
 /// `endpoint`, `csrf`).
 async fn update_registration(
     State(app): State<AppState>,
+    cert: Option<axum::Extension<tsunagu_capability::ClientCert>>,
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
@@ -792,6 +798,7 @@ async fn update_registration(
             .get("obligations_acceptance")
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty()),
+        presented_client_cert: cert.map(|c| c.0.x5t_s256),
     };
     match app
         .services

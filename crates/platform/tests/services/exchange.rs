@@ -217,3 +217,95 @@ async fn nothing_flows_for_a_resident_whose_card_was_revoked_until_they_reproof(
         .await
         .expect("a ticket again once the resident proofed with the new certificate");
 }
+
+#[tokio::test]
+async fn a_registered_client_certificate_authenticates_without_assertion_and_binds_the_ticket() {
+    use tsunagu_platform::exchange::Credential;
+    use tsunagu_platform::services::RegistrationUpdate;
+    let city = City::new().await;
+    let exchange = &city.platform.exchange;
+    let services = &city.platform.services;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    city.consented(&hanako, &["allergy"]).await;
+    let x5t = tsunagu_crypto::b64::url_encode([7u8; 32]);
+    let other = tsunagu_crypto::b64::url_encode([8u8; 32]);
+    let unknown = exchange.authenticate(None, Some(&x5t)).await.err().unwrap();
+    assert_eq!(unknown.code, Code::Unauthorized, "not registered yet");
+
+    // Registration takes the certificate on the connection (proof of possession).
+    let register = |presented: Option<&str>, cert: &str| RegistrationUpdate {
+        tls_client_certificate: Some(cert.to_owned()),
+        presented_client_cert: presented.map(str::to_owned),
+        ..RegistrationUpdate::default()
+    };
+    for presented in [None, Some(other.as_str())] {
+        let refused = services
+            .update_registration(&city.consumer.id, &register(presented, &x5t))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, Code::ApplicationInvalid);
+        assert!(
+            refused.detail.contains("proof of possession"),
+            "{refused:?}"
+        );
+    }
+    let not_canonical = format!("{}B", &x5t[..42]);
+    let refused = services
+        .update_registration(
+            &city.consumer.id,
+            &register(Some(&not_canonical), &not_canonical),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, Code::ApplicationInvalid, "{refused:?}");
+    let registered = services
+        .update_registration(&city.consumer.id, &register(Some(&x5t), &x5t))
+        .await
+        .unwrap();
+    assert_eq!(
+        registered.tls_client_certificate_sha256.as_deref(),
+        Some(x5t.as_str())
+    );
+    // The provider, even holding the same certificate, cannot register it as well.
+    let taken = services
+        .update_registration(&city.provider.id, &register(Some(&x5t), &x5t))
+        .await
+        .unwrap_err();
+    assert!(taken.detail.contains("another service"), "{taken:?}");
+
+    let auth = exchange.authenticate(None, Some(&x5t)).await.unwrap();
+    assert_eq!(auth.service.row.id, city.consumer.id);
+    assert!(matches!(&auth.credential, Credential::Certificate { x5t_s256 } if *x5t_s256 == x5t));
+    assert!(auth.credential.use_jti().is_none(), "no jti to record");
+    let issued = exchange
+        .ticket(&auth, request(&city, &hanako, &["allergy"]))
+        .await
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &tsunagu_crypto::b64::url_decode(issued.ticket.split('.').nth(1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["cnf"], serde_json::json!({"x5t#S256": x5t}));
+    // A bad assertion is refused even on a registered certificate's connection.
+    let refused = exchange
+        .authenticate(Some("not-an-assertion"), Some(&x5t))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code, Code::Unauthorized);
+    // Its own registration changes only by assertion.
+    let refused = exchange
+        .authenticate_self(None, &city.consumer.id)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(refused.code, Code::Unauthorized);
+
+    // Withdrawn: the certificate authenticates nobody.
+    services
+        .update_registration(&city.consumer.id, &register(None, ""))
+        .await
+        .unwrap();
+    let gone = exchange.authenticate(None, Some(&x5t)).await.err().unwrap();
+    assert_eq!(gone.code, Code::Unauthorized);
+}
