@@ -100,15 +100,31 @@ pub struct LedgerKeyRotation {
     pub audit_path: Vec<[u8; 32]>,
 }
 
+/// Where a key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Published, not signing yet (before `activate_at`, or a ledger key not announced).
+    Pending,
+    /// Signs now.
+    Current,
+    /// No longer signs; still verifies (old ledger keys, for old tree heads).
+    Previous,
+    /// No longer signs; verifies until `retire_at`, when it leaves the JWKS.
+    Retiring,
+    /// The keyring key that seals.
+    Active,
+    /// A keyring key that only opens rows not yet sealed again.
+    Old,
+}
+
 /// One key and its state, for `tsunagu admin keys status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyStatus {
     pub what: &'static str,
     pub name: String,
     pub kid: String,
-    /// `pending` (published, not yet signing), `current`, `previous` (still verifies),
-    /// `retiring` (leaves the JWKS at `retire_at`); sealing keys: `active` or `old`.
-    pub state: &'static str,
+    pub state: KeyState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activate_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -514,13 +530,13 @@ impl KeyAdmin {
             };
             for (name, kid, activate_at, retire_at, announced) in self.keys.timed(purpose) {
                 let state = if kid == current.kid() {
-                    "current"
+                    KeyState::Current
                 } else if activate_at > now || !announced {
-                    "pending"
+                    KeyState::Pending
                 } else if retire_at.is_some() {
-                    "retiring"
+                    KeyState::Retiring
                 } else {
-                    "previous"
+                    KeyState::Previous
                 };
                 out.push(KeyStatus {
                     what,
@@ -539,9 +555,9 @@ impl KeyAdmin {
                 name: format!("keyring-{id}"),
                 kid: id.to_string(),
                 state: if id == ring.active_key_id() {
-                    "active"
+                    KeyState::Active
                 } else {
-                    "old"
+                    KeyState::Old
                 },
                 activate_at: None,
                 retire_at: None,

@@ -5,7 +5,7 @@ use crate::city::{City, now};
 use tsunagu_crypto::aead::Keyring;
 use tsunagu_crypto::jws;
 use tsunagu_ledger::{leaf_hash, verify_inclusion};
-use tsunagu_platform::rotation::{KeyAdmin, longest_signed_lifetime};
+use tsunagu_platform::rotation::{KeyAdmin, KeyState, longest_signed_lifetime};
 
 fn kid_of(token: &str) -> String {
     jws::parse(token).unwrap().kid.unwrap()
@@ -68,13 +68,18 @@ async fn a_new_signing_key_is_published_before_it_signs_and_the_old_one_stays_un
 }
 
 #[tokio::test]
-async fn after_activation_credentials_carry_the_new_key_and_old_ones_still_verify() {
+async fn after_activation_credentials_and_tickets_carry_the_new_key_and_what_the_old_one_signed_still_verifies()
+ {
     let city = City::with(|c| {
         c.keys.refresh_seconds = 1;
         c.keys.publish_ahead_seconds = 1;
     })
     .await;
     let before = city.resident(None).await;
+    let hanako = city.resident(Some("前橋　花子")).await;
+    city.consented(&hanako, &["allergy"]).await;
+    let ticket_before = ticket(&city, &hanako).await;
+    let old_kid = kid_of(&ticket_before);
     let admin = KeyAdmin::of(&city.platform);
     let rotated = admin.rotate_signing(now()).await.unwrap();
     while now() < rotated.activate_at {
@@ -83,9 +88,36 @@ async fn after_activation_credentials_carry_the_new_key_and_old_ones_still_verif
     assert_eq!(city.platform.keys.signing().kid(), rotated.key);
     let after = city.resident(None).await;
     assert_eq!(kid_of(&after.enrolled.credential), rotated.key);
+    let ticket_after = ticket(&city, &hanako).await;
+    assert_eq!(kid_of(&ticket_after), rotated.key);
+    // What the old key signed still verifies against the published keys, as a provider's
+    // connector checks a ticket; the old credential still logs in.
+    let jwks = city.platform.keys.jwks();
+    for (token, kid) in [(&ticket_before, &old_kid), (&ticket_after, &rotated.key)] {
+        let parsed = jws::parse(token).unwrap();
+        parsed.verify(jwks.find(kid).unwrap()).unwrap();
+    }
     city.login(&before.device, &before.enrolled.credential)
         .await;
     city.login(&after.device, &after.enrolled.credential).await;
+}
+
+async fn ticket(city: &City, resident: &crate::city::Resident) -> String {
+    city.platform
+        .exchange
+        .ticket(
+            &city.consumer_auth().await,
+            tsunagu_platform::exchange::TicketRequest {
+                subject: city.subject(resident),
+                purpose_id: tsunagu_core::PurposeId::from(crate::city::PURPOSE),
+                items: vec!["allergy".into()],
+                requester: None,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap()
+        .ticket
 }
 
 #[tokio::test]
@@ -188,7 +220,7 @@ async fn a_new_keyring_key_seals_every_row_again_and_the_old_key_is_removed() {
     assert!(
         status
             .iter()
-            .any(|k| k.what == "sealing" && k.kid == "2" && k.state == "active")
+            .any(|k| k.what == "sealing" && k.kid == "2" && k.state == KeyState::Active)
     );
     assert!(!status.iter().any(|k| k.what == "sealing" && k.kid == "1"));
     let texts = city.ledger_texts().await;
