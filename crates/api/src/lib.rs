@@ -177,6 +177,10 @@ impl Capability for LedgerApi {
         &["ledger"]
     }
 
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &["ledger.key_rotated"]
+    }
+
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
         let p = ctx.platform.clone();
         let sign = {
@@ -386,6 +390,11 @@ pub struct MetaApi;
 impl Capability for MetaApi {
     fn name(&self) -> &'static str {
         "meta"
+    }
+
+    /// The platform keys' rotations (the JWKS is served here and `keys.refresh` runs here).
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &["keys.rotation_started", "keys.retired"]
     }
 
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
