@@ -793,3 +793,26 @@ fn default_retention() -> u32 {
 fn default_sth_interval() -> u64 {
     5
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_is_published_for_at_least_one_refresh_before_it_signs() {
+        assert!(KeysConfig::default().validate().is_ok());
+        let keys = |publish_ahead_seconds, refresh_seconds, sealing_grace_seconds| KeysConfig {
+            keyring_file: None,
+            publish_ahead_seconds,
+            refresh_seconds,
+            sealing_grace_seconds,
+        };
+        assert!(keys(2, 1, 2).validate().is_ok());
+        let err = keys(1, 5, 60).validate().unwrap_err().to_string();
+        assert!(err.contains("keys.publish_ahead_seconds"), "{err}");
+        let err = keys(600, 5, 1).validate().unwrap_err().to_string();
+        assert!(err.contains("keys.sealing_grace_seconds"), "{err}");
+        let err = keys(600, 0, 60).validate().unwrap_err().to_string();
+        assert!(err.contains("keys.refresh_seconds"), "{err}");
+    }
+}
