@@ -21,6 +21,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/ledger/proof/inclusion"),
     ("GET", "/v1/ledger/proof/consistency"),
     ("GET", "/v1/ledger/entries"),
+    ("GET", "/v1/ledger/key-rotations"),
 ];
 
 pub fn router(platform: Arc<Platform>) -> Router {
@@ -29,11 +30,26 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/ledger/proof/inclusion", get(inclusion))
         .route("/v1/ledger/proof/consistency", get(consistency))
         .route("/v1/ledger/entries", get(entries))
+        .route("/v1/ledger/key-rotations", get(key_rotations))
         .with_state(platform)
 }
 
 async fn sth(State(p): State_) -> Result<axum::Json<SignedTreeHead>, ApiError> {
     Ok(axum::Json(p.ledger.sth(now()).await?))
+}
+
+/// The tree-head key changes with their proofs: for each, the announcing leaf, the handover
+/// head signed by the previous key and the leaf's inclusion proof in it (ADR 0019).
+async fn key_rotations(State(p): State_) -> Result<axum::Json<Value>, ApiError> {
+    let rotations = p.ledger_key_rotations().await?;
+    Ok(axum::Json(json!({
+        "rotations": rotations.iter().map(|r| json!({
+            "leaf_index": r.leaf_index,
+            "leaf_input": r.leaf_input.as_ref().map(b64::std_encode),
+            "sth": r.sth,
+            "audit_path": r.audit_path.iter().map(b64::std_encode).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })))
 }
 
 #[derive(Deserialize)]

@@ -177,6 +177,10 @@ impl Capability for LedgerApi {
         &["ledger"]
     }
 
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &["ledger.key_rotated"]
+    }
+
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
         let p = ctx.platform.clone();
         let sign = {
@@ -388,9 +392,25 @@ impl Capability for MetaApi {
         "meta"
     }
 
+    /// The platform keys' rotations (the JWKS is served here and `keys.refresh` runs here).
+    fn ledger_events(&self) -> &'static [&'static str] {
+        &["keys.rotation_started", "keys.retired"]
+    }
+
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
         metrics_handle();
-        Ok(Mount::routes(meta::router(ctx.platform.clone())))
+        // Every replica re-reads the platform keys and the keyring file, so a rotation
+        // started anywhere reaches it before the new key signs (ADR 0019), and retires the
+        // signing keys whose time has come.
+        let refresh = {
+            let p = ctx.platform.clone();
+            let every = Duration::from_secs(p.config.keys.refresh_seconds);
+            Job::new("keys.refresh", every, move || {
+                let p = p.clone();
+                async move { p.refresh_keys().await }
+            })
+        };
+        Ok(Mount::routes(meta::router(ctx.platform.clone())).job(refresh))
     }
 }
 

@@ -99,7 +99,7 @@ async fn openapi() -> Response {
 }
 
 async fn jwks(State(p): State<Arc<Platform>>) -> axum::Json<Value> {
-    axum::Json(p.keys.jwks.to_value())
+    axum::Json(p.keys.jwks().to_value())
 }
 
 #[cfg(test)]

@@ -42,21 +42,30 @@ fn to_store(v: Value) -> sql::Value {
     }
 }
 
-/// The ledger keys in the snapshot, opened with the keyring, each with whether it is active.
+/// The ledger keys in the snapshot, opened with the keyring, each with whether it signs tree
+/// heads at `at`: the newest key activated by then among the first and those announced in
+/// the ledger (ADR 0019).
 fn ledger_keys(
     conn: &mut dyn Conn,
     keyring: &Keyring,
+    at: i64,
 ) -> Result<Vec<(bool, SigningKey)>, StoreError> {
     let mut keys = Vec::new();
-    for row in conn.query(
-        "SELECT name, alg, secret, active FROM platform_keys WHERE purpose = 'ledger'",
-        &[],
-    )? {
+    let mut current = None;
+    for (i, row) in conn
+        .query(
+            "SELECT name, alg, secret, activate_at, announcement FROM platform_keys WHERE purpose = 'ledger' ORDER BY activate_at, created_at, name",
+            &[],
+        )?
+        .into_iter()
+        .enumerate()
+    {
         let mut r = row.reader();
         let name = r.text()?;
         let alg = r.text()?;
         let secret = r.bytes()?;
-        let active = r.bool()?;
+        let activate_at = r.int()?;
+        let announced = r.opt_text()?.is_some();
         let pkcs8 = keyring.open(name.as_bytes(), &secret).map_err(|_| {
             refused(format!(
                 "the ledger key `{name}` cannot be opened with this keyring (wrong keyring file?)"
@@ -66,7 +75,13 @@ fn ledger_keys(
             .filter(|a| *a == Alg::EdDsa)
             .ok_or_else(|| refused(format!("ledger key `{name}`: algorithm {alg}")))?;
         let key = SigningKey::from_pkcs8(alg, &pkcs8).map_err(refused)?;
-        keys.push((active, key));
+        if i == 0 || (announced && activate_at <= at) {
+            current = Some(i);
+        }
+        keys.push((false, key));
+    }
+    if let Some(i) = current {
+        keys[i].0 = true;
     }
     Ok(keys)
 }
@@ -118,7 +133,7 @@ impl<W: Write + Send + 'static> ExportSink for CreateSink<W> {
         )?;
         let size = tree.size();
         let root = tree.root(size).map_err(refused)?;
-        let keys = ledger_keys(conn, &self.keyring)?;
+        let keys = ledger_keys(conn, &self.keyring, self.created_at)?;
         let latest = conn.query_opt(
             "SELECT tree_size, root_hash, timestamp, key_id, signature FROM ledger_sths ORDER BY tree_size DESC LIMIT 1",
             &[],

@@ -25,6 +25,9 @@ async fn seed(store: &dyn Store, keyring: &Keyring) {
             secret: keyring.seal(b"ledger-ed25519-1", key.pkcs8()).unwrap(),
             active: true,
             created_at: 1,
+            activate_at: 1,
+            retire_at: None,
+            announcement: None,
         })
         .await
         .unwrap();

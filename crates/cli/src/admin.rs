@@ -35,6 +35,59 @@ pub enum AdminCommand {
         #[arg(long = "override", value_name = "CODE")]
         overrides: Vec<String>,
     },
+    /// The platform's keys: rotate one kind on a running deployment, or list them.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Rotate a key (ADR 0019): `signing` publishes a new ES256 key that signs after
+    /// `[keys] publish_ahead_seconds`; `ledger` announces a new tree-head key in the ledger;
+    /// `sealing` adds a keyring key, seals every row again and removes the old keys.
+    Rotate {
+        /// The server's configuration file (the database and the keyring to use).
+        #[arg(long)]
+        config: PathBuf,
+        /// sealing, signing or ledger
+        #[arg(long)]
+        what: String,
+    },
+    /// List the platform's keys and their states.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<tsunagu_server::Config> {
+    if !path.exists() {
+        anyhow::bail!("configuration file {} does not exist", path.display());
+    }
+    Ok(crate::server().load_config(Some(path))?)
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    use tsunagu_platform::rotation::{KeyAdmin, KeyKind};
+    match command {
+        KeysCommand::Rotate { config, what } => {
+            let what: KeyKind = what.parse().map_err(anyhow::Error::msg)?;
+            let config = load_config(&config)?;
+            let admin = KeyAdmin::open(config.platform).await?;
+            let progress = |line: String| eprintln!("{line}");
+            let rotated = admin.rotate(what, &progress).await?;
+            println!("{}", serde_json::to_string_pretty(&rotated)?);
+        }
+        KeysCommand::Status { config } => {
+            let config = load_config(&config)?;
+            let admin = KeyAdmin::open(config.platform).await?;
+            let status = admin.status(tsunagu_platform::now()).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(command: AdminCommand, ca_file: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -74,6 +127,7 @@ pub async fn run(command: AdminCommand, ca_file: Option<&std::path::Path>) -> an
                 .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
+        AdminCommand::Keys { command } => keys(command).await?,
     }
     Ok(())
 }

@@ -27,6 +27,12 @@ pub async fn run(command: LedgerCommand, ca_file: Option<&Path>) -> anyhow::Resu
     let client = tsunagu_client::ApiClient::with_ca_file(&url, ca_file)?;
     loop {
         let report = monitor(&client, state.as_deref()).await?;
+        if !report.key_changes.is_empty() {
+            println!(
+                "the ledger key changed: {} (each change announced in the ledger under the key before it)",
+                report.key_changes.join(" -> ")
+            );
+        }
         match report.previous {
             Some(prev) => println!(
                 "ok: tree_size {} root {} signed by {}; consistent with the saved head of size {prev}",

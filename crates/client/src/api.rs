@@ -234,6 +234,11 @@ impl ApiClient {
             .ok_or_else(|| ClientError::Unexpected(format!("no Ed25519 key `{kid}` in the JWKS")))
     }
 
+    /// The tree-head key changes with their proofs.
+    pub async fn ledger_key_rotations(&self) -> Result<Value, ClientError> {
+        self.get("/v1/ledger/key-rotations", None).await
+    }
+
     pub async fn inclusion(&self, leaf_index: u64, tree_size: u64) -> Result<Value, ClientError> {
         self.get(
             &format!("/v1/ledger/proof/inclusion?leaf_index={leaf_index}&tree_size={tree_size}"),

@@ -311,6 +311,46 @@ pub enum Event {
         grant: String,
         reason: String,
     },
+
+    /// A rotation of a platform key started (ADR 0019). `what` is `signing` (the ES256 key
+    /// of credentials, tickets and ID tokens) or `sealing` (the keyring); the tree-head key's
+    /// rotation is [`Event::LedgerKeyRotated`].
+    #[serde(rename = "keys.rotation_started")]
+    KeyRotationStarted {
+        what: String,
+        /// The new key: a signing key's `kid`, a keyring key's id.
+        key: String,
+        /// The keys it replaces.
+        previous: Vec<String>,
+        /// When the new key starts signing (a keyring key seals at once).
+        activate_at: UnixSeconds,
+        /// When the previous signing keys leave the JWKS: after everything they signed has
+        /// expired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retire_previous_at: Option<UnixSeconds>,
+    },
+    /// A key left service: a signing key left the JWKS and was deleted, or a keyring key was
+    /// removed after every row it sealed was sealed again under the active key.
+    #[serde(rename = "keys.retired")]
+    KeyRetired {
+        what: String,
+        key: String,
+        /// Rows sealed again before a keyring key was removed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resealed: Option<u64>,
+    },
+    /// The tree-head key changes. This leaf is included in a tree head signed by the previous
+    /// key (the handover head); heads after `activate_at` are signed by the new one, which an
+    /// auditor's monitor then trusts.
+    #[serde(rename = "ledger.key_rotated")]
+    LedgerKeyRotated {
+        /// The new key's RFC 7638 thumbprint.
+        kid: String,
+        /// The new key's public JWK.
+        jwk: serde_json::Value,
+        previous_kid: String,
+        activate_at: UnixSeconds,
+    },
 }
 
 impl Event {
@@ -343,6 +383,9 @@ impl Event {
         "oidc.authorized",
         "oidc.refused",
         "oidc.grant_revoked",
+        "keys.rotation_started",
+        "keys.retired",
+        "ledger.key_rotated",
     ];
 
     /// The `type` tag of the event.
@@ -375,6 +418,9 @@ impl Event {
             Event::OidcAuthorized { .. } => "oidc.authorized",
             Event::OidcRefused { .. } => "oidc.refused",
             Event::OidcGrantRevoked { .. } => "oidc.grant_revoked",
+            Event::KeyRotationStarted { .. } => "keys.rotation_started",
+            Event::KeyRetired { .. } => "keys.retired",
+            Event::LedgerKeyRotated { .. } => "ledger.key_rotated",
         }
     }
 

@@ -108,6 +108,24 @@ impl Keyring {
         self.active
     }
 
+    /// The ids of every key in the ring, ascending.
+    pub fn key_ids(&self) -> Vec<u32> {
+        self.keys.keys().copied().collect()
+    }
+
+    /// Removes a key that no longer seals anything. The active key cannot be removed.
+    pub fn remove(&mut self, id: u32) -> Result<(), CryptoError> {
+        if id == self.active {
+            return Err(CryptoError::InvalidKey(format!(
+                "key {id} is the active key and cannot be removed"
+            )));
+        }
+        self.keys
+            .remove(&id)
+            .map(|_| ())
+            .ok_or_else(|| CryptoError::InvalidKey(format!("no key {id} in the ring")))
+    }
+
     /// Encrypts with the active key.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let entry = self.keys.get(&self.active).ok_or(CryptoError::Internal)?;
@@ -189,6 +207,21 @@ mod tests {
         let reloaded = Keyring::from_json(&ring.to_json()).unwrap();
         assert_eq!(&*reloaded.open(b"", &old).unwrap(), b"before");
         assert_eq!(&*reloaded.open(b"", &new).unwrap(), b"after");
+    }
+
+    #[test]
+    fn only_a_key_that_is_not_active_can_be_removed() {
+        let mut ring = Keyring::generate().unwrap();
+        let old = ring.seal(b"", b"before").unwrap();
+        ring.rotate().unwrap();
+        assert_eq!(ring.key_ids(), vec![1, 2]);
+        assert!(ring.remove(2).is_err(), "the active key stays");
+        assert!(ring.remove(3).is_err());
+        ring.remove(1).unwrap();
+        assert_eq!(ring.key_ids(), vec![2]);
+        assert_eq!(ring.open(b"", &old), Err(CryptoError::Decrypt));
+        let reloaded = Keyring::from_json(&ring.to_json()).unwrap();
+        assert_eq!(reloaded.key_ids(), vec![2]);
     }
 
     #[test]

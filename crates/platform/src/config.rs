@@ -318,6 +318,27 @@ impl Section for KeysConfig {
             self.keyring_file = Some(resolve(base, k));
         }
     }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.refresh_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "keys.refresh_seconds must be positive".into(),
+            ));
+        }
+        if self.publish_ahead_seconds < self.refresh_seconds as i64 {
+            return Err(ConfigError::Invalid(format!(
+                "keys.publish_ahead_seconds must be at least keys.refresh_seconds ({}), so every replica holds a new key before it signs",
+                self.refresh_seconds
+            )));
+        }
+        if self.sealing_grace_seconds < self.refresh_seconds {
+            return Err(ConfigError::Invalid(format!(
+                "keys.sealing_grace_seconds must be at least keys.refresh_seconds ({})",
+                self.refresh_seconds
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Section for GovernanceConfig {
@@ -570,7 +591,7 @@ pub struct AuditorConfig {
     pub jwk: PublicJwk,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     /// The keyring (AES-256-GCM keys for data at rest, JSON). Default:
@@ -578,6 +599,41 @@ pub struct KeysConfig {
     /// share this file.
     #[serde(default)]
     pub keyring_file: Option<PathBuf>,
+    /// A new signing or ledger key is published this long before it signs (longer than
+    /// anyone caches the JWKS, and than `refresh_seconds`). Default: 600.
+    #[serde(default = "default_publish_ahead")]
+    pub publish_ahead_seconds: i64,
+    /// Every replica re-reads the keys and the keyring file this often. Default: 5.
+    #[serde(default = "default_keys_refresh")]
+    pub refresh_seconds: u64,
+    /// After a new keyring key is written, the re-seal pass waits this long, so every replica
+    /// has read it and seals with it, before moving rows and removing the old keys.
+    /// Default: 60.
+    #[serde(default = "default_sealing_grace")]
+    pub sealing_grace_seconds: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            keyring_file: None,
+            publish_ahead_seconds: default_publish_ahead(),
+            refresh_seconds: default_keys_refresh(),
+            sealing_grace_seconds: default_sealing_grace(),
+        }
+    }
+}
+
+fn default_publish_ahead() -> i64 {
+    600
+}
+
+fn default_keys_refresh() -> u64 {
+    5
+}
+
+fn default_sealing_grace() -> u64 {
+    60
 }
 
 /// The data governance committee.
@@ -736,4 +792,27 @@ fn default_retention() -> u32 {
 }
 fn default_sth_interval() -> u64 {
     5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_key_is_published_for_at_least_one_refresh_before_it_signs() {
+        assert!(KeysConfig::default().validate().is_ok());
+        let keys = |publish_ahead_seconds, refresh_seconds, sealing_grace_seconds| KeysConfig {
+            keyring_file: None,
+            publish_ahead_seconds,
+            refresh_seconds,
+            sealing_grace_seconds,
+        };
+        assert!(keys(2, 1, 2).validate().is_ok());
+        let err = keys(1, 5, 60).validate().unwrap_err().to_string();
+        assert!(err.contains("keys.publish_ahead_seconds"), "{err}");
+        let err = keys(600, 5, 1).validate().unwrap_err().to_string();
+        assert!(err.contains("keys.sealing_grace_seconds"), "{err}");
+        let err = keys(600, 0, 60).validate().unwrap_err().to_string();
+        assert!(err.contains("keys.refresh_seconds"), "{err}");
+    }
 }

@@ -431,7 +431,7 @@ impl Exchange {
             "exp": exp,
             "cnf": auth.credential.confirmation(),
         });
-        let signed = jws::sign_json(&self.keys.signing, Some(TICKET_TYP), &claims)
+        let signed = jws::sign_json(&self.keys.signing(), Some(TICKET_TYP), &claims)
             .map_err(|e| Refusal::internal("signing a ticket", e))?;
 
         let (requester, reason, request_sha256) = match &basis {

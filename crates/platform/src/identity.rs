@@ -224,7 +224,7 @@ impl Identity {
     fn seal_attributes(&self, account_id: &AccountId, attrs: &BasicAttributes) -> Outcome<Vec<u8>> {
         let plain = serde_json::to_vec(attrs).map_err(|e| Refusal::internal("attributes", e))?;
         self.keys
-            .keyring
+            .keyring()
             .seal(format!("account:{account_id}").as_bytes(), &plain)
             .map_err(|e| Refusal::internal("sealing attributes", e))
     }
@@ -236,8 +236,7 @@ impl Identity {
         };
         let plain = self
             .keys
-            .keyring
-            .open(format!("account:{}", account.id).as_bytes(), sealed)
+            .open_sealed(format!("account:{}", account.id).as_bytes(), sealed)
             .map_err(|e| Refusal::internal("opening attributes", e))?;
         serde_json::from_slice(&plain)
             .map(Some)
@@ -316,7 +315,7 @@ impl Identity {
         exp: i64,
     ) -> Outcome<String> {
         jws::sign_json(
-            &self.keys.signing,
+            &self.keys.signing(),
             Some(CREDENTIAL_TYP),
             &json!({
                 "iss": self.public_url,
@@ -703,10 +702,11 @@ impl Identity {
         if token.typ.as_deref() != Some(CREDENTIAL_TYP) {
             return Err(invalid());
         }
+        let jwks = self.keys.jwks();
         let key = token
             .kid
             .as_deref()
-            .and_then(|kid| self.keys.jwks.find(kid))
+            .and_then(|kid| jwks.find(kid))
             .ok_or_else(invalid)?;
         token.verify(key).map_err(|_| invalid())?;
         let claims: CredentialClaims = token.payload_as().map_err(|_| invalid())?;

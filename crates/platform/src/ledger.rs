@@ -5,11 +5,11 @@
 //! process are pushed as soon as their batch commits; leaves appended by other replicas
 //! are read from the database before any answer that depends on the current size.
 
+use crate::keys::PlatformKeys;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tsunagu_core::AccountId;
 use tsunagu_core::event::{Leaf, LedgerEvent};
-use tsunagu_crypto::keys::SigningKey;
 use tsunagu_crypto::{b64, jcs};
 use tsunagu_ledger::tree::TreeError;
 use tsunagu_ledger::{Hash, MerkleTree, SignedTreeHead, leaf_hash};
@@ -24,18 +24,22 @@ pub struct LedgerService {
     tree: RwLock<MerkleTree>,
     /// Serializes catching up, so leaves are pushed once and in order.
     sync_lock: Mutex<()>,
-    key: SigningKey,
+    /// The tree-head key is the one these keys say signs at the time (ADR 0019).
+    keys: Arc<PlatformKeys>,
     latest: RwLock<Option<SignedTreeHead>>,
 }
 
 impl LedgerService {
     /// Loads every leaf hash from the store and rebuilds the tree.
-    pub async fn load(store: Arc<dyn Store>, key: SigningKey) -> Result<LedgerService, StoreError> {
+    pub async fn load(
+        store: Arc<dyn Store>,
+        keys: Arc<PlatformKeys>,
+    ) -> Result<LedgerService, StoreError> {
         let service = LedgerService {
             store,
             tree: RwLock::new(MerkleTree::new()),
             sync_lock: Mutex::new(()),
-            key,
+            keys,
             latest: RwLock::new(None),
         };
         service.sync().await?;
@@ -108,16 +112,19 @@ impl LedgerService {
             .map(|_| ())
     }
 
-    /// The latest signed tree head, signing a new one first when the log has grown.
+    /// The latest signed tree head, signing a new one first when the log has grown or the
+    /// tree-head key has changed (after a rotation, no head is signed by the old key).
     pub async fn sth(&self, now: i64) -> Result<SignedTreeHead, StoreError> {
         let size = self.sync().await?;
+        let key = self.keys.ledger_at(now);
         if let Some(latest) = self.latest.read().expect("ledger lock").clone()
             && latest.tree_size >= size
+            && latest.key_id == key.kid()
         {
             return Ok(latest);
         }
         let root = self.root(size)?;
-        let sth = SignedTreeHead::sign(&self.key, size, &root, now)
+        let sth = SignedTreeHead::sign(&key, size, &root, now)
             .map_err(|e| StoreError::Database(format!("signing a tree head: {e}")))?;
         let signature =
             b64::std_decode(&sth.signature).map_err(|e| StoreError::Database(e.to_string()))?;
@@ -131,7 +138,9 @@ impl LedgerService {
             })
             .await?;
         let mut latest = self.latest.write().expect("ledger lock");
-        if latest.as_ref().is_none_or(|l| l.tree_size < sth.tree_size) {
+        if latest.as_ref().is_none_or(|l| {
+            l.tree_size < sth.tree_size || (l.tree_size == sth.tree_size && l.key_id != sth.key_id)
+        }) {
             *latest = Some(sth.clone());
         }
         Ok(sth)

@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod oidc;
 pub mod rates;
 mod refusal;
+pub mod rotation;
 pub mod services;
 pub mod sessions;
 pub mod trust;
@@ -130,11 +131,12 @@ impl Platform {
         )
         .await?;
         store.migrate(migrations).await?;
-        let keyring = keys::load_or_create_keyring(&config.keyring_path())?;
-        let keys = Arc::new(keys::PlatformKeys::load(store.as_ref(), keyring, now()).await?);
+        let keys = Arc::new(
+            keys::PlatformKeys::load_from_file(store.as_ref(), &config.keyring_path(), now())
+                .await?,
+        );
         let trust = Arc::new(trust::Trust::load(&config.identity, &config.storage.data_dir).await?);
-        let ledger =
-            Arc::new(ledger::LedgerService::load(store.clone(), keys.ledger.try_clone()?).await?);
+        let ledger = Arc::new(ledger::LedgerService::load(store.clone(), keys.clone()).await?);
         let committer = ledger::Committer::start(store.clone(), ledger.clone());
         let directory = Arc::new(directory::Directory::new(store.clone()));
         let assertions = assertion::Assertions::new(store.clone(), public_url.clone());

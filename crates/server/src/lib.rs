@@ -477,6 +477,7 @@ mod tests {
                 "exchange.missing_receipts",
                 "identity.crl_refresh",
                 "identity.purge",
+                "keys.refresh",
                 "ledger.retention",
                 "ledger.sign_tree_head",
                 "oidc.purge",

@@ -1,8 +1,9 @@
 //! The ledger's stored leaves, history index and signed tree heads, and the platform's own
 //! sealed keys. Leaves are written only by `commit_batch`.
 
+use crate::commit::Change;
 use crate::identity::{all, one};
-use crate::sql::RowReader;
+use crate::sql::{Conn, RowReader, expect_one};
 use crate::{KeyStore, LedgerStore, Result, SqlStore, StoreError, params};
 use async_trait::async_trait;
 use tsunagu_core::AccountId;
@@ -37,6 +38,69 @@ pub struct KeyRow {
     pub secret: Vec<u8>,
     pub active: bool,
     pub created_at: i64,
+    /// A signing or ledger key signs from this time on (the newest activated key wins).
+    pub activate_at: i64,
+    /// A signing key leaves the JWKS (and is deleted) at this time.
+    pub retire_at: Option<i64>,
+    /// A ledger key's announcement: the JSON of the handover tree head (ADR 0019).
+    pub announcement: Option<String>,
+}
+
+/// Changes to the platform's keys, committed with the leaf that records them.
+#[derive(Debug, Clone)]
+pub enum KeyChange {
+    /// Inserts a new key; a key with its name is a conflict.
+    Insert(KeyRow),
+    /// Sets when a key leaves service, if no time is set yet.
+    SetRetireAt { name: String, retire_at: i64 },
+    /// Deletes a key whose `retire_at` has passed at `now` (once, across replicas).
+    DeleteRetired { name: String, now: i64 },
+}
+
+const SQL_INSERT_KEY_STRICT: &str = "INSERT INTO platform_keys (name, purpose, kid, alg, secret, active, created_at, activate_at, retire_at, announcement) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+const SQL_SET_RETIRE_AT: &str =
+    "UPDATE platform_keys SET retire_at = $1 WHERE name = $2 AND retire_at IS NULL";
+const SQL_DELETE_RETIRED: &str =
+    "DELETE FROM platform_keys WHERE name = $1 AND retire_at IS NOT NULL AND retire_at <= $2";
+const SQL_ALL_KEYS: &str = "SELECT name, purpose, kid, alg, secret, active, created_at, activate_at, retire_at, announcement FROM platform_keys ORDER BY created_at, name";
+const SQL_SET_ANNOUNCEMENT: &str =
+    "UPDATE platform_keys SET announcement = $1 WHERE name = $2 AND announcement IS NULL";
+const SQL_RESEAL_KEY: &str = "UPDATE platform_keys SET secret = $1 WHERE name = $2 AND secret = $3";
+const SQL_SEALED_ATTRIBUTES: &str = "SELECT id, attributes FROM accounts WHERE attributes IS NOT NULL AND id > $1 ORDER BY id LIMIT $2";
+const SQL_RESEAL_ATTRIBUTES: &str =
+    "UPDATE accounts SET attributes = $1 WHERE id = $2 AND attributes = $3";
+
+impl Change for KeyChange {
+    fn apply(&self, conn: &mut dyn Conn) -> Result<()> {
+        match self {
+            KeyChange::Insert(k) => {
+                let n = conn.execute(
+                    SQL_INSERT_KEY_STRICT,
+                    &params![
+                        &k.name,
+                        &k.purpose,
+                        &k.kid,
+                        &k.alg,
+                        &k.secret,
+                        k.active,
+                        k.created_at,
+                        k.activate_at,
+                        k.retire_at,
+                        &k.announcement
+                    ],
+                )?;
+                expect_one(n, "insert key")
+            }
+            KeyChange::SetRetireAt { name, retire_at } => {
+                let n = conn.execute(SQL_SET_RETIRE_AT, &params![*retire_at, name])?;
+                expect_one(n, "set a key's retirement")
+            }
+            KeyChange::DeleteRetired { name, now } => {
+                let n = conn.execute(SQL_DELETE_RETIRED, &params![name, *now])?;
+                expect_one(n, "delete a retired key")
+            }
+        }
+    }
 }
 
 const SQL_LEDGER_SIZE: &str = "SELECT tree_size FROM ledger_head WHERE id = 1";
@@ -48,8 +112,8 @@ const SQL_PUT_STH: &str = "INSERT INTO ledger_sths (tree_size, root_hash, timest
 const SQL_LATEST_STH: &str = "SELECT tree_size, root_hash, timestamp, key_id, signature FROM ledger_sths ORDER BY tree_size DESC LIMIT 1";
 const SQL_EXPIRE_LEAF_INPUTS: &str =
     "UPDATE ledger_leaves SET leaf_input = NULL WHERE created_at < $1 AND leaf_input IS NOT NULL";
-const SQL_KEYS: &str = "SELECT name, purpose, kid, alg, secret, active, created_at FROM platform_keys WHERE purpose = $1 ORDER BY created_at, name";
-const SQL_INSERT_KEY: &str = "INSERT INTO platform_keys (name, purpose, kid, alg, secret, active, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING";
+const SQL_KEYS: &str = "SELECT name, purpose, kid, alg, secret, active, created_at, activate_at, retire_at, announcement FROM platform_keys WHERE purpose = $1 ORDER BY created_at, name";
+const SQL_INSERT_KEY: &str = "INSERT INTO platform_keys (name, purpose, kid, alg, secret, active, created_at, activate_at, retire_at, announcement) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name) DO NOTHING";
 
 fn to_i64(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Database(format!("{v} does not fit a BIGINT")))
@@ -83,6 +147,9 @@ fn key_row(r: &mut RowReader) -> Result<KeyRow> {
         secret: r.bytes()?,
         active: r.bool()?,
         created_at: r.int()?,
+        activate_at: r.int()?,
+        retire_at: r.opt_int()?,
+        announcement: r.opt_text()?,
     })
 }
 
@@ -198,11 +265,59 @@ impl KeyStore for SqlStore {
                         &k.alg,
                         &k.secret,
                         k.active,
-                        k.created_at
+                        k.created_at,
+                        k.activate_at,
+                        k.retire_at,
+                        &k.announcement
                     ],
                 )?;
                 Ok(n == 1)
             })
+            .await
+    }
+
+    async fn all_keys(&self) -> Result<Vec<KeyRow>> {
+        self.db
+            .read(|c| all(c.query(SQL_ALL_KEYS, &[])?, key_row))
+            .await
+    }
+
+    async fn set_key_announcement(&self, name: &str, announcement: &str) -> Result<bool> {
+        let (name, announcement) = (name.to_owned(), announcement.to_owned());
+        self.db
+            .write(move |c| {
+                Ok(c.execute(SQL_SET_ANNOUNCEMENT, &params![&announcement, &name])? == 1)
+            })
+            .await
+    }
+
+    async fn reseal_key(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool> {
+        let (name, old, new) = (name.to_owned(), old.to_vec(), new.to_vec());
+        self.db
+            .write(move |c| Ok(c.execute(SQL_RESEAL_KEY, &params![&new, &name, &old])? == 1))
+            .await
+    }
+
+    async fn sealed_attributes(
+        &self,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, Vec<u8>)>> {
+        let after = after.map(|a| a.as_str().to_owned()).unwrap_or_default();
+        self.db
+            .read(move |c| {
+                all(
+                    c.query(SQL_SEALED_ATTRIBUTES, &params![&after, limit])?,
+                    |r| Ok((r.id()?, r.bytes()?)),
+                )
+            })
+            .await
+    }
+
+    async fn reseal_attributes(&self, id: &AccountId, old: &[u8], new: &[u8]) -> Result<bool> {
+        let (id, old, new) = (id.clone(), old.to_vec(), new.to_vec());
+        self.db
+            .write(move |c| Ok(c.execute(SQL_RESEAL_ATTRIBUTES, &params![&new, &id, &old])? == 1))
             .await
     }
 }

@@ -42,7 +42,7 @@ pub use commit::{AnyChange, BatchOutcome, Change, Commit, Committed, NewLeaf};
 pub use consents::{ConsentChange, ConsentEventRow, ConsentRow};
 pub use exchange::{AlertRow, ExchangeChange, ReceiptSide, ResidentRow, TicketContext, TicketRow};
 pub use identity::{AccountRow, CardRef, DeviceRow, IdentityChange, SessionRow};
-pub use ledger::{KeyRow, LeafRow, SthRow};
+pub use ledger::{KeyChange, KeyRow, LeafRow, SthRow};
 pub use migrate::{Migration, Migrations, PLATFORM};
 pub use oidc::{AuthzRequestRow, CodeRow, GrantRow, OauthTokenRow, OidcChange, TokenKind};
 pub use pool::Database;
@@ -145,6 +145,21 @@ pub trait KeyStore {
     async fn keys(&self, purpose: &str) -> Result<Vec<KeyRow>>;
     /// Inserts a key unless one with this name exists. Returns whether it was inserted.
     async fn insert_key_if_absent(&self, key: &KeyRow) -> Result<bool>;
+    /// Every key of every purpose, oldest first.
+    async fn all_keys(&self) -> Result<Vec<KeyRow>>;
+    /// Records a ledger key's announcement (the handover tree head) once.
+    async fn set_key_announcement(&self, name: &str, announcement: &str) -> Result<bool>;
+    /// Replaces a key's sealed secret if it is still `old` (a re-seal pass).
+    async fn reseal_key(&self, name: &str, old: &[u8], new: &[u8]) -> Result<bool>;
+    /// Accounts with sealed attributes, by id, after `after`: `(id, sealed)`.
+    async fn sealed_attributes(
+        &self,
+        after: Option<&AccountId>,
+        limit: u32,
+    ) -> Result<Vec<(AccountId, Vec<u8>)>>;
+    /// Replaces an account's sealed attributes if they are still `old` (a re-seal pass; the
+    /// plaintext is unchanged, so the account's version is not).
+    async fn reseal_attributes(&self, id: &AccountId, old: &[u8], new: &[u8]) -> Result<bool>;
 }
 
 /// Services, their purposes and the committee's votes.
@@ -326,9 +341,15 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
         },
         Migration {
             version: 5,
+            name: "key_rotation",
+            sqlite: include_str!("../migrations/sqlite/0005_key_rotation.sql"),
+            postgres: include_str!("../migrations/postgres/0005_key_rotation.sql"),
+        },
+        Migration {
+            version: 6,
             name: "service_client_cert",
-            sqlite: include_str!("../migrations/sqlite/0005_service_client_cert.sql"),
-            postgres: include_str!("../migrations/postgres/0005_service_client_cert.sql"),
+            sqlite: include_str!("../migrations/sqlite/0006_service_client_cert.sql"),
+            postgres: include_str!("../migrations/postgres/0006_service_client_cert.sql"),
         },
     ],
 };

@@ -280,6 +280,25 @@ async fn oidc_city(store: &Arc<dyn Store>) {
     .unwrap();
 }
 
+fn key_row(name: &str, purpose: &str, created_at: i64) -> KeyRow {
+    KeyRow {
+        name: name.into(),
+        purpose: purpose.into(),
+        kid: format!("kid-{name}"),
+        alg: "EdDSA".into(),
+        secret: vec![1],
+        active: true,
+        created_at,
+        activate_at: created_at,
+        retire_at: None,
+        announcement: None,
+    }
+}
+
+fn account_version_before() -> i64 {
+    account("x", None).version
+}
+
 fn is_conflict<T: std::fmt::Debug>(result: &std::result::Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::Conflict(_)))
 }
@@ -483,13 +502,62 @@ store_tests! {
     };
 
     keys_are_inserted_once => |store: Arc<dyn Store>| async move {
-        let key = KeyRow { name: "ledger-1".into(), purpose: "ledger".into(), kid: "k".into(), alg: "EdDSA".into(), secret: vec![1], active: true, created_at: 1 };
+        let key = key_row("ledger-1", "ledger", 1);
         assert!(store.insert_key_if_absent(&key).await.unwrap());
         let mut other = key.clone();
         other.secret = vec![2];
         assert!(!store.insert_key_if_absent(&other).await.unwrap());
         assert_eq!(store.keys("ledger").await.unwrap(), vec![key]);
         assert!(store.keys("other").await.unwrap().is_empty());
+    };
+
+    key_rotation_changes_are_compare_and_set => |store: Arc<dyn Store>| async move {
+        let old = key_row("platform-1", "platform", 1);
+        assert!(store.insert_key_if_absent(&old).await.unwrap());
+        let mut new = key_row("platform-2", "platform", 5);
+        new.activate_at = 10;
+        commit(&store, changes![
+            KeyChange::Insert(new.clone()),
+            KeyChange::SetRetireAt { name: "platform-1".into(), retire_at: 100 },
+        ], vec![leaf(1, &[])]).await.unwrap();
+        let keys = store.all_keys().await.unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].retire_at, Some(100));
+        assert_eq!(keys[1], new);
+        // A second insert under the name, or a second retirement, is refused with its leaf.
+        assert!(is_conflict(&commit(&store, changes![KeyChange::Insert(new.clone())], vec![leaf(2, &[])]).await));
+        assert!(is_conflict(&commit(&store, changes![KeyChange::SetRetireAt { name: "platform-1".into(), retire_at: 7 }], vec![leaf(2, &[])]).await));
+        // Deleted only once its time has passed, and only once.
+        assert!(is_conflict(&commit(&store, changes![KeyChange::DeleteRetired { name: "platform-1".into(), now: 99 }], vec![]).await));
+        commit(&store, changes![KeyChange::DeleteRetired { name: "platform-1".into(), now: 100 }], vec![leaf(2, &[])]).await.unwrap();
+        assert!(is_conflict(&commit(&store, changes![KeyChange::DeleteRetired { name: "platform-1".into(), now: 100 }], vec![]).await));
+        assert_eq!(store.all_keys().await.unwrap(), vec![new]);
+        assert_eq!(store.ledger_size().await.unwrap(), 2);
+        // The announcement is written once.
+        assert!(store.set_key_announcement("platform-2", "{}").await.unwrap());
+        assert!(!store.set_key_announcement("platform-2", "{\"x\":1}").await.unwrap());
+        assert_eq!(store.keys("platform").await.unwrap()[0].announcement.as_deref(), Some("{}"));
+    };
+
+    reseal_passes_compare_and_set => |store: Arc<dyn Store>| async move {
+        for id in ["a1", "a2", "a3"] {
+            enroll(&store, id, &format!("d-{id}"), Some(&format!("card-{id}"))).await;
+        }
+        let page = store.sealed_attributes(None, 2).await.unwrap();
+        assert_eq!(page.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["a1", "a2"]);
+        let rest = store.sealed_attributes(Some(&page[1].0), 2).await.unwrap();
+        assert_eq!(rest.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["a3"]);
+        let (id, sealed) = &page[0];
+        assert!(store.reseal_attributes(id, sealed, b"new").await.unwrap());
+        assert!(!store.reseal_attributes(id, sealed, b"newer").await.unwrap(), "a value changed since it was read is kept");
+        let account = store.account(id).await.unwrap().unwrap();
+        assert_eq!(account.attributes.as_deref(), Some(&b"new"[..]));
+        assert_eq!(account.version, account_version_before(), "re-sealing is not a new version");
+        let key = key_row("pairwise-1", "pairwise", 1);
+        store.insert_key_if_absent(&key).await.unwrap();
+        assert!(store.reseal_key("pairwise-1", &key.secret, b"resealed").await.unwrap());
+        assert!(!store.reseal_key("pairwise-1", &key.secret, b"again").await.unwrap());
+        assert_eq!(store.keys("pairwise").await.unwrap()[0].secret, b"resealed");
     };
 
     concurrent_committers_get_dense_distinct_indices => |store: Arc<dyn Store>| async move {

@@ -1107,11 +1107,13 @@ mod tests {
 
     #[test]
     fn every_history_kind_of_the_platform_has_a_label() {
-        // Events about services and the committee have no resident subject: they are never
-        // in a resident's history.
-        let residents = tsunagu_core::event::Event::KINDS
-            .iter()
-            .filter(|k| !k.starts_with("service.") && !k.starts_with("governance."));
+        // Events about services, the committee and the platform's keys have no resident
+        // subject: they are never in a resident's history.
+        let residents = tsunagu_core::event::Event::KINDS.iter().filter(|k| {
+            !["service.", "governance.", "keys.", "ledger."]
+                .iter()
+                .any(|p| k.starts_with(p))
+        });
         for kind in residents {
             assert!(
                 lookup(Lang::Ja, &key("history-kind-", kind)).is_some()

@@ -154,7 +154,7 @@ impl Oidc {
         if let Some(n) = nonce {
             id_claims["nonce"] = json!(n);
         }
-        let id_token = jws::sign_json(&self.keys.signing, Some("JWT"), &id_claims)
+        let id_token = jws::sign_json(&self.keys.signing(), Some("JWT"), &id_claims)
             .map_err(|e| OAuthError::server("signing an ID token", e))?;
         let changes = tsunagu_store::changes![
             OidcChange::InsertOauthToken(OauthTokenRow {
@@ -582,10 +582,11 @@ impl Oidc {
         // The hint is verified but may have expired (§2).
         let hint = match params.get("id_token_hint") {
             Some(h) => {
+                let jwks = self.keys.jwks();
                 let parsed = jws::parse(h).ok().filter(|p| {
                     p.kid
                         .as_deref()
-                        .and_then(|kid| self.keys.jwks.find(kid))
+                        .and_then(|kid| jwks.find(kid))
                         .is_some_and(|k| p.verify(k).is_ok())
                 });
                 let claims = parsed

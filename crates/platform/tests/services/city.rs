@@ -165,6 +165,11 @@ pub fn application(kind: &str, key: &SigningKey, provider: Option<&ServiceId>) -
 impl City {
     /// A city with an approved provider and consumer.
     pub async fn new() -> City {
+        City::with(|_| {}).await
+    }
+
+    /// A city whose configuration `adjust` changes first.
+    pub async fn with(adjust: impl FnOnce(&mut PlatformConfig)) -> City {
         let dir = tempfile::tempdir().unwrap();
         let ca = SimCa::init(&dir.path().join("ca")).unwrap();
         let members: Vec<Member> = ["chair", "member-2"]
@@ -195,6 +200,7 @@ impl City {
             })
             .collect();
         config.exchange.resident_rate_per_minute = 1_000_000;
+        adjust(&mut config);
         config.validate().unwrap();
         let platform = Platform::start(config, URL.into(), &[]).await.unwrap();
         let provider_key = SigningKey::generate(Alg::Es256).unwrap();

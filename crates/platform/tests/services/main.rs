@@ -9,5 +9,6 @@ mod exchange;
 mod governance;
 mod history;
 mod identity;
+mod keys;
 mod oidc;
 mod services;
