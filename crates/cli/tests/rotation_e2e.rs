@@ -101,7 +101,7 @@ async fn scenario(database: Option<(String, String)>) {
     let site = root.join("site");
     std::fs::create_dir_all(&site).unwrap();
     let config_text = format!(
-        "[server]\nbind = \"127.0.0.1:{port}\"\n{storage}[identity]\njpki_trust_anchors = [\"../ca/ca.pem\"]\njpki_crls = [\"../ca/ca.crl\"]\n[ledger]\npublic_entries = true\n[keys]\npublish_ahead_seconds = 2\nrefresh_seconds = 1\nsealing_grace_seconds = 2\n"
+        "[server]\nbind = \"127.0.0.1:{port}\"\n{storage}[identity]\njpki_trust_anchors = [\"../ca/ca.pem\"]\njpki_crls = [\"../ca/ca.crl\"]\n[ledger]\npublic_entries = true\n[keys]\npublish_ahead_seconds = 8\nrefresh_seconds = 1\nsealing_grace_seconds = 2\n"
     );
     let server = Server::start(&site, &config_text, port);
     let config = "site/tsunagu.toml";
@@ -181,10 +181,8 @@ async fn scenario(database: Option<(String, String)>) {
     let new_kid = rotated["key"].as_str().unwrap().to_owned();
     assert_eq!(rotated["previous"][0], old_kid.as_str());
     let activate_at = rotated["activate_at"].as_i64().unwrap();
-    eventually("the new signing key is in the JWKS", || async {
-        jwks_kids(&http).await.contains(&new_kid)
-    })
-    .await;
+    // Refused while the new key is not yet signing (publish_ahead_seconds is 8 here, so that
+    // a loaded machine still runs this command before activation).
     let err = fails(tsunagu(
         root,
         &[
@@ -193,6 +191,10 @@ async fn scenario(database: Option<(String, String)>) {
         &[],
     ));
     assert!(err.contains("under way"), "{err}");
+    eventually("the new signing key is in the JWKS", || async {
+        jwks_kids(&http).await.contains(&new_kid)
+    })
+    .await;
     // After activation (and a refresh), new credentials carry the new key ...
     while now() <= activate_at + 1 {
         tokio::time::sleep(Duration::from_millis(250)).await;
