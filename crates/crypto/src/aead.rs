@@ -98,7 +98,14 @@ impl Keyring {
 
     /// Adds a fresh key and makes it the active one. Returns its id.
     pub fn rotate(&mut self) -> Result<u32, CryptoError> {
-        let id = self.keys.keys().next_back().copied().unwrap_or(0) + 1;
+        let id = self
+            .keys
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or_else(|| CryptoError::InvalidKey("keyring: no key id left".into()))?;
         self.keys.insert(id, entry(random::bytes(32)?)?);
         self.active = id;
         Ok(id)

@@ -337,6 +337,19 @@ impl Section for KeysConfig {
                 self.refresh_seconds
             )));
         }
+        // Bounds that keep `now + …` far from overflow and a rotation within reason.
+        const DAY: u64 = 86_400;
+        if self.publish_ahead_seconds > (30 * DAY) as i64 {
+            return Err(ConfigError::Invalid(
+                "keys.publish_ahead_seconds is at most 30 days (2592000)".into(),
+            ));
+        }
+        if self.refresh_seconds > DAY || self.sealing_grace_seconds > DAY {
+            return Err(ConfigError::Invalid(
+                "keys.refresh_seconds and keys.sealing_grace_seconds are at most one day (86400)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -702,13 +702,15 @@ impl Identity {
         if token.typ.as_deref() != Some(CREDENTIAL_TYP) {
             return Err(invalid());
         }
-        let jwks = self.keys.jwks();
+        if token.alg != tsunagu_crypto::keys::Alg::Es256 {
+            return Err(invalid());
+        }
         let key = token
             .kid
             .as_deref()
-            .and_then(|kid| jwks.find(kid))
+            .and_then(|kid| self.keys.signing_key(kid))
             .ok_or_else(invalid)?;
-        token.verify(key).map_err(|_| invalid())?;
+        token.verify(&key).map_err(|_| invalid())?;
         let claims: CredentialClaims = token.payload_as().map_err(|_| invalid())?;
         if claims.iss != self.public_url {
             return Err(invalid());

@@ -344,6 +344,29 @@ impl PlatformKeys {
         self.state().jwks.clone()
     }
 
+    /// The public key of the platform's signing key `kid` (ES256: credentials, tickets, ID
+    /// tokens, console sessions), not yet retired. The platform verifies its own tokens only
+    /// with these — never with a ledger key, which signs tree heads and nothing else.
+    pub fn signing_key(&self, kid: &str) -> Option<tsunagu_crypto::jwk::PublicJwk> {
+        self.state()
+            .signing
+            .iter()
+            .find(|k| k.key.kid() == kid)
+            .map(|k| k.key.public_jwk().clone())
+    }
+
+    /// The public keys of [`PlatformKeys::signing_key`], as a set.
+    pub fn signing_jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self
+                .state()
+                .signing
+                .iter()
+                .map(|k| k.key.public_jwk().clone())
+                .collect(),
+        }
+    }
+
     /// The keyring as last read.
     pub fn keyring(&self) -> Arc<Keyring> {
         self.state().keyring.clone()

@@ -159,6 +159,10 @@ pub struct KeyAdmin {
     committer: Committer,
 }
 
+/// The lease row a sealing rotation holds while it runs, and its purpose (no key reads it).
+const SEALING_LEASE: &str = "sealing-rotation";
+const LEASE_PURPOSE: &str = "lease";
+
 fn next_name(prefix: &str, rows: &[KeyRow]) -> String {
     let n = rows
         .iter()
@@ -354,9 +358,57 @@ impl KeyAdmin {
     }
 
     /// A new keyring key: written to the keyring file, every sealed row moved to it, the old
-    /// keys removed.
+    /// keys removed. One at a time across the deployment: a lease row (`platform_keys`
+    /// `sealing-rotation`) is taken first and released when the command ends; two rotations
+    /// at once would each write a key with the same id and different bytes, and rows sealed
+    /// under the losing one could never be opened again.
     pub async fn rotate_sealing(
         &self,
+        progress: &(dyn Fn(String) + Sync),
+    ) -> anyhow::Result<Rotated> {
+        let started = now();
+        let lease = KeyRow {
+            name: SEALING_LEASE.into(),
+            purpose: LEASE_PURPOSE.into(),
+            kid: format!("started {}", crate::iso8601(started)),
+            alg: "none".into(),
+            // Holds nothing: the row is only a lock (and is not sealed again).
+            secret: Vec::new(),
+            active: false,
+            created_at: started,
+            activate_at: started,
+            retire_at: Some(started),
+            announcement: None,
+        };
+        if !self.store.insert_key_if_absent(&lease).await? {
+            let holder = self
+                .store
+                .keys(LEASE_PURPOSE)
+                .await?
+                .into_iter()
+                .find(|r| r.name == SEALING_LEASE)
+                .map(|r| r.kid)
+                .unwrap_or_default();
+            anyhow::bail!(
+                "a sealing rotation is under way ({holder}); wait for it to end. If its command \
+                 was interrupted, check that its keyring file is the one every replica reads, \
+                 then delete the row `{SEALING_LEASE}` from platform_keys and rotate again"
+            );
+        }
+        let outcome = self.rotate_sealing_leased(started, progress).await;
+        let release = Commit::new().change(KeyChange::DeleteRetired {
+            name: SEALING_LEASE.into(),
+            now: now(),
+        });
+        if let Err(e) = self.committer.commit(release).await {
+            tracing::error!(error = %e, "the sealing rotation lease was not released");
+        }
+        outcome
+    }
+
+    async fn rotate_sealing_leased(
+        &self,
+        started: i64,
         progress: &(dyn Fn(String) + Sync),
     ) -> anyhow::Result<Rotated> {
         let path = self.config.keyring_path();
@@ -364,7 +416,7 @@ impl KeyAdmin {
         let previous = ring.key_ids();
         let new_id = ring.rotate()?;
         keys::write_keyring(&path, &ring)?;
-        let started = now();
+        let (_, written) = keys::read_keyring(&path)?;
         let event = Event::KeyRotationStarted {
             what: KeyKind::Sealing.as_str().into(),
             key: new_id.to_string(),
@@ -384,6 +436,15 @@ impl KeyAdmin {
         ));
         tokio::time::sleep(Duration::from_secs(grace)).await;
         let resealed = self.reseal_all(&ring, progress).await?;
+        // Nobody else may have changed the file meanwhile: its keys are about to go.
+        let (_, now_there) = keys::read_keyring(&path)?;
+        if *now_there != *written {
+            anyhow::bail!(
+                "keyring {} changed while the rows were sealed again; the old keys stay in it — \
+                 compare it with the file every replica reads before rotating again",
+                path.display()
+            );
+        }
         for id in &previous {
             ring.remove(*id)?;
         }
@@ -464,7 +525,7 @@ impl KeyAdmin {
             }
         }
         for row in self.store.all_keys().await? {
-            if !stale(&row.secret) {
+            if row.purpose == LEASE_PURPOSE || !stale(&row.secret) {
                 continue;
             }
             let plain = ring.open(row.name.as_bytes(), &row.secret).map_err(|_| {

@@ -68,7 +68,7 @@ impl ConsoleSessions {
     /// The party of a session token, if the platform signed it, it is current at `t` and
     /// its session has not been ended. A store error counts as no session (fail closed).
     pub async fn verify(&self, kind: SessionKind, token: &str, t: i64) -> Option<String> {
-        let claims = verify_session(&self.keys.jwks(), &self.issuer, kind.typ, token, t)?;
+        let claims = verify_session(&self.keys.signing_jwks(), &self.issuer, kind.typ, token, t)?;
         let sid = claims.get("sid")?.as_str()?;
         match self.store.nonce_live(sid, kind.purpose, t).await {
             Ok(true) => Some(claims.get(kind.claim)?.as_str()?.to_owned()),
@@ -83,7 +83,7 @@ impl ConsoleSessions {
     /// Ends the session of a token the platform signed (expired or not): its row is deleted,
     /// so the token is refused from now on, on every replica.
     pub async fn end(&self, kind: SessionKind, token: &str, t: i64) -> Outcome<()> {
-        let Some(sid) = signed_claims(&self.keys.jwks(), &self.issuer, kind.typ, token)
+        let Some(sid) = signed_claims(&self.keys.signing_jwks(), &self.issuer, kind.typ, token)
             .and_then(|c| c.get("sid").and_then(Value::as_str).map(str::to_owned))
         else {
             return Ok(());
@@ -118,7 +118,7 @@ fn signed_claims(
     token: &str,
 ) -> Option<Map<String, Value>> {
     let parsed = jws::parse(token).ok()?;
-    if parsed.typ.as_deref() != Some(typ) {
+    if parsed.typ.as_deref() != Some(typ) || parsed.alg != tsunagu_crypto::keys::Alg::Es256 {
         return None;
     }
     let key = jwks.find(parsed.kid.as_deref()?)?;

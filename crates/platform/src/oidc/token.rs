@@ -582,12 +582,12 @@ impl Oidc {
         // The hint is verified but may have expired (§2).
         let hint = match params.get("id_token_hint") {
             Some(h) => {
-                let jwks = self.keys.jwks();
                 let parsed = jws::parse(h).ok().filter(|p| {
-                    p.kid
-                        .as_deref()
-                        .and_then(|kid| jwks.find(kid))
-                        .is_some_and(|k| p.verify(k).is_ok())
+                    p.alg == tsunagu_crypto::keys::Alg::Es256
+                        && p.kid
+                            .as_deref()
+                            .and_then(|kid| self.keys.signing_key(kid))
+                            .is_some_and(|k| p.verify(&k).is_ok())
                 });
                 let claims = parsed
                     .and_then(|p| p.payload_as::<Hint>().ok())

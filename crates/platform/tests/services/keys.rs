@@ -179,6 +179,51 @@ async fn a_new_keyring_key_seals_every_row_again_and_the_old_key_is_removed() {
     assert_eq!(before.key_ids(), vec![1]);
 
     let admin = KeyAdmin::of(&city.platform);
+    // One sealing rotation at a time: while another holds the lease, a second is refused
+    // and the keyring file is left alone.
+    let lease = tsunagu_store::KeyRow {
+        name: "sealing-rotation".into(),
+        purpose: "lease".into(),
+        kid: "started elsewhere".into(),
+        alg: "none".into(),
+        secret: Vec::new(),
+        active: false,
+        created_at: now(),
+        activate_at: now(),
+        retire_at: Some(now()),
+        announcement: None,
+    };
+    let commit = |change: tsunagu_store::KeyChange| {
+        city.platform
+            .committer
+            .commit(tsunagu_store::Commit::new().change(change))
+    };
+    commit(tsunagu_store::KeyChange::Insert(lease.clone()))
+        .await
+        .unwrap();
+    let refused = admin
+        .rotate(
+            tsunagu_platform::rotation::KeyKind::Sealing,
+            &|_line: String| {},
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("under way") && refused.contains("started elsewhere"),
+        "{refused}"
+    );
+    assert_eq!(
+        Keyring::from_json(&std::fs::read_to_string(&path).unwrap())
+            .unwrap()
+            .key_ids(),
+        vec![1]
+    );
+    let release = || tsunagu_store::KeyChange::DeleteRetired {
+        name: "sealing-rotation".into(),
+        now: now(),
+    };
+    commit(release()).await.unwrap();
     let rotated = admin.rotate(
         tsunagu_platform::rotation::KeyKind::Sealing,
         &|_line: String| {},
@@ -195,6 +240,11 @@ async fn a_new_keyring_key_seals_every_row_again_and_the_old_key_is_removed() {
         vec![2],
         "the old key is gone from the file"
     );
+    // The lease was released: it can be taken again.
+    commit(tsunagu_store::KeyChange::Insert(lease.clone()))
+        .await
+        .expect("the lease is released");
+    commit(release()).await.unwrap();
     let account = city
         .platform
         .identity
