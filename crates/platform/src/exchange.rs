@@ -54,7 +54,7 @@ impl Credential {
     }
 
     /// A ticket's `cnf`: what the consumer must show the provider.
-    pub fn confirmation(&self) -> serde_json::Value {
+    pub(crate) fn confirmation(&self) -> serde_json::Value {
         match self {
             Credential::Assertion(verified) => json!({ "jkt": verified.key.thumbprint() }),
             Credential::Certificate { x5t_s256 } => json!({ "x5t#S256": x5t_s256 }),
