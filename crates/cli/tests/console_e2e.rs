@@ -214,23 +214,6 @@ async fn post_vote(
     web.post("/committee/votes", &fields, cookies, origin).await
 }
 
-/// The entries of the ledger (public in this test's configuration), decoded.
-async fn ledger_events(http: &Http) -> Vec<Value> {
-    let (_, sth) = http.get("/v1/ledger/sth", None).await;
-    let size = sth["tree_size"].as_u64().unwrap();
-    let (status, entries) = http
-        .get(&format!("/v1/ledger/entries?start=0&end={size}"), None)
-        .await;
-    assert_eq!(status, 200, "{entries}");
-    entries["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["leaf_input"].as_str())
-        .map(|input| serde_json::from_slice(&B64.decode(input).unwrap()).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn service_and_committee_consoles() {
     let Scenario {

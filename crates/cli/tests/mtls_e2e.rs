@@ -46,23 +46,14 @@ fn claims(compact: &str) -> Value {
 }
 
 async fn wait_healthy(http: &Http) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http
-            .client()
+    eventually("the platform answers over TLS", || async {
+        http.client()
             .get(format!("{}/healthz", http.base()))
             .send()
             .await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the platform did not answer over TLS"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
 }
 
 async fn scenario(label: &str) {

@@ -7,10 +7,12 @@
 
 mod common;
 
-use common::{Http, Server, fails, free_port, now, ok, run_tsunagu as tsunagu};
+use common::{
+    Http, Server, eventually, fails, free_port, ledger_events, now, ok, run_tsunagu as tsunagu,
+};
 use serde_json::Value;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tsunagu_crypto::b64;
 
 fn kid_of(jws: &str) -> String {
@@ -32,38 +34,6 @@ async fn jwks_kids(http: &Http) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-/// Waits (at most 60 s) until `check` holds.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The `type` of every ledger leaf.
-async fn leaf_types(http: &Http) -> Vec<Value> {
-    let (_, sth) = http.get("/v1/ledger/sth", None).await;
-    let size = sth["tree_size"].as_u64().unwrap();
-    let (status, entries) = http
-        .get(&format!("/v1/ledger/entries?start=0&end={size}"), None)
-        .await;
-    assert_eq!(status, 200, "{entries}");
-    entries["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let input = b64::std_decode(e["leaf_input"].as_str().unwrap()).unwrap();
-            serde_json::from_slice(&input).unwrap()
-        })
         .collect()
 }
 
@@ -345,7 +315,7 @@ async fn scenario(database: Option<(String, String)>) {
     assert_eq!(state_of("2").as_deref(), Some("active"));
 
     // ---- each rotation is a ledger leaf
-    let leaves = leaf_types(&http).await;
+    let leaves = ledger_events(&http).await;
     let has = |kind: &str, what: Option<&str>| {
         leaves
             .iter()

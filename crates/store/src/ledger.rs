@@ -70,25 +70,30 @@ const SQL_SEALED_ATTRIBUTES: &str = "SELECT id, attributes FROM accounts WHERE a
 const SQL_RESEAL_ATTRIBUTES: &str =
     "UPDATE accounts SET attributes = $1 WHERE id = $2 AND attributes = $3";
 
+/// Inserts a key row with `sql` (strict, or `ON CONFLICT DO NOTHING`); rows written.
+fn insert_key(conn: &mut dyn Conn, sql: &str, k: &KeyRow) -> Result<u64> {
+    conn.execute(
+        sql,
+        &params![
+            &k.name,
+            &k.purpose,
+            &k.kid,
+            &k.alg,
+            &k.secret,
+            k.active,
+            k.created_at,
+            k.activate_at,
+            k.retire_at,
+            &k.announcement
+        ],
+    )
+}
+
 impl Change for KeyChange {
     fn apply(&self, conn: &mut dyn Conn) -> Result<()> {
         match self {
             KeyChange::Insert(k) => {
-                let n = conn.execute(
-                    SQL_INSERT_KEY_STRICT,
-                    &params![
-                        &k.name,
-                        &k.purpose,
-                        &k.kid,
-                        &k.alg,
-                        &k.secret,
-                        k.active,
-                        k.created_at,
-                        k.activate_at,
-                        k.retire_at,
-                        &k.announcement
-                    ],
-                )?;
+                let n = insert_key(conn, SQL_INSERT_KEY_STRICT, k)?;
                 expect_one(n, "insert key")
             }
             KeyChange::SetRetireAt { name, retire_at } => {
@@ -256,21 +261,7 @@ impl KeyStore for SqlStore {
         let k = key.clone();
         self.db
             .write(move |c| {
-                let n = c.execute(
-                    SQL_INSERT_KEY,
-                    &params![
-                        &k.name,
-                        &k.purpose,
-                        &k.kid,
-                        &k.alg,
-                        &k.secret,
-                        k.active,
-                        k.created_at,
-                        k.activate_at,
-                        k.retire_at,
-                        &k.announcement
-                    ],
-                )?;
+                let n = insert_key(c, SQL_INSERT_KEY, &k)?;
                 Ok(n == 1)
             })
             .await

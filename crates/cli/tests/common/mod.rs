@@ -299,9 +299,9 @@ impl Drop for Process {
 }
 
 impl Process {
-    /// Starts `tsunagu args…` in `dir` and waits until its port accepts connections (for a
-    /// process that serves TLS, whose `/healthz` the plain check cannot read).
-    pub fn start_listening(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
+    /// Starts `tsunagu args…` in `dir` (stderr to `log`) and waits, at most 60 s, until
+    /// `ready()` holds.
+    fn start_until(dir: &Path, args: &[&str], log: &str, ready: impl Fn() -> bool) -> Process {
         let log = std::fs::File::create(dir.join(log)).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
             .current_dir(dir)
@@ -313,31 +313,7 @@ impl Process {
             .expect("the tsunagu binary starts");
         let process = Process { child };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{args:?} did not listen; see {}",
-                dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        process
-    }
-
-    /// Starts `tsunagu args…` in `dir` and waits until `GET http://127.0.0.1:{port}/healthz`
-    /// answers 200.
-    pub fn start(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
-        let log = std::fs::File::create(dir.join(log)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_tsunagu"))
-            .current_dir(dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the tsunagu binary starts");
-        let process = Process { child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !healthy(port) {
+        while !ready() {
             assert!(
                 Instant::now() < deadline,
                 "{args:?} did not come up; see {}",
@@ -347,6 +323,52 @@ impl Process {
         }
         process
     }
+
+    /// Starts `tsunagu args…` in `dir` and waits until its port accepts connections (for a
+    /// process that serves TLS, whose `/healthz` the plain check cannot read).
+    pub fn start_listening(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
+        Process::start_until(dir, args, log, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+    }
+
+    /// Starts `tsunagu args…` in `dir` and waits until `GET http://127.0.0.1:{port}/healthz`
+    /// answers 200.
+    pub fn start(dir: &Path, args: &[&str], port: u16, log: &str) -> Process {
+        Process::start_until(dir, args, log, || healthy(port))
+    }
+}
+
+/// Waits (at most 60 s) until `check` holds.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every ledger leaf, decoded (the ledger's entries must be public in the test's
+/// configuration, and none expired).
+pub async fn ledger_events(http: &Http) -> Vec<Value> {
+    let (_, sth) = http.get("/v1/ledger/sth", None).await;
+    let size = sth["tree_size"].as_u64().unwrap();
+    let (status, entries) = http
+        .get(&format!("/v1/ledger/entries?start=0&end={size}"), None)
+        .await;
+    assert_eq!(status, 200, "{entries}");
+    entries["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            serde_json::from_slice(&B64.decode(e["leaf_input"].as_str().unwrap()).unwrap()).unwrap()
+        })
+        .collect()
 }
 
 /// Runs `tsunagu args…` to completion and returns its standard output.
