@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tsunagu_crypto::b64;
 use tsunagu_platform::Platform;
 use tsunagu_platform::history::HistoryPage;
+use tsunagu_platform::identity::webauthn::WireAssertion;
 use tsunagu_platform::identity::{Me, NoncePurpose, RevokedDevice};
 
 type State_ = State<Arc<Platform>>;
@@ -71,12 +72,20 @@ struct LoginRequest {
     credential: String,
     nonce: String,
     signature: String,
+    /// For a device gated by WebAuthn: the assertion over SHA-256 of the nonce.
+    #[serde(default)]
+    user_verification: Option<WireAssertion>,
 }
 
 async fn login(State(p): State_, Json(req): Json<LoginRequest>) -> Result<Response, ApiError> {
     let logged_in = p
         .identity
-        .login(&req.credential, &req.nonce, &req.signature)
+        .login_verified(
+            &req.credential,
+            &req.nonce,
+            &req.signature,
+            req.user_verification.as_ref(),
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &logged_in))
 }
@@ -103,6 +112,7 @@ pub fn me_json(me: &Me) -> Value {
             "locked_until": d.locked_until,
             "current": d.current,
             "key_thumbprint": d.key_thumbprint,
+            "user_verification": if d.user_verification { "webauthn" } else { "none" },
         })).collect::<Vec<_>>(),
         "ledger_subject": me.ledger_subject,
     })

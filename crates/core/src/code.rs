@@ -93,6 +93,14 @@ codes! {
     CredentialRevoked => "credential_revoked",
     /// Too many failed logins: the credential is locked for a while.
     Locked => "locked",
+    /// The device is protected by WebAuthn user verification and the request carries no
+    /// assertion, or the authenticator did not verify the user (PIN, fingerprint, face).
+    UserVerificationRequired => "user_verification_required",
+    /// A WebAuthn registration or assertion does not verify (challenge, origin, relying
+    /// party, credential, signature, counter, or an unsupported shape).
+    UserVerificationInvalid => "user_verification_invalid",
+    /// The platform cannot use WebAuthn (its public URL is not an https domain name).
+    UserVerificationUnavailable => "user_verification_unavailable",
 
     // ---- ledger
     /// The requested tree size or index is outside the log.
@@ -196,6 +204,8 @@ impl Code {
             ReproofRequired | NoConsent | ConsentExpired | ConsentRevoked | ItemsNotCovered
             | ProvisionalId | ServiceSuspended | PurposeNotApproved | UnknownSubject => 403,
             Locked => 423,
+            UserVerificationRequired | UserVerificationInvalid => 401,
+            UserVerificationUnavailable => 400,
             Forbidden
             | NonceInvalid
             | SignatureInvalid
@@ -244,6 +254,9 @@ impl Code {
             CredentialExpired => "Credential expired",
             CredentialRevoked => "Credential revoked",
             Locked => "Credential locked",
+            UserVerificationRequired => "User verification required",
+            UserVerificationInvalid => "User verification invalid",
+            UserVerificationUnavailable => "User verification unavailable",
             InvalidRange => "Invalid range",
             UnknownService => "Unknown service",
             ApplicationInvalid => "Application invalid",

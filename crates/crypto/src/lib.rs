@@ -16,7 +16,9 @@
 //!   attributes);
 //! - [`aead`]: a keyring for AES-256-GCM encryption at rest;
 //! - [`pairwise`]: pairwise subject identifiers;
-//! - [`pinbox`]: secrets sealed under a PIN (Argon2id + AES-256-GCM) for wallets and cards.
+//! - [`pinbox`]: secrets sealed under a PIN (Argon2id + AES-256-GCM) for wallets and cards;
+//! - [`webauthn`]: registrations and assertions of a platform authenticator (ES256,
+//!   attestation "none", user verification required) that gate the browser wallet's key.
 //!
 //! Invariant: no HTTP, no storage, no clock. Callers pass the time in.
 
@@ -33,6 +35,7 @@ pub mod pairwise;
 pub mod pinbox;
 pub mod proofing;
 pub mod random;
+pub mod webauthn;
 pub mod x509;
 
 mod error;

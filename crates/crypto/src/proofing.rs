@@ -55,6 +55,9 @@ pub struct EnrollmentRequest {
     pub device_jwk: PublicJwk,
     pub nonce: String,
     pub proof: Option<JpkiProof>,
+    /// A WebAuthn registration that gates the new device's key behind user verification;
+    /// its challenge is SHA-256 of [`proof_payload`] (binding it to this device key and nonce).
+    pub user_verification: Option<crate::webauthn::RegistrationResponse>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +66,8 @@ struct WireRequest {
     nonce: String,
     #[serde(default)]
     proof: Option<WireProof>,
+    #[serde(default)]
+    user_verification: Option<crate::webauthn::WireRegistration>,
 }
 
 #[derive(Deserialize)]
@@ -141,11 +146,23 @@ pub fn parse_enrollment(body: &[u8]) -> Result<EnrollmentRequest, ProofError> {
             })
         }
     };
+    let user_verification = wire
+        .user_verification
+        .map(|w| w.decode())
+        .transpose()
+        .map_err(|e| ProofError::new(Code::UserVerificationInvalid, e.to_string()))?;
     Ok(EnrollmentRequest {
         device_jwk,
         nonce: wire.nonce,
         proof,
+        user_verification,
     })
+}
+
+/// The challenge a WebAuthn registration signs at enrollment: SHA-256 of the same bytes a
+/// card signs ([`proof_payload`]), so the credential is bound to this device key and nonce.
+pub fn user_verification_challenge(device_jwk: &PublicJwk, nonce: &str) -> [u8; 32] {
+    crate::sha256(&proof_payload(device_jwk, nonce))
 }
 
 /// The bytes a card must sign to bind `device_jwk` with `nonce`.

@@ -25,9 +25,11 @@ use tsunagu_core::{AccountId, Code, DeviceId, GrantId, PairwiseId, ServiceId};
 use tsunagu_crypto::jwk::PublicJwk;
 pub use tsunagu_crypto::proofing::EnrollmentRequest;
 use tsunagu_crypto::proofing::{self, ProofContext, ProvenIdentity};
-use tsunagu_crypto::{jws, keys, random, sha256};
+pub use tsunagu_crypto::webauthn::{self, RelyingParty};
+use tsunagu_crypto::{b64, jws, keys, random, sha256};
 use tsunagu_store::{
-    AccountRow, CardRef, Commit, DeviceRow, GrantRow, IdentityChange, SessionRow, Store, StoreError,
+    AccountRow, CardRef, Commit, DeviceRow, GrantRow, IdentityChange, SessionRow, Store,
+    StoreError, UvCredential,
 };
 
 const CREDENTIAL_TYP: &str = "tsunagu-device-credential+jwt";
@@ -59,6 +61,10 @@ pub fn parse_enrollment(body: &[u8]) -> Outcome<EnrollmentRequest> {
 pub struct Challenge {
     pub nonce: String,
     pub expires_at: i64,
+    /// The WebAuthn relying party ID a browser registers and asserts credentials for, when
+    /// this platform's public URL allows WebAuthn (an https domain name); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webauthn_rp_id: Option<String>,
 }
 
 /// What an accepted enrollment returns.
@@ -108,6 +114,8 @@ pub struct DeviceView {
     pub current: bool,
     /// RFC 7638 thumbprint of the device key.
     pub key_thumbprint: String,
+    /// The device key is gated by WebAuthn user verification (PIN, fingerprint, face).
+    pub user_verification: bool,
 }
 
 impl DeviceView {
@@ -183,6 +191,9 @@ pub struct Identity {
     trust: Arc<Trust>,
     config: IdentityConfig,
     public_url: String,
+    /// The WebAuthn relying party of `public_url`, or why there is none (an IP address or
+    /// plain http): devices then enroll without user verification, and the UI says so.
+    webauthn: Result<RelyingParty, String>,
     status_checked: Arc<Mutex<HashSet<CrlEntry>>>,
 }
 
@@ -206,6 +217,7 @@ impl Identity {
             keys,
             trust,
             config,
+            webauthn: RelyingParty::for_public_url(&public_url),
             public_url,
             status_checked: Arc::new(Mutex::new(HashSet::new())),
         }
@@ -218,7 +230,11 @@ impl Identity {
         self.store
             .put_nonce(&nonce, purpose.as_str(), expires_at)
             .await?;
-        Ok(Challenge { nonce, expires_at })
+        Ok(Challenge {
+            nonce,
+            expires_at,
+            webauthn_rp_id: self.webauthn.as_ref().ok().map(|rp| rp.id.clone()),
+        })
     }
 
     fn seal_attributes(&self, account_id: &AccountId, attrs: &BasicAttributes) -> Outcome<Vec<u8>> {
@@ -371,11 +387,27 @@ impl Identity {
             }
         };
 
+        let uv = match &request.user_verification {
+            None => None,
+            Some(registration) => {
+                let challenge =
+                    proofing::user_verification_challenge(&request.device_jwk, &request.nonce);
+                match self.verify_registration(&challenge, registration) {
+                    Ok(uv) => Some(uv),
+                    Err(r) => {
+                        return Err(self
+                            .refuse_enrollment(&jkt, known_account.as_ref(), r.code, r.detail)
+                            .await);
+                    }
+                }
+            }
+        };
+
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self
-                .enroll_once(&request.device_jwk, &jkt, proven.as_ref(), t)
+                .enroll_once(&request.device_jwk, &jkt, proven.as_ref(), uv.as_ref(), t)
                 .await
             {
                 Ok(Ok(enrolled)) => {
@@ -393,6 +425,9 @@ impl Identity {
                         }
                         Code::IdentityMismatch => {
                             "the card belongs to a different person than this account (the birth date and the name must both match, or J-LIS must link this certificate to the account's)"
+                        }
+                        Code::UserVerificationInvalid => {
+                            "user verification is registered with a new device key; this device key is already enrolled"
                         }
                         _ => "enrollment refused",
                     };
@@ -416,6 +451,7 @@ impl Identity {
         device_jwk: &PublicJwk,
         jkt: &str,
         proven: Option<&ProvenIdentity>,
+        uv: Option<&UvCredential>,
         t: i64,
     ) -> Result<Result<Enrolled, RefusedWith>, AttemptError> {
         let device = self.store.device_by_jkt(jkt).await?;
@@ -470,6 +506,14 @@ impl Identity {
             Ok(plan) => plan,
             Err(code) => return Ok(Err((code, known_account))),
         };
+        if uv.is_some()
+            && matches!(
+                plan,
+                EnrollmentPlan::Upgrade { .. } | EnrollmentPlan::Reproof { .. }
+            )
+        {
+            return Ok(Err((Code::UserVerificationInvalid, known_account)));
+        }
 
         let max = self.config.credential_max_days * 86_400;
         let card_not_after = card.as_ref().map(|(_, c)| c.not_after);
@@ -496,6 +540,7 @@ impl Identity {
                     expires_at,
                     created_at: t,
                     revoked_at: None,
+                    uv: uv.cloned(),
                 },
                 credential,
             ))
@@ -721,6 +766,71 @@ impl Identity {
     /// `POST /v1/auth/login`: a device credential, a login nonce and the device's
     /// signature over it.
     pub async fn login(&self, credential: &str, nonce: &str, signature: &str) -> Outcome<LoggedIn> {
+        self.login_verified(credential, nonce, signature, None)
+            .await
+    }
+
+    /// Whether this platform can register WebAuthn credentials, and the relying party ID
+    /// the browser must use; otherwise why not (shown to residents at enrollment).
+    pub fn webauthn_rp(&self) -> Result<&RelyingParty, &str> {
+        self.webauthn.as_ref().map_err(String::as_str)
+    }
+
+    /// Checks a WebAuthn registration for `challenge`: the credential to keep.
+    fn verify_registration(
+        &self,
+        challenge: &[u8],
+        registration: &webauthn::RegistrationResponse,
+    ) -> Outcome<UvCredential> {
+        let rp = self.webauthn.as_ref().map_err(|why| {
+            Refusal::new(
+                Code::UserVerificationUnavailable,
+                format!("this platform cannot register WebAuthn credentials: {why}"),
+            )
+        })?;
+        let credential =
+            webauthn::verify_registration(rp, challenge, registration).map_err(uv_refusal)?;
+        Ok(UvCredential {
+            credential_id: b64::url_encode(&credential.id),
+            public_key: credential.public_key.to_value().to_string(),
+            sign_count: i64::from(credential.sign_count),
+        })
+    }
+
+    /// Checks a device's WebAuthn assertion for a login nonce; the counter to store.
+    fn verify_uv_assertion(
+        &self,
+        uv: &UvCredential,
+        nonce: &str,
+        assertion: &webauthn::WireAssertion,
+    ) -> Outcome<u32> {
+        let rp = self.webauthn.as_ref().map_err(|why| {
+            Refusal::new(
+                Code::UserVerificationUnavailable,
+                format!(
+                    "this device needs WebAuthn user verification, which this platform's address no longer allows: {why}"
+                ),
+            )
+        })?;
+        let response = assertion.decode().map_err(uv_refusal)?;
+        let id = b64::url_decode(&uv.credential_id)
+            .map_err(|e| Refusal::internal("stored credential id", e))?;
+        let key = PublicJwk::from_json(&uv.public_key)
+            .map_err(|e| Refusal::internal("stored credential key", e))?;
+        let stored = u32::try_from(uv.sign_count).unwrap_or(u32::MAX);
+        webauthn::verify_assertion(rp, &login_uv_challenge(nonce), &id, &key, stored, &response)
+            .map_err(uv_refusal)
+    }
+
+    /// `POST /v1/auth/login` with, for a device gated by WebAuthn, the assertion (its
+    /// challenge is [`login_uv_challenge`] of the nonce).
+    pub async fn login_verified(
+        &self,
+        credential: &str,
+        nonce: &str,
+        signature: &str,
+        user_verification: Option<&webauthn::WireAssertion>,
+    ) -> Outcome<LoggedIn> {
         let claims = self.verify_credential(credential)?;
         let t = now();
         let device = self
@@ -771,35 +881,37 @@ impl Identity {
         }
         let jwk =
             PublicJwk::from_json(&device.jwk).map_err(|e| Refusal::internal("device key", e))?;
-        if keys::verify_es256_b64(&jwk, nonce.as_bytes(), signature).is_err() {
-            // Counted atomically in the database: of 20 concurrent failures, 20 count.
-            let failures = self
-                .store
-                .count_login_failure(&device.id)
-                .await?
-                .unwrap_or(device.failed_logins + 1);
-            let lock = self
-                .config
-                .lockout
-                .policy()
-                .lock_after(u32::try_from(failures).unwrap_or(u32::MAX))
-                .map(|secs| t + secs as i64);
-            let mut commit = Commit::new().leaf(leaf(
-                &refuse(Code::SignatureInvalid, lock),
-                &[&account_id],
-                t,
-            ));
-            if let Some(until) = lock {
-                commit.push(IdentityChange::ExtendLock {
-                    device_id: device.id.clone(),
-                    locked_until: until,
-                });
+        let signature_ok = keys::verify_es256_b64(&jwk, nonce.as_bytes(), signature).is_ok();
+        // The device key signed; for a gated device the authenticator must also have
+        // verified the user. A missing assertion is not a failed attempt (a client that does
+        // not know the device is gated); a wrong one counts like a wrong signature.
+        let uv_count = match (&device.uv, user_verification, signature_ok) {
+            (Some(_), None, true) => {
+                self.record(refuse(Code::UserVerificationRequired, None), &[&account_id])
+                    .await;
+                metrics::counter!("tsunagu_logins_total", "outcome" => "user_verification_required")
+                    .increment(1);
+                return Err(Refusal::new(
+                    Code::UserVerificationRequired,
+                    "this device's key is protected by its screen lock: send a WebAuthn assertion (user_verification) made with the device's platform authenticator",
+                ));
             }
-            if let Err(e) = self.committer.commit(commit).await {
-                tracing::error!(error = %e, "recording a failed login failed");
+            (Some(uv), Some(assertion), true) => {
+                match self.verify_uv_assertion(uv, nonce, assertion) {
+                    Ok(count) => Some((uv.sign_count, i64::from(count))),
+                    Err(r) if r.code == Code::InternalError => return Err(r),
+                    Err(r) => {
+                        self.count_login_failure(&device, &refuse, r.code, &account_id, t)
+                            .await?;
+                        return Err(r);
+                    }
+                }
             }
-            metrics::counter!("tsunagu_logins_total", "outcome" => "signature_invalid")
-                .increment(1);
+            _ => None,
+        };
+        if !signature_ok {
+            self.count_login_failure(&device, &refuse, Code::SignatureInvalid, &account_id, t)
+                .await?;
             return Err(Refusal::new(
                 Code::SignatureInvalid,
                 "the signature over the nonce does not verify with the device key",
@@ -815,6 +927,13 @@ impl Identity {
             expires_at: t + ttl as i64,
             created_at: t,
         }));
+        if let Some((expected, count)) = uv_count.filter(|(before, after)| before != after) {
+            commit.push(IdentityChange::SetUvSignCount {
+                device_id: device.id.clone(),
+                expected,
+                count,
+            });
+        }
         if device.failed_logins != 0 || device.locked_until.is_some() {
             commit.push(IdentityChange::SetLoginState {
                 device_id: device.id.clone(),
@@ -846,6 +965,41 @@ impl Identity {
             account_id,
             device_id: device.id,
         })
+    }
+
+    /// Counts a failed login (atomically in the database: of 20 concurrent failures, 20
+    /// count), locks the device when the policy says so, and records the refusal.
+    async fn count_login_failure(
+        &self,
+        device: &DeviceRow,
+        refuse: &impl Fn(Code, Option<i64>) -> Event,
+        code: Code,
+        account_id: &AccountId,
+        t: i64,
+    ) -> Outcome<()> {
+        let failures = self
+            .store
+            .count_login_failure(&device.id)
+            .await?
+            .unwrap_or(device.failed_logins + 1);
+        let lock = self
+            .config
+            .lockout
+            .policy()
+            .lock_after(u32::try_from(failures).unwrap_or(u32::MAX))
+            .map(|secs| t + secs as i64);
+        let mut commit = Commit::new().leaf(leaf(&refuse(code, lock), &[account_id], t));
+        if let Some(until) = lock {
+            commit.push(IdentityChange::ExtendLock {
+                device_id: device.id.clone(),
+                locked_until: until,
+            });
+        }
+        if let Err(e) = self.committer.commit(commit).await {
+            tracing::error!(error = %e, "recording a failed login failed");
+        }
+        metrics::counter!("tsunagu_logins_total", "outcome" => code.as_str()).increment(1);
+        Ok(())
     }
 
     /// Ends a session (logout): its token stops working at once.
@@ -901,6 +1055,7 @@ impl Identity {
                 expires_at: d.expires_at,
                 revoked_at: d.revoked_at,
                 locked_until: d.locked_until,
+                user_verification: d.uv.is_some(),
                 key_thumbprint: d.jkt,
             })
             .collect();
@@ -1100,4 +1255,21 @@ impl From<Refusal> for AttemptError {
     fn from(r: Refusal) -> Self {
         AttemptError::Refused(r)
     }
+}
+
+/// The WebAuthn challenge of a login: SHA-256 of the login nonce's UTF-8 bytes.
+pub fn login_uv_challenge(nonce: &str) -> [u8; 32] {
+    sha256(nonce.as_bytes())
+}
+
+/// A refused WebAuthn check as the resident's client sees it: the authenticator did not
+/// verify the user → `user_verification_required`; anything else → `user_verification_invalid`.
+fn uv_refusal(e: webauthn::WebAuthnError) -> Refusal {
+    let code = match e {
+        webauthn::WebAuthnError::UserNotVerified | webauthn::WebAuthnError::UserNotPresent => {
+            Code::UserVerificationRequired
+        }
+        _ => Code::UserVerificationInvalid,
+    };
+    Refusal::new(code, e.to_string())
 }

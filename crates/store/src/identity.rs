@@ -45,6 +45,20 @@ pub struct DeviceRow {
     pub expires_at: i64,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The WebAuthn credential that gates this device's key (issue 9, defect 6): with one,
+    /// every login needs an assertion in which the authenticator verified the user.
+    pub uv: Option<UvCredential>,
+}
+
+/// A device's WebAuthn platform credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UvCredential {
+    /// The credential ID, base64url.
+    pub credential_id: String,
+    /// The credential's ES256 public key as a JWK (JSON text).
+    pub public_key: String,
+    /// The last signature counter seen (0 for authenticators that keep none).
+    pub sign_count: i64,
 }
 
 /// A bearer session row.
@@ -97,6 +111,12 @@ pub enum IdentityChange {
         failures: i64,
         locked_until: Option<i64>,
     },
+    /// Records a WebAuthn assertion's signature counter, if it is still `expected`.
+    SetUvSignCount {
+        device_id: DeviceId,
+        expected: i64,
+        count: i64,
+    },
     InsertSession(SessionRow),
     DeleteDeviceSessions {
         device_id: DeviceId,
@@ -121,7 +141,7 @@ macro_rules! account_columns {
 
 macro_rules! device_columns {
     () => {
-        "id, account_id, jkt, jwk, status, failed_logins, locked_until, expires_at, created_at, revoked_at"
+        "id, account_id, jkt, jwk, status, failed_logins, locked_until, expires_at, created_at, revoked_at, uv_credential_id, uv_public_key, uv_sign_count"
     };
 }
 
@@ -158,8 +178,10 @@ const SQL_SET_ACCOUNT_STATUS: &str = "UPDATE accounts SET status = $1, version =
 const SQL_INSERT_DEVICE: &str = concat!(
     "INSERT INTO devices (",
     device_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 );
+const SQL_SET_UV_SIGN_COUNT: &str =
+    "UPDATE devices SET uv_sign_count = $1 WHERE id = $2 AND uv_sign_count = $3";
 const SQL_REVOKE_DEVICE: &str =
     "UPDATE devices SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status = 'active'";
 const SQL_SET_LOGIN_STATE: &str =
@@ -231,6 +253,24 @@ fn device_row(r: &mut RowReader) -> Result<DeviceRow> {
         expires_at: r.int()?,
         created_at: r.int()?,
         revoked_at: r.opt_int()?,
+        uv: {
+            let id = r.opt_text()?;
+            let key = r.opt_text()?;
+            let count = r.int()?;
+            match (id, key) {
+                (Some(credential_id), Some(public_key)) => Some(UvCredential {
+                    credential_id,
+                    public_key,
+                    sign_count: count,
+                }),
+                (None, None) => None,
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "uv_credential_id / uv_public_key".into(),
+                    ));
+                }
+            }
+        },
     })
 }
 
@@ -329,9 +369,23 @@ impl Change for IdentityChange {
                         d.expires_at,
                         d.created_at,
                         d.revoked_at,
+                        d.uv.as_ref().map(|u| u.credential_id.as_str()),
+                        d.uv.as_ref().map(|u| u.public_key.as_str()),
+                        d.uv.as_ref().map_or(0, |u| u.sign_count),
                     ],
                 )?;
                 expect_one(n, "insert device")
+            }
+            IdentityChange::SetUvSignCount {
+                device_id,
+                expected,
+                count,
+            } => {
+                let n = conn.execute(
+                    SQL_SET_UV_SIGN_COUNT,
+                    &params![*count, device_id, *expected],
+                )?;
+                expect_one(n, "set the WebAuthn signature counter")
             }
             IdentityChange::RevokeDevice { id, at } => {
                 let n = conn.execute(SQL_REVOKE_DEVICE, &params![*at, id])?;

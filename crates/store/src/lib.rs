@@ -41,7 +41,7 @@ mod sqlite;
 pub use commit::{AnyChange, BatchOutcome, Change, Commit, Committed, NewLeaf};
 pub use consents::{ConsentChange, ConsentEventRow, ConsentRow};
 pub use exchange::{AlertRow, ExchangeChange, ReceiptSide, ResidentRow, TicketContext, TicketRow};
-pub use identity::{AccountRow, CardRef, DeviceRow, IdentityChange, SessionRow};
+pub use identity::{AccountRow, CardRef, DeviceRow, IdentityChange, SessionRow, UvCredential};
 pub use ledger::{KeyChange, KeyRow, LeafRow, SthRow};
 pub use migrate::{Migration, Migrations, PLATFORM};
 pub use oidc::{AuthzRequestRow, CodeRow, GrantRow, OauthTokenRow, OidcChange, TokenKind};
@@ -350,6 +350,12 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
             name: "service_client_cert",
             sqlite: include_str!("../migrations/sqlite/0006_service_client_cert.sql"),
             postgres: include_str!("../migrations/postgres/0006_service_client_cert.sql"),
+        },
+        Migration {
+            version: 7,
+            name: "device_user_verification",
+            sqlite: include_str!("../migrations/sqlite/0007_device_user_verification.sql"),
+            postgres: include_str!("../migrations/postgres/0007_device_user_verification.sql"),
         },
     ],
 };

@@ -97,6 +97,7 @@ fn device(id: &str, account_id: &str) -> DeviceRow {
         expires_at: 5_000,
         created_at: 100,
         revoked_at: None,
+        uv: None,
     }
 }
 
@@ -360,6 +361,22 @@ store_tests! {
         assert!(store.account(&"a3".into()).await.unwrap().is_none());
         let hashes = store.leaf_hashes(0, 4).await.unwrap();
         assert_eq!(hashes, vec![[1; 32], [2; 32], [3; 32], [5; 32]]);
+    };
+
+    a_device_keeps_its_webauthn_credential_and_counter => |store: Arc<dyn Store>| async move {
+        commit(&store, changes![IdentityChange::InsertAccount(account("a1", None))], vec![]).await.unwrap();
+        let mut d = device("d1", "a1");
+        d.uv = Some(UvCredential { credential_id: "Y3JlZA".into(), public_key: "{\"kty\":\"EC\"}".into(), sign_count: 7 });
+        commit(&store, changes![IdentityChange::InsertDevice(d.clone())], vec![]).await.unwrap();
+        assert_eq!(store.device(&"d1".into()).await.unwrap().unwrap(), d);
+        let count = |expected, count| IdentityChange::SetUvSignCount { device_id: "d1".into(), expected, count };
+        commit(&store, changes![count(7, 9)], vec![]).await.unwrap();
+        // The same assertion counted twice (two racing logins): the second is a conflict.
+        assert!(matches!(commit(&store, changes![count(7, 9)], vec![]).await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.device(&"d1".into()).await.unwrap().unwrap().uv.unwrap().sign_count, 9);
+        let plain = device("d2", "a1");
+        commit(&store, changes![IdentityChange::InsertDevice(plain)], vec![]).await.unwrap();
+        assert_eq!(store.device(&"d2".into()).await.unwrap().unwrap().uv, None);
     };
 
     compare_and_set_changes_apply_once => |store: Arc<dyn Store>| async move {

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use tsunagu_core::identity::{Level, Sex};
 use tsunagu_platform::identity::Session;
+use tsunagu_platform::identity::webauthn::WireAssertion;
 
 #[derive(Deserialize, Default)]
 pub struct LangQuery {
@@ -98,9 +99,29 @@ pub async fn login(
         );
     }
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    // The WebAuthn assertion of a gated device, as JSON in one field; unreadable JSON is
+    // refused like a wrong assertion (not silently dropped, which would read as "missing").
+    let user_verification = match field("user_verification").trim() {
+        "" => None,
+        text => match serde_json::from_str::<WireAssertion>(text) {
+            Ok(a) => Some(a),
+            Err(_) => Some(WireAssertion {
+                kind: "unreadable".into(),
+                credential_id: String::new(),
+                client_data_json: String::new(),
+                authenticator_data: String::new(),
+                signature: String::new(),
+            }),
+        },
+    };
     match app
         .oidc
-        .login(field("credential"), field("nonce"), field("signature"))
+        .login(
+            field("credential"),
+            field("nonce"),
+            field("signature"),
+            user_verification.as_ref(),
+        )
         .await
     {
         Ok((logged_in, next)) => {

@@ -528,7 +528,8 @@ impl Oidc {
         )))
     }
 
-    /// `POST /login` (form: `credential`, `nonce`, `signature`): logs the device in. When
+    /// `POST /login` (form: `credential`, `nonce`, `signature`, and for a device gated by
+    /// WebAuthn `user_verification`, the assertion as JSON): logs the device in. When
     /// the nonce belongs to a login page shown for a service, the answer says where to
     /// continue. A refused login comes with a fresh login page (the old nonce is spent).
     pub async fn login(
@@ -536,13 +537,18 @@ impl Oidc {
         credential: &str,
         nonce: &str,
         signature: &str,
+        user_verification: Option<&crate::identity::webauthn::WireAssertion>,
     ) -> Result<(LoggedIn, Option<String>), (Refusal, Option<LoginView>)> {
         let pending = self
             .store
             .authz_request_by_login_nonce(nonce)
             .await
             .map_err(|e| (Refusal::from(e), None))?;
-        match self.identity.login(credential, nonce, signature).await {
+        match self
+            .identity
+            .login_verified(credential, nonce, signature, user_verification)
+            .await
+        {
             Ok(logged_in) => {
                 let next = pending.map(|p| format!("{AUTHORIZE_PATH}?request_id={}", p.id));
                 Ok((logged_in, next))
