@@ -96,7 +96,9 @@ function spkiPin(pem) {
 
 /** A running platform. */
 export class Platform {
-  static async start({ quorum = 1 } = {}) {
+  /** `host`: the name in the platform's public URL and the browser's address bar (WebAuthn
+   * needs a domain name such as `localhost`; the default `127.0.0.1` offers none). */
+  static async start({ quorum = 1, host = "127.0.0.1" } = {}) {
     const dir = mkdtempSync(join(tmpdir(), "tsunagu-web-"));
     execFileSync(bin, ["dev", "jpki", "init", "--dir", "ca"], { cwd: dir, stdio: "ignore" });
     execFileSync(bin, ["dev", "tls", "--out", "tls", "--host", "127.0.0.1", "--host", "localhost"], {
@@ -119,6 +121,7 @@ export class Platform {
       [
         "[server]",
         `bind = "127.0.0.1:${port}"`,
+        ...(host === "127.0.0.1" ? [] : [`public_url = "https://${host}:${port}"`]),
         `tls_cert = "tls/server.pem"`,
         `tls_key = "tls/server-key.pem"`,
         "[storage]",
@@ -151,7 +154,10 @@ export class Platform {
       if (i > 200 || child.exitCode !== null) throw new Error(`tsunagu did not start:\n${log}`);
       await sleep(50);
     }
-    return new Platform(dir, url, child, member, () => log, tls);
+    const platform = new Platform(dir, url, child, member, () => log, tls);
+    // Where the browser goes: the public URL (Node's requests keep to 127.0.0.1).
+    platform.origin = `https://${host}:${port}`;
+    return platform;
   }
 
   constructor(dir, url, child, member, log, tls) {

@@ -142,7 +142,17 @@ pub async fn login(
             &LoginPage {
                 page: Page::new(&app, lang, "login-title", "login"),
                 view,
-                error: Some(format!("{} ({})", e.detail, e.code.as_str())),
+                // The resident's words where the code has them (a gated device without its
+                // screen-lock confirmation…), the platform's detail otherwise.
+                error: Some(format!(
+                    "{} ({})",
+                    super::i18n::text_or(
+                        lang,
+                        &super::i18n::key("res-err-", e.code.as_str()),
+                        &e.detail
+                    ),
+                    e.code.as_str()
+                )),
             },
         ),
         Err((e, None)) => api_error_page(&app, lang, &e),

@@ -300,6 +300,8 @@ struct EnrollPage {
     page: Page,
     /// The signed-in resident's level, when there is one (the page then upgrades).
     level: Option<String>,
+    /// The WebAuthn relying party ID, empty when this platform's address allows none.
+    webauthn_rp: String,
 }
 
 /// `GET /enroll`.
@@ -317,7 +319,19 @@ async fn enroll_page(
             level = Some(me.level.as_str().to_owned());
         }
     }
-    let mut r = html(StatusCode::OK, &EnrollPage { page, level });
+    let webauthn_rp = app
+        .identity
+        .webauthn_rp()
+        .map(|rp| rp.id.clone())
+        .unwrap_or_default();
+    let mut r = html(
+        StatusCode::OK,
+        &EnrollPage {
+            page,
+            level,
+            webauthn_rp,
+        },
+    );
     remember_lang(&app, &mut r, &q);
     r
 }
@@ -917,6 +931,8 @@ pub struct DeviceView {
     pub revoked_at: Option<i64>,
     pub locked_until: Option<i64>,
     pub thumbprint: String,
+    /// The device key is gated by WebAuthn user verification.
+    pub uv: bool,
     /// The services whose logins through this device end when it is revoked.
     pub ends: Vec<String>,
 }
@@ -993,6 +1009,7 @@ async fn render_devices(
                 revoked_at: d.revoked_at,
                 locked_until: d.locked_until.filter(|u| *u > t),
                 thumbprint: d.key_thumbprint.clone(),
+                uv: d.user_verification,
             }
         })
         .collect();

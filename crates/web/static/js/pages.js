@@ -3,8 +3,9 @@
 // hidden fields are filled before the form is sent.
 
 import {
-  createDeviceKey, enrollmentSignedData, forgetDevice, loadDevice, requestPersistentStorage,
-  saveDevice, signLoginNonce, signResidentJws,
+  assertUserVerification, createDeviceKey, enrollmentSignedData, forgetDevice, loadDevice,
+  registerUserVerification, requestPersistentStorage, saveDevice, signLoginNonce, signResidentJws,
+  userVerificationAvailable,
 } from "./wallet.js";
 import { b64, b64url } from "./jose.js";
 import { fetchAndVerifyHistory } from "./ledger.js";
@@ -46,10 +47,44 @@ function login(form) {
     const statusEl = document.getElementById("login-status");
     const device = await deviceOrExplain(statusEl);
     if (!device) return;
+    const nonce = form.elements.nonce.value;
+    let assertion = null;
+    try {
+      // A gated device: the screen lock confirms the resident before the key is used.
+      assertion = await assertUserVerification(device, nonce);
+    } catch (e) {
+      status(statusEl, uvFailed(e, "login"), "error");
+      return;
+    }
     form.elements.credential.value = device.credential;
-    form.elements.signature.value = await signLoginNonce(device, form.elements.nonce.value);
+    form.elements.signature.value = await signLoginNonce(device, nonce);
+    if (assertion) hiddenField(form, "user_verification").value = JSON.stringify(assertion);
     form.submit();
   });
+}
+
+/** The hidden input `name` of `form`, added when missing. */
+function hiddenField(form, name) {
+  let input = form.querySelector(`input[type="hidden"][name="${name}"]`);
+  if (!input) {
+    input = document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    form.append(input);
+  }
+  return input;
+}
+
+/** What to tell the resident when the screen-lock confirmation did not happen. */
+function uvFailed(e, step) {
+  if (e?.name === "NotAllowedError" || e?.name === "AbortError") {
+    return step === "enroll"
+      ? say("画面ロックの確認が取り消されたか、時間切れになりました。何も登録されていません。もう一度お試しください。",
+        "The screen-lock confirmation was cancelled or timed out. Nothing was registered; try again.")
+      : say("画面ロックの確認が取り消されたか、時間切れになりました。もう一度お試しください。",
+        "The screen-lock confirmation was cancelled or timed out. Try again.");
+  }
+  return say(`画面ロックで確認できませんでした: ${explain(e)}`, `The screen-lock confirmation failed: ${explain(e)}`);
 }
 
 // The consent form: sign the exact payload the platform showed, then send the decision.
@@ -249,8 +284,26 @@ function submitForm(action, fields) {
 /** Logs the stored device in: a fresh login nonce, signed, posted to /login. */
 async function logInWith(device) {
   const { nonce } = await postJson("/v1/auth/challenge", {});
+  const assertion = await assertUserVerification(device, nonce);
   const signature = await signLoginNonce(device, nonce);
-  submitForm("/login", { credential: device.credential, nonce, signature });
+  const fields = { credential: device.credential, nonce, signature };
+  if (assertion) fields.user_verification = JSON.stringify(assertion);
+  submitForm("/login", fields);
+}
+
+/**
+ * Shows, before anything is registered, whether the new key will be protected by the
+ * device's screen lock — and plainly when it will not (issue 9, defect 6). Resolves the
+ * relying party ID to register with, or null.
+ */
+async function showUserVerification() {
+  const box = document.getElementById("uv-status");
+  if (!box) return null;
+  const rpId = box.dataset.webauthnRp || null;
+  const available = await userVerificationAvailable();
+  const shown = !rpId ? "uv-no-platform" : available ? "uv-yes" : "uv-no-browser";
+  for (const p of box.querySelectorAll("p")) p.hidden = p.id !== shown;
+  return rpId && available ? rpId : null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -260,6 +313,7 @@ async function logInWith(device) {
 // The enrollment form: a new device key (or this browser's, to upgrade it with the
 // simulated card), enrollment, then login.
 function enroll(form) {
+  const uvReady = showUserVerification();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const statusEl = document.getElementById("enroll-status");
@@ -282,6 +336,17 @@ function enroll(form) {
       if (!existing) device = await createDeviceKey();
       status(statusEl, say("登録しています…", "Registering…"));
       const { nonce } = await postJson("/v1/enrollment/challenge", {});
+      // A new key is gated by the screen lock where the browser and the platform allow it.
+      let registration = null;
+      const rpId = existing ? null : await uvReady;
+      if (rpId) {
+        status(statusEl, say("画面ロック(PIN・指紋・顔)で確認してください…", "Confirm with your screen lock (PIN, fingerprint or face)…"));
+        try {
+          registration = await registerUserVerification(rpId, device.thumbprint, nonce);
+        } catch (e) {
+          throw new PlatformError(uvFailed(e, "enroll"));
+        }
+      }
       let card = null;
       let signed = null;
       if (useCard) {
@@ -294,7 +359,10 @@ function enroll(form) {
           sex: form.elements.sim_sex?.value,
         }, signed));
       }
-      const enrolled = await postJson("/v1/enrollment", enrollmentBody(device.publicJwk, nonce, card, signed));
+      const body = enrollmentBody(device.publicJwk, nonce, card, signed);
+      if (registration) body.user_verification = registration.wire;
+      const enrolled = await postJson("/v1/enrollment", body);
+      if (registration) device.uv = registration.uv;
       Object.assign(device, {
         credential: enrolled.credential,
         deviceId: enrolled.device_id,

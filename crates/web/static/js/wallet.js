@@ -12,12 +12,15 @@
 //     thumbprint,   // RFC 7638 thumbprint of publicJwk (the key's kid)
 //     credential,   // string | null — the device credential issued at enrollment
 //     deviceId, accountId, level,   // as returned by the platform (null until enrolled)
+//     uv,           // null, or { rpId, credentialId } — the WebAuthn platform credential that
+//                   // gates the key: every login also needs the user verified (PIN,
+//                   // fingerprint, face) by the device's authenticator (issue 9, defect 6)
 //     createdAt }   // ISO 8601 time the key was generated
 //
 // The crypto functions work without IndexedDB (and so in Node tests); only saveDevice,
 // loadDevice and forgetDevice touch storage.
 
-import { jcs, utf8, thumbprint as jwkThumbprint, signBytesB64url, signJws, subtle } from "./jose.js";
+import { b64url, b64urlDecode, jcs, utf8, thumbprint as jwkThumbprint, signBytesB64url, signJws, subtle } from "./jose.js";
 
 const DB_NAME = "tsunagu-wallet";
 const DB_VERSION = 1;
@@ -48,6 +51,7 @@ export async function createDeviceKey() {
     deviceId: null,
     accountId: null,
     level: null,
+    uv: null,
     createdAt: new Date().toISOString(),
   };
 }
@@ -75,6 +79,84 @@ export async function signLoginNonce(record, nonce) {
  */
 export async function signResidentJws(record, payload) {
   return signJws(record.privateKey, { kid: record.thumbprint }, payload);
+}
+
+// ---------------------------------------------------------------------------------------
+// WebAuthn user verification (the device's screen lock gates the key)
+// ---------------------------------------------------------------------------------------
+
+/** SHA-256 of `bytes` (a Uint8Array). */
+async function sha256(bytes) {
+  return new Uint8Array(await subtle().digest("SHA-256", bytes));
+}
+
+/**
+ * Whether this browser can verify the user with a platform authenticator (PIN, fingerprint,
+ * face). False without WebAuthn, outside a secure context, or without such an authenticator.
+ */
+export async function userVerificationAvailable() {
+  const pkc = globalThis.PublicKeyCredential;
+  if (!pkc?.isUserVerifyingPlatformAuthenticatorAvailable || !globalThis.isSecureContext) return false;
+  try {
+    return await pkc.isUserVerifyingPlatformAuthenticatorAvailable();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Registers a platform credential that gates the device key. The challenge is SHA-256 of the
+ * enrollment's signed data (the same bytes a card signs), so the platform knows the credential
+ * was made for this key and nonce. Resolves { wire, uv }: the registration as the platform
+ * reads it, and what the record keeps.
+ */
+export async function registerUserVerification(rpId, thumbprint, nonce) {
+  const credential = await navigator.credentials.create({
+    publicKey: {
+      rp: { id: rpId, name: "tsunagu" },
+      // Not the resident's identity: an opaque random handle (the credential is not discoverable).
+      user: { id: globalThis.crypto.getRandomValues(new Uint8Array(16)), name: "tsunagu", displayName: "tsunagu" },
+      challenge: await sha256(enrollmentSignedData(thumbprint, nonce)),
+      pubKeyCredParams: [{ type: "public-key", alg: -7 }],
+      authenticatorSelection: { authenticatorAttachment: "platform", userVerification: "required", residentKey: "discouraged" },
+      attestation: "none",
+      timeout: 120000,
+    },
+  });
+  const r = credential.response;
+  return {
+    wire: {
+      type: "webauthn",
+      client_data_json: b64url(new Uint8Array(r.clientDataJSON)),
+      attestation_object: b64url(new Uint8Array(r.attestationObject)),
+    },
+    uv: { rpId, credentialId: b64url(new Uint8Array(credential.rawId)) },
+  };
+}
+
+/**
+ * The assertion that unlocks the key for one login: the authenticator verifies the user and
+ * signs SHA-256 of the login nonce. Resolves the wire form, or null for an ungated device.
+ */
+export async function assertUserVerification(record, nonce) {
+  if (!record?.uv) return null;
+  const credential = await navigator.credentials.get({
+    publicKey: {
+      rpId: record.uv.rpId,
+      challenge: await sha256(utf8(nonce)),
+      allowCredentials: [{ type: "public-key", id: b64urlDecode(record.uv.credentialId), transports: ["internal"] }],
+      userVerification: "required",
+      timeout: 120000,
+    },
+  });
+  const r = credential.response;
+  return {
+    type: "webauthn",
+    credential_id: b64url(new Uint8Array(credential.rawId)),
+    client_data_json: b64url(new Uint8Array(r.clientDataJSON)),
+    authenticator_data: b64url(new Uint8Array(r.authenticatorData)),
+    signature: b64url(new Uint8Array(r.signature)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------
