@@ -19,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     }
-    let mut writer = Writer::new(Vec::new(), reader.header().clone()).expect("an accepted header writes");
+    let mut writer =
+        Writer::new(Vec::new(), reader.header().clone()).expect("an accepted header writes");
     for (table, values) in &rows {
         writer.row(*table, values).expect("an accepted row writes");
     }

@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use tsunagu_crypto::x509::{self, CrlSet, TrustAnchors, ValidationPolicy};
 use tsunagu_crypto::jpki;
+use tsunagu_crypto::x509::{self, CrlSet, TrustAnchors, ValidationPolicy};
 
 fn anchors() -> &'static (TrustAnchors, CrlSet) {
     static ANCHORS: OnceLock<(TrustAnchors, CrlSet)> = OnceLock::new();
@@ -25,8 +25,18 @@ fn anchors() -> &'static (TrustAnchors, CrlSet) {
 fuzz_target!(|data: &[u8]| {
     let (anchors, crls) = anchors();
     // The input may hold several certificates separated by a marker byte sequence.
-    let chain: Vec<Vec<u8>> = data.split(|b| *b == 0xff).map(<[u8]>::to_vec).take(4).collect();
-    let _ = x509::validate_chain(&chain, anchors, crls, 1_790_000_000, &ValidationPolicy::default());
+    let chain: Vec<Vec<u8>> = data
+        .split(|b| *b == 0xff)
+        .map(<[u8]>::to_vec)
+        .take(4)
+        .collect();
+    let _ = x509::validate_chain(
+        &chain,
+        anchors,
+        crls,
+        1_790_000_000,
+        &ValidationPolicy::default(),
+    );
     let _ = jpki::basic_attributes(data);
     let _ = x509::subject_key(data);
     let _ = x509::verify_with_certificate(data, b"message", &[0u8; 64]);

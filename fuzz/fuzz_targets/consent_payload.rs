@@ -25,7 +25,10 @@ fn purpose() -> PurposeFacts {
     }
 }
 
-const VERIFIED: ResidentFacts = ResidentFacts { level: Level::Verified, status: AccountStatus::Active };
+const VERIFIED: ResidentFacts = ResidentFacts {
+    level: Level::Verified,
+    status: AccountStatus::Active,
+};
 
 /// Within `ISSUED_AT_WINDOW` of `now`, computed without any chance of overflow.
 fn fresh(issued_at: i64, now: i64) -> bool {
@@ -35,7 +38,10 @@ fn fresh(issued_at: i64, now: i64) -> bool {
 fuzz_target!(|data: &[u8]| {
     if let Ok(payload) = serde_json::from_slice::<ConsentPayload>(data) {
         let again = serde_json::to_vec(&payload).expect("serializes");
-        assert_eq!(serde_json::from_slice::<ConsentPayload>(&again).expect("reparses"), payload);
+        assert_eq!(
+            serde_json::from_slice::<ConsentPayload>(&again).expect("reparses"),
+            payload
+        );
         let purpose = purpose();
         // Every `now` the fuzzer may choose as well as a fixed one, so both ends are reached.
         for now in [NOW, payload.issued_at] {
@@ -48,24 +54,45 @@ fuzz_target!(|data: &[u8]| {
                 assert!(payload.items.iter().all(|i| purpose.items.contains(i)));
                 assert!(!payload.nonce.is_empty() && payload.nonce.len() <= 128);
                 assert!(payload.expires_at > now);
-                assert!(fresh(payload.issued_at, now), "issued_at {} accepted at {now}", payload.issued_at);
+                assert!(
+                    fresh(payload.issued_at, now),
+                    "issued_at {} accepted at {now}",
+                    payload.issued_at
+                );
             }
             // Nothing but a verified, active resident consents; no consent without a purpose.
-            let provisional = ResidentFacts { level: Level::Provisional, ..VERIFIED };
-            assert!(consent::check_consent(&payload, Some(&purpose), provisional, now, MAX).is_err());
+            let provisional = ResidentFacts {
+                level: Level::Provisional,
+                ..VERIFIED
+            };
+            assert!(
+                consent::check_consent(&payload, Some(&purpose), provisional, now, MAX).is_err()
+            );
             assert!(consent::check_consent(&payload, None, VERIFIED, now, MAX).is_err());
         }
     }
     if let Ok(change) = serde_json::from_slice::<ChangePayload>(data) {
         let again = serde_json::to_vec(&change).expect("serializes");
-        assert_eq!(serde_json::from_slice::<ChangePayload>(&again).expect("reparses"), change);
+        assert_eq!(
+            serde_json::from_slice::<ChangePayload>(&again).expect("reparses"),
+            change
+        );
         for now in [NOW, change.issued_at] {
-            for status in [ConsentStatus::Active, ConsentStatus::Revoked, ConsentStatus::Superseded, ConsentStatus::Expired] {
+            for status in [
+                ConsentStatus::Active,
+                ConsentStatus::Revoked,
+                ConsentStatus::Superseded,
+                ConsentStatus::Expired,
+            ] {
                 let ok = consent::check_change(&change, status, NOW + 86_400, now, MAX).is_ok();
                 // Only an active consent changes; an expiry change names a future expiry.
                 if ok {
                     assert_eq!(status, ConsentStatus::Active);
-                    assert!(fresh(change.issued_at, now), "issued_at {} accepted at {now}", change.issued_at);
+                    assert!(
+                        fresh(change.issued_at, now),
+                        "issued_at {} accepted at {now}",
+                        change.issued_at
+                    );
                     if change.action == ChangeAction::Expiry {
                         assert!(change.expires_at.is_some_and(|t| t > now));
                     }

@@ -23,10 +23,17 @@ fn trust() -> &'static (TrustAnchors, CrlSet, ValidationPolicy) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(request) = proofing::parse_enrollment(data) else { return };
+    let Ok(request) = proofing::parse_enrollment(data) else {
+        return;
+    };
     let Some(proof) = &request.proof else { return };
     let (anchors, crls, policy) = trust();
-    let ctx = ProofContext { anchors, crls, policy, now: 1_790_000_000 };
+    let ctx = ProofContext {
+        anchors,
+        crls,
+        policy,
+        now: 1_790_000_000,
+    };
     // No certificate the fuzzer can build chains to the fresh CA with a valid signature.
     assert!(proofing::verify_jpki_proof(&request, proof, &ctx).is_err());
 });

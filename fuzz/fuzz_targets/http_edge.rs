@@ -17,7 +17,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = form_decode(text);
         let _ = ClientAuthHeader::parse(text);
-        if let ClientAuthHeader::Basic { id, secret } = ClientAuthHeader::parse(&format!("Basic {text}")) {
+        if let ClientAuthHeader::Basic { id, secret } =
+            ClientAuthHeader::parse(&format!("Basic {text}"))
+        {
             // Credentials that decode come back whole when a client encodes them again.
             let encode = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
             let again = STANDARD.encode(format!("{}:{}", encode(&id), encode(&secret)));

@@ -18,7 +18,9 @@ fn key() -> &'static PublicJwk {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(token) = jws::parse(text) {
         let _ = token.json_payload();
         let _ = token.verify(key());

@@ -15,11 +15,15 @@ fn form_encode(s: &str) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut map = serde_json::Map::new();
     for pair in text.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(k), Some(v)) = (form_decode(k), form_decode(v)) else { continue };
+        let (Some(k), Some(v)) = (form_decode(k), form_decode(v)) else {
+            continue;
+        };
         // What a client's encoding of the decoded text gives back is the decoded text.
         assert_eq!(form_decode(&form_encode(&k)).as_deref(), Some(k.as_str()));
         assert_eq!(form_decode(&form_encode(&v)).as_deref(), Some(v.as_str()));
@@ -27,16 +31,24 @@ fuzz_target!(|data: &[u8]| {
         assert!(v.len() <= pair.len());
         map.entry(k).or_insert(serde_json::Value::String(v));
     }
-    let Ok(params) = serde_json::from_value::<AuthorizeParams>(serde_json::Value::Object(map)) else {
+    let Ok(params) = serde_json::from_value::<AuthorizeParams>(serde_json::Value::Object(map))
+    else {
         return;
     };
     let again = serde_json::to_value(&params).expect("serializes");
-    assert_eq!(serde_json::from_value::<AuthorizeParams>(again).expect("reparses"), params);
+    assert_eq!(
+        serde_json::from_value::<AuthorizeParams>(again).expect("reparses"),
+        params
+    );
 
     let client_id = params.client_id.clone().unwrap_or_default();
     let registered = vec!["https://daycare.example/cb".to_owned()];
     for status in [ServiceStatus::Approved, ServiceStatus::Suspended] {
-        let client = ClientFacts { id: &client_id, status, redirect_uris: &registered };
+        let client = ClientFacts {
+            id: &client_id,
+            status,
+            redirect_uris: &registered,
+        };
         match oidc::validate(&params, Some(&client)) {
             Ok(auth) => {
                 assert_eq!(status, ServiceStatus::Approved);
@@ -57,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Without a known client, nothing is accepted and nothing is redirected.
-    assert!(matches!(oidc::validate(&params, None), Err(AuthorizeError::Show { .. })));
+    assert!(matches!(
+        oidc::validate(&params, None),
+        Err(AuthorizeError::Show { .. })
+    ));
     if let Some(scope) = &params.scope {
         let _ = oidc::items_for_scope(&oidc::normalize_scope(scope));
     }

@@ -11,9 +11,12 @@ use tsunagu_core::code::public_detail;
 use tsunagu_core::service::deceptive_char;
 
 fn names_a_type(detail: &str) -> bool {
-    detail
-        .match_indices("expected struct ")
-        .any(|(i, m)| detail[i + m.len()..].chars().next().is_some_and(char::is_uppercase))
+    detail.match_indices("expected struct ").any(|(i, m)| {
+        detail[i + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(char::is_uppercase)
+    })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,12 @@ use libfuzzer_sys::fuzz_target;
 use tsunagu_core::governance::{self, CastVote, Decision, VotePayload};
 use tsunagu_core::service::ServiceStatus;
 
-const DECISIONS: [Decision; 4] = [Decision::Approve, Decision::Reject, Decision::Suspend, Decision::Reinstate];
+const DECISIONS: [Decision; 4] = [
+    Decision::Approve,
+    Decision::Reject,
+    Decision::Suspend,
+    Decision::Reinstate,
+];
 const STATUSES: [ServiceStatus; 4] = [
     ServiceStatus::PendingReview,
     ServiceStatus::Approved,
@@ -21,7 +26,11 @@ const STATUSES: [ServiceStatus; 4] = [
 const CODES: [&str; 4] = ["missing_retention", "broad_items", "weak_terms", "x"];
 
 fn code(u: &mut Unstructured<'_>) -> arbitrary::Result<String> {
-    Ok(if bool::arbitrary(u)? { (*u.choose(&CODES)?).to_owned() } else { String::arbitrary(u)? })
+    Ok(if bool::arbitrary(u)? {
+        (*u.choose(&CODES)?).to_owned()
+    } else {
+        String::arbitrary(u)?
+    })
 }
 
 fn codes(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<String>> {
@@ -51,7 +60,11 @@ fn round(data: &[u8]) -> arbitrary::Result<()> {
         latest.push(v);
     }
     if let Some(outcome) = outcome {
-        assert!(governance::allowed(status).iter().any(|d| d.outcome() == outcome));
+        assert!(
+            governance::allowed(status)
+                .iter()
+                .any(|d| d.outcome() == outcome)
+        );
         let backing = latest
             .iter()
             .filter(|v| {
@@ -60,7 +73,10 @@ fn round(data: &[u8]) -> arbitrary::Result<()> {
                     && governance::check_overrides(v.decision, &v.overrides, &blocking).is_ok()
             })
             .count();
-        assert!(backing >= quorum.max(1), "{backing} votes behind {outcome:?}, quorum {quorum}");
+        assert!(
+            backing >= quorum.max(1),
+            "{backing} votes behind {outcome:?}, quorum {quorum}"
+        );
         if outcome == ServiceStatus::Approved && status == ServiceStatus::PendingReview {
             // Every approval that helped reach it names exactly the blocking findings.
             for v in latest.iter().filter(|v| v.decision == Decision::Approve) {
@@ -72,9 +88,14 @@ fn round(data: &[u8]) -> arbitrary::Result<()> {
         }
     }
     // An approval alone cannot carry a quorum if it does not pass check_overrides.
-    let approvals: Vec<&&CastVote> = latest.iter().filter(|v| v.decision == Decision::Approve).collect();
+    let approvals: Vec<&&CastVote> = latest
+        .iter()
+        .filter(|v| v.decision == Decision::Approve)
+        .collect();
     if status == ServiceStatus::PendingReview
-        && approvals.iter().all(|v| governance::check_overrides(v.decision, &v.overrides, &blocking).is_err())
+        && approvals
+            .iter()
+            .all(|v| governance::check_overrides(v.decision, &v.overrides, &blocking).is_err())
     {
         assert_ne!(outcome, Some(ServiceStatus::Approved));
     }

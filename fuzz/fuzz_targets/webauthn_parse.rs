@@ -27,7 +27,12 @@ fn genuine() -> &'static Genuine {
         let registration = a.register(CHALLENGE);
         let credential = verify_registration(&rp, CHALLENGE, &registration).unwrap();
         let assertion = a.assert(CHALLENGE);
-        Genuine { rp, registration, credential, assertion }
+        Genuine {
+            rp,
+            registration,
+            credential,
+            assertion,
+        }
     })
 }
 
@@ -55,7 +60,9 @@ static LOCK: Mutex<()> = Mutex::new(());
 
 fuzz_target!(|data: &[u8]| {
     let _guard = LOCK.lock();
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let g = genuine();
     match mode % 4 {
         0 => {
@@ -65,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
         }
         1 => {
             let mut r = g.registration.clone();
-            edit(&mut [&mut r.client_data_json, &mut r.attestation_object], rest);
+            edit(
+                &mut [&mut r.client_data_json, &mut r.attestation_object],
+                rest,
+            );
             if let Ok(c) = verify_registration(&g.rp, CHALLENGE, &r) {
                 let data = parse_attestation_object(&r.attestation_object).unwrap();
                 assert_eq!(data.rp_id_hash, tsunagu_crypto::sha256(g.rp.id.as_bytes()));
@@ -79,7 +89,12 @@ fuzz_target!(|data: &[u8]| {
         2 => {
             let mut a = g.assertion.clone();
             edit(
-                &mut [&mut a.client_data_json, &mut a.authenticator_data, &mut a.signature, &mut a.credential_id],
+                &mut [
+                    &mut a.client_data_json,
+                    &mut a.authenticator_data,
+                    &mut a.signature,
+                    &mut a.credential_id,
+                ],
                 rest,
             );
             let result = webauthn::verify_assertion(
@@ -91,8 +106,14 @@ fuzz_target!(|data: &[u8]| {
                 &a,
             );
             if result.is_ok() {
-                assert_eq!(a.client_data_json, g.assertion.client_data_json, "forged client data accepted");
-                assert_eq!(a.authenticator_data, g.assertion.authenticator_data, "forged authenticator data accepted");
+                assert_eq!(
+                    a.client_data_json, g.assertion.client_data_json,
+                    "forged client data accepted"
+                );
+                assert_eq!(
+                    a.authenticator_data, g.assertion.authenticator_data,
+                    "forged authenticator data accepted"
+                );
                 assert_eq!(a.credential_id, g.assertion.credential_id);
             }
         }

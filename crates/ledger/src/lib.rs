@@ -10,6 +10,7 @@
 //! verifiers offline.
 
 pub mod hash;
+pub mod rotation;
 pub mod sth;
 pub mod tree;
 pub mod verify;
