@@ -457,10 +457,13 @@ impl History {
 
     /// The resident's pseudonym in the ledger.
     /// Deletes the contents of leaves older than `[ledger] retention_days` (their hashes,
-    /// and so every proof, stay); answers how many.
+    /// and so every proof, stay); answers how many. The tree-head key changes
+    /// (`ledger.key_rotated`, no personal data) are kept: an auditor's `ledger verify`
+    /// follows them years later.
     pub async fn apply_retention(&self, now: i64) -> Result<u64, StoreError> {
         let cutoff = now - i64::from(self.config.retention_days) * 86_400;
-        self.store.expire_leaf_inputs(cutoff).await
+        let keep = crate::rotation::announced_leaves(&self.store.keys(crate::keys::LEDGER).await?);
+        self.store.expire_leaf_inputs(cutoff, &keep).await
     }
 
     pub fn ledger_subject(&self, session: &Session) -> tsunagu_core::PairwiseId {

@@ -89,6 +89,15 @@ pub struct Announcement {
     pub sth: SignedTreeHead,
 }
 
+/// The ledger leaves that announce tree-head key changes (kept through retention).
+pub(crate) fn announced_leaves(rows: &[tsunagu_store::KeyRow]) -> Vec<u64> {
+    rows.iter()
+        .filter_map(|r| r.announcement.as_deref())
+        .filter_map(|text| serde_json::from_str::<Announcement>(text).ok())
+        .map(|a| a.leaf_index)
+        .collect()
+}
+
 /// What an auditor needs to follow a tree-head key change offline: the announcing leaf, the
 /// handover head signed by the previous key and the leaf's inclusion proof in it.
 #[derive(Debug, Clone, Serialize)]

@@ -241,9 +241,21 @@ impl LedgerStore for SqlStore {
             .await
     }
 
-    async fn expire_leaf_inputs(&self, before: i64) -> Result<u64> {
+    async fn expire_leaf_inputs(&self, before: i64, keep: &[u64]) -> Result<u64> {
+        // The kept indexes are integers from the database itself, written into the statement
+        // (a list parameter is not portable between SQLite and PostgreSQL).
+        let sql = if keep.is_empty() {
+            SQL_EXPIRE_LEAF_INPUTS.to_owned()
+        } else {
+            let list = keep
+                .iter()
+                .map(|i| to_i64(*i).map(|i| i.to_string()))
+                .collect::<Result<Vec<_>>>()?
+                .join(", ");
+            format!("{SQL_EXPIRE_LEAF_INPUTS} AND idx NOT IN ({list})")
+        };
         self.db
-            .write(move |c| c.execute(SQL_EXPIRE_LEAF_INPUTS, &params![before]))
+            .write(move |c| c.execute(&sql, &params![before]))
             .await
     }
 }

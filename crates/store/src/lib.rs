@@ -136,7 +136,10 @@ pub trait LedgerStore {
     async fn put_sth(&self, sth: &SthRow) -> Result<()>;
     async fn latest_sth(&self) -> Result<Option<SthRow>>;
     /// Deletes the content of leaves created before `before`, keeping their hashes.
-    async fn expire_leaf_inputs(&self, before: i64) -> Result<u64>;
+    /// Blanks the contents of leaves created before `before`, except the leaves at `keep`
+    /// (announcements that carry no personal data and that auditors must read forever, such
+    /// as tree-head key changes). Answers how many were blanked.
+    async fn expire_leaf_inputs(&self, before: i64, keep: &[u64]) -> Result<u64>;
 }
 
 /// The platform's own keys, sealed by the keyring.

@@ -500,7 +500,10 @@ store_tests! {
         for n in 0..4 {
             commit(&store, changes![], vec![leaf(n, &[])]).await.unwrap();
         }
-        assert_eq!(store.expire_leaf_inputs(102).await.unwrap(), 2);
+        assert_eq!(store.expire_leaf_inputs(102, &[1]).await.unwrap(), 1);
+        let leaves = store.leaves(0, 4).await.unwrap();
+        assert_eq!(leaves.iter().map(|l| l.input.is_some()).collect::<Vec<_>>(), vec![false, true, true, true], "leaf 1 is kept");
+        assert_eq!(store.expire_leaf_inputs(102, &[]).await.unwrap(), 1);
         let leaves = store.leaves(0, 4).await.unwrap();
         assert_eq!(leaves.iter().map(|l| l.input.is_some()).collect::<Vec<_>>(), vec![false, false, true, true]);
         assert_eq!(leaves[0].hash, [0; 32]);

@@ -162,6 +162,24 @@ async fn a_new_tree_head_key_is_announced_in_a_head_signed_by_the_old_one() {
         .verify(city.platform.keys.jwks().find(&rotated.key).unwrap())
         .unwrap();
     assert_eq!(later.tree_size, r.sth.tree_size);
+
+    // Long after, retention blanks every leaf's content but the announcement's: auditors
+    // follow the key change years later.
+    let blanked = city
+        .platform
+        .history
+        .apply_retention(t + 100 * 365 * 86_400)
+        .await
+        .unwrap();
+    assert!(blanked > 0);
+    let left = city.ledger_texts().await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0].contains(r#""type":"ledger.key_rotated""#),
+        "{left:?}"
+    );
+    let kept = city.platform.ledger_key_rotations().await.unwrap();
+    assert_eq!(kept[0].leaf_input, r.leaf_input);
 }
 
 #[tokio::test]

@@ -544,3 +544,85 @@ async fn a_resident_ends_one_service_login_on_its_own() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].grant_id, logins[1].grant_id);
 }
+
+/// A provisional resident's code flow to the end: the token response.
+async fn tokens_for(
+    city: &City,
+    client: &tsunagu_core::ServiceId,
+    key: &SigningKey,
+    session: &tsunagu_platform::identity::Session,
+) -> tsunagu_platform::oidc::TokenSet {
+    let verifier = random::token(32).unwrap();
+    let outcome = city
+        .platform
+        .oidc
+        .authorize(params(client.as_str(), &verifier), Some(session))
+        .await
+        .unwrap();
+    let AuthorizeOutcome::Redirect(to) = outcome else {
+        panic!("expected a code at once: {outcome:?}");
+    };
+    let code = query(&to, "code").expect("a code");
+    city.platform
+        .oidc
+        .token(
+            &ClientAuthHeader::None,
+            &DpopHeader::Absent,
+            code_grant(&code, &verifier, client.as_str(), key),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_id_token_signed_before_a_signing_rotation_still_verifies_and_later_ones_carry_the_new_key()
+ {
+    let city = City::with(|c| {
+        c.keys.refresh_seconds = 1;
+        c.keys.publish_ahead_seconds = 1;
+    })
+    .await;
+    let (client, key) = relying_party(&city).await;
+    let resident = city.resident(None).await;
+    let before = tokens_for(&city, &client, &key, &resident.session).await;
+    let old_kid = jws::parse(&before.id_token).unwrap().kid.unwrap();
+
+    let admin = tsunagu_platform::rotation::KeyAdmin::of(&city.platform);
+    let rotated = admin.rotate_signing(now()).await.unwrap();
+    while now() < rotated.activate_at {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = tokens_for(&city, &client, &key, &resident.session).await;
+    let new_kid = jws::parse(&after.id_token).unwrap().kid.unwrap();
+    assert_eq!(new_kid, rotated.key);
+    assert_ne!(new_kid, old_kid);
+
+    // A relying party verifies both with the published keys, as it fetches them.
+    let jwks = city.platform.keys.jwks();
+    for (token, kid) in [(&before.id_token, &old_kid), (&after.id_token, &new_kid)] {
+        jws::parse(token)
+            .unwrap()
+            .verify(jwks.find(kid).expect("published"))
+            .unwrap();
+    }
+    // The access token issued before the rotation still reads the userinfo.
+    let info = city
+        .platform
+        .oidc
+        .userinfo(
+            Some(&format!("Bearer {}", before.access_token)),
+            &DpopHeader::Absent,
+            "GET",
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.claims.name, None);
+    // …and the old ID token is still a valid `id_token_hint` at the end-session endpoint.
+    let hint =
+        std::collections::HashMap::from([("id_token_hint".to_owned(), before.id_token.clone())]);
+    let outcome = city.platform.oidc.logout(&hint, None, false).await.unwrap();
+    assert!(
+        matches!(outcome, tsunagu_platform::oidc::LogoutOutcome::Done { .. }),
+        "{outcome:?}"
+    );
+}
