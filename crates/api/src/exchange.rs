@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tsunagu_core::consent::ChangeAction;
 use tsunagu_platform::Platform;
 use tsunagu_platform::exchange::{ReceiptRequest, TicketRequest};
+use tsunagu_platform::identity::webauthn::WireAssertion;
 
 type State_ = State<Arc<Platform>>;
 
@@ -64,6 +65,9 @@ async fn my_consents(
 #[derive(Deserialize)]
 struct ConsentRequest {
     consent_jws: String,
+    /// For a device gated by WebAuthn: the assertion over SHA-256 of `consent_jws`.
+    #[serde(default)]
+    user_verification: Option<WireAssertion>,
 }
 
 async fn consent(
@@ -73,13 +77,18 @@ async fn consent(
 ) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::CREATED,
-        &p.consents.grant(&session, &req.consent_jws).await?,
+        &p.consents
+            .grant_verified(&session, &req.consent_jws, req.user_verification.as_ref())
+            .await?,
     ))
 }
 
 #[derive(Deserialize)]
 struct ChangeRequest {
     change_jws: String,
+    /// For a device gated by WebAuthn: the assertion over SHA-256 of `change_jws`.
+    #[serde(default)]
+    user_verification: Option<WireAssertion>,
 }
 
 async fn change(
@@ -87,11 +96,19 @@ async fn change(
     session: &tsunagu_platform::identity::Session,
     id: String,
     action: ChangeAction,
-    jws: &str,
+    req: &ChangeRequest,
 ) -> Result<Response, ApiError> {
     Ok(json_response(
         StatusCode::OK,
-        &p.consents.change(session, &id.into(), action, jws).await?,
+        &p.consents
+            .change_verified(
+                session,
+                &id.into(),
+                action,
+                &req.change_jws,
+                req.user_verification.as_ref(),
+            )
+            .await?,
     ))
 }
 
@@ -101,7 +118,7 @@ async fn revoke(
     Path(id): Path<String>,
     Json(req): Json<ChangeRequest>,
 ) -> Result<Response, ApiError> {
-    change(&p, &session, id, ChangeAction::Revoke, &req.change_jws).await
+    change(&p, &session, id, ChangeAction::Revoke, &req).await
 }
 
 async fn expiry(
@@ -110,7 +127,7 @@ async fn expiry(
     Path(id): Path<String>,
     Json(req): Json<ChangeRequest>,
 ) -> Result<Response, ApiError> {
-    change(&p, &session, id, ChangeAction::Expiry, &req.change_jws).await
+    change(&p, &session, id, ChangeAction::Expiry, &req).await
 }
 
 async fn pairwise(

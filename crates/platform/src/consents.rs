@@ -4,6 +4,7 @@
 
 use crate::directory::{Directory, PurposeEntry, ServiceEntry};
 use crate::identity::Session;
+use crate::identity::webauthn::WireAssertion;
 use crate::keys::PlatformKeys;
 use crate::ledger::{Committer, leaf};
 use crate::{Outcome, Refusal, iso8601, now};
@@ -336,6 +337,8 @@ pub struct Consents {
     keys: Arc<PlatformKeys>,
     max_consent_days: i64,
     public_url: String,
+    /// The WebAuthn relying party that gates browser devices (see `identity`).
+    webauthn: Result<crate::identity::RelyingParty, String>,
 }
 
 impl Consents {
@@ -353,6 +356,7 @@ impl Consents {
             directory,
             keys,
             max_consent_days,
+            webauthn: crate::identity::RelyingParty::for_public_url(&public_url),
             public_url,
         }
     }
@@ -374,10 +378,15 @@ impl Consents {
     /// A resident-signed JWS: parsed, its signing device found (header `kid` = the device
     /// key's thumbprint), belonging to the session's account, active, unexpired, and the
     /// signature verified.
+    ///
+    /// A device gated by WebAuthn also needs `uv`: an assertion by its credential with the
+    /// user verified, over SHA-256 of `compact` exactly as sent — the screen lock confirms
+    /// this very statement (ADR 0021).
     async fn verify_resident_jws(
         &self,
         session: &Session,
         compact: &str,
+        uv: Option<&WireAssertion>,
     ) -> Outcome<(jws::Jws, DeviceRow)> {
         let token = jws::parse(compact)
             .map_err(|e| Refusal::new(Code::InvalidRequest, format!("signed request: {e}")))?;
@@ -418,6 +427,39 @@ impl Consents {
                 "the signature does not verify with the device key",
             )
         })?;
+        if let Some(credential) = &device.uv {
+            let assertion = uv.ok_or_else(|| {
+                Refusal::new(
+                    Code::UserVerificationRequired,
+                    "this device's key is protected by its screen lock: send user_verification, a WebAuthn assertion over SHA-256 of the signed JWS",
+                )
+            })?;
+            let count = crate::identity::verify_device_assertion(
+                self.webauthn.as_ref().map_err(String::as_str),
+                credential,
+                &sha256(compact.as_bytes()),
+                assertion,
+            )?;
+            let count = i64::from(count);
+            if count != credential.sign_count {
+                self.committer
+                    .commit(
+                        Commit::new().change(tsunagu_store::IdentityChange::SetUvSignCount {
+                            device_id: device.id.clone(),
+                            expected: credential.sign_count,
+                            count,
+                        }),
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Conflict(_) => Refusal::new(
+                            Code::UserVerificationInvalid,
+                            "this assertion's counter was already used (two requests at once?)",
+                        ),
+                        other => other.into(),
+                    })?;
+            }
+        }
         Ok((token, device))
     }
 
@@ -490,7 +532,18 @@ impl Consents {
 
     /// `POST /v1/me/consents`: a consent signed by one of the resident's devices.
     pub async fn grant(&self, session: &Session, consent_jws: &str) -> Outcome<ConsentRecord> {
-        let (token, device) = match self.verify_resident_jws(session, consent_jws).await {
+        self.grant_verified(session, consent_jws, None).await
+    }
+
+    /// [`Consents::grant`] with, for a device gated by WebAuthn, the assertion over SHA-256 of
+    /// the consent JWS.
+    pub async fn grant_verified(
+        &self,
+        session: &Session,
+        consent_jws: &str,
+        uv: Option<&WireAssertion>,
+    ) -> Outcome<ConsentRecord> {
+        let (token, device) = match self.verify_resident_jws(session, consent_jws, uv).await {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(session, None, None, e).await),
         };
@@ -649,7 +702,21 @@ impl Consents {
         action: ChangeAction,
         change_jws: &str,
     ) -> Outcome<ConsentRecord> {
-        let (token, _device) = match self.verify_resident_jws(session, change_jws).await {
+        self.change_verified(session, consent_id, action, change_jws, None)
+            .await
+    }
+
+    /// [`Consents::change`] with, for a device gated by WebAuthn, the assertion over SHA-256
+    /// of the change JWS.
+    pub async fn change_verified(
+        &self,
+        session: &Session,
+        consent_id: &ConsentId,
+        action: ChangeAction,
+        change_jws: &str,
+        uv: Option<&WireAssertion>,
+    ) -> Outcome<ConsentRecord> {
+        let (token, _device) = match self.verify_resident_jws(session, change_jws, uv).await {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(session, None, None, e).await),
         };

@@ -804,22 +804,12 @@ impl Identity {
         nonce: &str,
         assertion: &webauthn::WireAssertion,
     ) -> Outcome<u32> {
-        let rp = self.webauthn.as_ref().map_err(|why| {
-            Refusal::new(
-                Code::UserVerificationUnavailable,
-                format!(
-                    "this device needs WebAuthn user verification, which this platform's address no longer allows: {why}"
-                ),
-            )
-        })?;
-        let response = assertion.decode().map_err(uv_refusal)?;
-        let id = b64::url_decode(&uv.credential_id)
-            .map_err(|e| Refusal::internal("stored credential id", e))?;
-        let key = PublicJwk::from_json(&uv.public_key)
-            .map_err(|e| Refusal::internal("stored credential key", e))?;
-        let stored = u32::try_from(uv.sign_count).unwrap_or(u32::MAX);
-        webauthn::verify_assertion(rp, &login_uv_challenge(nonce), &id, &key, stored, &response)
-            .map_err(uv_refusal)
+        verify_device_assertion(
+            self.webauthn.as_ref().map_err(String::as_str),
+            uv,
+            &login_uv_challenge(nonce),
+            assertion,
+        )
     }
 
     /// `POST /v1/auth/login` with, for a device gated by WebAuthn, the assertion (its
@@ -1272,4 +1262,29 @@ fn uv_refusal(e: webauthn::WebAuthnError) -> Refusal {
         _ => Code::UserVerificationInvalid,
     };
     Refusal::new(code, e.to_string())
+}
+
+/// Checks an assertion by a gated device's credential for `challenge` (user present and
+/// verified, counter grown); the counter to store. Shared by logins and signed consents.
+pub(crate) fn verify_device_assertion(
+    rp: Result<&RelyingParty, &str>,
+    uv: &UvCredential,
+    challenge: &[u8],
+    assertion: &webauthn::WireAssertion,
+) -> Outcome<u32> {
+    let rp = rp.map_err(|why| {
+        Refusal::new(
+            Code::UserVerificationUnavailable,
+            format!(
+                "this device needs WebAuthn user verification, which this platform's address no longer allows: {why}"
+            ),
+        )
+    })?;
+    let response = assertion.decode().map_err(uv_refusal)?;
+    let id = b64::url_decode(&uv.credential_id)
+        .map_err(|e| Refusal::internal("stored credential id", e))?;
+    let key = PublicJwk::from_json(&uv.public_key)
+        .map_err(|e| Refusal::internal("stored credential key", e))?;
+    let stored = u32::try_from(uv.sign_count).unwrap_or(u32::MAX);
+    webauthn::verify_assertion(rp, challenge, &id, &key, stored, &response).map_err(uv_refusal)
 }

@@ -201,11 +201,15 @@ pub async fn consent(
     let decision = form.get("decision").map(String::as_str).unwrap_or("");
     match app
         .oidc
-        .consent_decision(
+        .consent_decision_verified(
             &sess,
             &request_id,
             decision,
             form.get("consent_jws").map(String::as_str),
+            super::pages::user_verification_field(
+                form.get("user_verification").map(String::as_str),
+            )
+            .as_ref(),
         )
         .await
     {

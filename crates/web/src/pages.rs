@@ -99,21 +99,8 @@ pub async fn login(
         );
     }
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    // The WebAuthn assertion of a gated device, as JSON in one field; unreadable JSON is
-    // refused like a wrong assertion (not silently dropped, which would read as "missing").
-    let user_verification = match field("user_verification").trim() {
-        "" => None,
-        text => match serde_json::from_str::<WireAssertion>(text) {
-            Ok(a) => Some(a),
-            Err(_) => Some(WireAssertion {
-                kind: "unreadable".into(),
-                credential_id: String::new(),
-                client_data_json: String::new(),
-                authenticator_data: String::new(),
-                signature: String::new(),
-            }),
-        },
-    };
+    let user_verification =
+        user_verification_field(form.get("user_verification").map(String::as_str));
     match app
         .oidc
         .login(
@@ -157,6 +144,25 @@ pub async fn login(
         ),
         Err((e, None)) => api_error_page(&app, lang, &e),
     }
+}
+
+/// The `user_verification` form field: a gated device's WebAuthn assertion as JSON text.
+/// Unreadable JSON is kept as an assertion that fails (`user_verification_invalid`), not
+/// dropped, which would read as "missing".
+pub fn user_verification_field(text: Option<&str>) -> Option<WireAssertion> {
+    let text = text.map(str::trim).unwrap_or("");
+    if text.is_empty() {
+        return None;
+    }
+    Some(
+        serde_json::from_str::<WireAssertion>(text).unwrap_or_else(|_| WireAssertion {
+            kind: "unreadable".into(),
+            credential_id: String::new(),
+            client_data_json: String::new(),
+            authenticator_data: String::new(),
+            signature: String::new(),
+        }),
+    )
 }
 
 /// `POST /logout` from the web app.

@@ -603,6 +603,7 @@ async fn consent_post(
         Ok(f) => f,
         Err(r) => return r,
     };
+    let uv = super::pages::user_verification_field(Some(form.get("user_verification")));
     let outcome = async {
         match &action {
             ConsentAction::Grant => {
@@ -613,7 +614,7 @@ async fn consent_post(
                         "consent_jws is missing: the consent must be signed with your device key",
                     ));
                 }
-                app.consents.grant(&sess, jws).await?;
+                app.consents.grant_verified(&sess, jws, uv.as_ref()).await?;
                 Ok("granted")
             }
             ConsentAction::Change(id, change) => {
@@ -625,7 +626,7 @@ async fn consent_post(
                     ));
                 }
                 app.consents
-                    .change(&sess, &id.as_str().into(), *change, jws)
+                    .change_verified(&sess, &id.as_str().into(), *change, jws, uv.as_ref())
                     .await?;
                 Ok(match change {
                     ChangeAction::Revoke => "revoked",

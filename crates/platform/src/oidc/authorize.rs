@@ -574,6 +574,20 @@ impl Oidc {
         decision: &str,
         consent_jws: Option<&str>,
     ) -> Outcome<AuthorizeOutcome> {
+        self.consent_decision_verified(session, request_id, decision, consent_jws, None)
+            .await
+    }
+
+    /// [`Oidc::consent_decision`] with, for a device gated by WebAuthn, the assertion over
+    /// SHA-256 of the consent JWS.
+    pub async fn consent_decision_verified(
+        &self,
+        session: &Session,
+        request_id: &RequestId,
+        decision: &str,
+        consent_jws: Option<&str>,
+        user_verification: Option<&crate::identity::webauthn::WireAssertion>,
+    ) -> Outcome<AuthorizeOutcome> {
         let t = now();
         let Some((row, a)) = self.pending(request_id, t).await? else {
             return Ok(show(
@@ -632,7 +646,10 @@ impl Oidc {
                         "the signed consent is not for this service's identity claims",
                     ));
                 }
-                let granted = self.consents.grant(session, jws).await?;
+                let granted = self
+                    .consents
+                    .grant_verified(session, jws, user_verification)
+                    .await?;
                 if granted.consumer != a.client_id.as_str() || !granted.provider.is_platform() {
                     return Err(Refusal::new(
                         Code::InvalidRequest,

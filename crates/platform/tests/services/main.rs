@@ -12,3 +12,4 @@ mod identity;
 mod keys;
 mod oidc;
 mod services;
+mod user_verification;

@@ -75,6 +75,24 @@ function hiddenField(form, name) {
   return input;
 }
 
+/**
+ * Signs `payload` with the device key into the form's `field`; for a device behind its
+ * screen lock, the resident then confirms that exact JWS (WebAuthn over its SHA-256), sent as
+ * `user_verification`. Nothing is filled in unless both succeed.
+ */
+async function signInto(form, field, device, payload) {
+  const jws = await signResidentJws(device, payload);
+  const assertion = await assertUserVerification(device, jws);
+  form.elements[field].value = jws;
+  if (assertion) hiddenField(form, "user_verification").value = JSON.stringify(assertion);
+}
+
+/** A failed signature or screen-lock confirmation, for the resident. */
+function signFailed(e) {
+  if (e?.name === "NotAllowedError" || e?.name === "AbortError") return uvFailed(e, "sign");
+  return say(`署名できませんでした: ${explain(e)}`, `Could not sign: ${explain(e)}`);
+}
+
 /** What to tell the resident when the screen-lock confirmation did not happen. */
 function uvFailed(e, step) {
   if (e?.name === "NotAllowedError" || e?.name === "AbortError") {
@@ -100,7 +118,12 @@ function consent(form) {
     const device = await deviceOrExplain(statusEl);
     if (!device) return;
     const payload = JSON.parse(form.elements.consent_payload.value);
-    form.elements.consent_jws.value = await signResidentJws(device, payload);
+    try {
+      await signInto(form, "consent_jws", device, payload);
+    } catch (e) {
+      status(statusEl, signFailed(e), "error");
+      return;
+    }
     addDecision(form, "approve");
     form.submit();
   });
@@ -432,15 +455,15 @@ function consentForm(form) {
         const payload = consentPayload({
           purposeId: d.purpose, consumer: d.consumer, provider: d.provider, items, expiresAt, termsSha256: d.terms,
         });
-        form.elements.consent_jws.value = await signResidentJws(device, payload);
+        await signInto(form, "consent_jws", device, payload);
         form.action = "/app/consents";
       } else {
         const payload = changePayload({ consentId: d.consentId, action: plan.action, expiresAt });
-        form.elements.change_jws.value = await signResidentJws(device, payload);
+        await signInto(form, "change_jws", device, payload);
         form.action = `/app/consents/${encodeURIComponent(d.consentId)}/${plan.action}`;
       }
     } catch (e) {
-      status(statusEl, say(`署名できませんでした: ${explain(e)}`, `Could not sign: ${explain(e)}`), "error");
+      status(statusEl, signFailed(e), "error");
       return;
     }
     form.submit();
@@ -457,9 +480,9 @@ function consentChange(form) {
     if (!device) return;
     try {
       const payload = changePayload({ consentId: form.dataset.consentId, action: form.dataset.consentChange || "revoke" });
-      form.elements.change_jws.value = await signResidentJws(device, payload);
+      await signInto(form, "change_jws", device, payload);
     } catch (e) {
-      status(statusEl, say(`署名できませんでした: ${explain(e)}`, `Could not sign: ${explain(e)}`), "error");
+      status(statusEl, signFailed(e), "error");
       return;
     }
     form.submit();

@@ -135,15 +135,16 @@ export async function registerUserVerification(rpId, thumbprint, nonce) {
 }
 
 /**
- * The assertion that unlocks the key for one login: the authenticator verifies the user and
- * signs SHA-256 of the login nonce. Resolves the wire form, or null for an ungated device.
+ * The assertion that unlocks the key for one use: the authenticator verifies the user and
+ * signs SHA-256 of `text` — the login nonce, or the compact JWS of a consent or a change
+ * exactly as sent. Resolves the wire form, or null for an ungated device.
  */
-export async function assertUserVerification(record, nonce) {
+export async function assertUserVerification(record, text) {
   if (!record?.uv) return null;
   const credential = await navigator.credentials.get({
     publicKey: {
       rpId: record.uv.rpId,
-      challenge: await sha256(utf8(nonce)),
+      challenge: await sha256(utf8(text)),
       allowCredentials: [{ type: "public-key", id: b64urlDecode(record.uv.credentialId), transports: ["internal"] }],
       userVerification: "required",
       timeout: 120000,

@@ -1,0 +1,135 @@
+//! A device behind its screen lock (WebAuthn user verification, ADR 0021): every use of its
+//! key — a login, a consent, a change of a consent — needs an assertion of its credential,
+//! with the user verified, over exactly what is used (the login nonce, the JWS as sent).
+
+use crate::city::{City, Resident, URL};
+use serde_json::json;
+use tsunagu_core::Code;
+use tsunagu_core::consent::ConsentStatus;
+use tsunagu_crypto::keys::{Alg, SigningKey};
+use tsunagu_crypto::webauthn::soft::SoftAuthenticator;
+use tsunagu_crypto::webauthn::{FLAG_UP, RelyingParty, WireAssertion};
+use tsunagu_crypto::{b64, proofing, sha256};
+use tsunagu_platform::identity::{NoncePurpose, login_uv_challenge, parse_enrollment};
+
+fn wire(auth: &mut SoftAuthenticator, text: &str) -> WireAssertion {
+    serde_json::from_value(auth.assert(&sha256(text.as_bytes())).to_wire()).unwrap()
+}
+
+/// A verified resident whose device enrolled with a platform credential, logged in with it.
+async fn gated_resident(city: &City) -> (Resident, SoftAuthenticator) {
+    let identity = &city.platform.identity;
+    let mut auth = SoftAuthenticator::new(RelyingParty::for_public_url(URL).unwrap());
+    let device = SigningKey::generate(Alg::Es256).unwrap();
+    let nonce = identity
+        .challenge(NoncePurpose::Enroll)
+        .await
+        .unwrap()
+        .nonce;
+    let mut card = city.card("前橋　花子");
+    let plain = city.enrollment_with(&device, &nonce, Some(&mut card));
+    let mut body = json!({"device_jwk": device.public_jwk().to_value(), "nonce": nonce});
+    let proof = plain.proof.as_ref().unwrap();
+    body["proof"] = json!({"type": "jpki",
+        "certificate_chain": proof.chain.iter().map(b64::std_encode).collect::<Vec<_>>(),
+        "signed_data": b64::std_encode(&proof.signed_data),
+        "signature": b64::std_encode(&proof.signature)});
+    let challenge = proofing::user_verification_challenge(device.public_jwk(), &nonce);
+    body["user_verification"] = auth.register(&challenge).to_wire();
+    let enrolled = identity
+        .enroll(parse_enrollment(&serde_json::to_vec(&body).unwrap()).unwrap())
+        .await
+        .unwrap();
+    let nonce = identity.challenge(NoncePurpose::Login).await.unwrap().nonce;
+    let signature = b64::url_encode(device.sign(nonce.as_bytes()).unwrap());
+    let assertion: WireAssertion =
+        serde_json::from_value(auth.assert(&login_uv_challenge(&nonce)).to_wire()).unwrap();
+    let logged_in = identity
+        .login_verified(&enrolled.credential, &nonce, &signature, Some(&assertion))
+        .await
+        .unwrap();
+    let session = identity
+        .authenticate(&logged_in.access_token)
+        .await
+        .unwrap();
+    (
+        Resident {
+            device,
+            enrolled,
+            session,
+            card: Some(card),
+        },
+        auth,
+    )
+}
+
+#[tokio::test]
+async fn a_gated_device_consents_and_changes_only_with_the_screen_lock_over_that_statement() {
+    let city = City::new().await;
+    let (hanako, mut auth) = gated_resident(&city).await;
+    let consents = &city.platform.consents;
+    let terms = city.terms(&hanako).await;
+
+    // Without the screen lock: refused, nothing granted.
+    let consent = hanako.consent(&city, &terms, &["allergy"]);
+    let err = consents.grant(&hanako.session, &consent).await.unwrap_err();
+    assert_eq!(err.code, Code::UserVerificationRequired, "{err:?}");
+    // An assertion over another statement (a consent the resident did not sign here).
+    let other = hanako.consent(&city, &terms, &["allergy", "class"]);
+    let err = consents
+        .grant_verified(&hanako.session, &consent, Some(&wire(&mut auth, &other)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::UserVerificationInvalid, "{err:?}");
+    // The authenticator did not verify the user.
+    auth.flags = FLAG_UP;
+    let err = consents
+        .grant_verified(&hanako.session, &consent, Some(&wire(&mut auth, &consent)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::UserVerificationRequired, "{err:?}");
+    auth.flags |= tsunagu_crypto::webauthn::FLAG_UV;
+    assert!(consents.list(&hanako.session).await.unwrap().is_empty());
+
+    // With it, over this very JWS: granted.
+    let granted = consents
+        .grant_verified(&hanako.session, &consent, Some(&wire(&mut auth, &consent)))
+        .await
+        .unwrap();
+    assert_eq!(granted.status, ConsentStatus::Active);
+
+    // A change the same way: without → refused; with → revoked.
+    let change = hanako.change(granted.consent_id.as_str(), "revoke", None);
+    let err = city.revoke(&hanako, &granted.consent_id).await.unwrap_err();
+    assert_eq!(err.code, Code::UserVerificationRequired, "{err:?}");
+    let revoked = consents
+        .change_verified(
+            &hanako.session,
+            &granted.consent_id,
+            tsunagu_core::consent::ChangeAction::Revoke,
+            &change,
+            Some(&wire(&mut auth, &change)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked.status, ConsentStatus::Revoked);
+
+    // A cloned authenticator (its counter went back) signs nothing.
+    auth.counter = 0;
+    let again = hanako.consent(&city, &terms, &["allergy"]);
+    let err = consents
+        .grant_verified(&hanako.session, &again, Some(&wire(&mut auth, &again)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::UserVerificationInvalid, "{err:?}");
+    assert!(err.detail.contains("counter"), "{err:?}");
+
+    // Each refusal is in the resident's history (consent refusals are ledger leaves).
+    let texts = city.ledger_texts().await;
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("user_verification_required")),
+        "{texts:?}"
+    );
+}
