@@ -90,7 +90,8 @@ fuzz_target!(|data: &[u8]| {
         for h in &handovers {
             assert!(
                 g.heads.contains(h),
-                "a handover head k0/k1 never signed was followed"
+                "a handover head k0/k1 never signed was followed: {h:?} not in {:?}",
+                g.heads
             );
         }
     }

@@ -67,19 +67,21 @@ impl SignedTreeHead {
         })
     }
 
-    /// The root as bytes.
+    /// The root as bytes. Only the canonical base64 (padded, no whitespace) is read: a tree
+    /// head has one spelling, so heads compared as text (monitors, gossip) compare truly.
     pub fn root(&self) -> Result<Hash, SthError> {
-        b64::std_decode(&self.root_hash)
-            .ok()
+        canonical(&self.root_hash)
             .and_then(|b| Hash::try_from(b.as_slice()).ok())
-            .ok_or_else(|| SthError::Malformed("root_hash is not 32 bytes of base64".into()))
+            .ok_or_else(|| {
+                SthError::Malformed("root_hash is not 32 bytes of canonical base64".into())
+            })
     }
 
     /// Verifies the signature with the ledger's public key (OKP/Ed25519).
     pub fn verify(&self, key: &PublicJwk) -> Result<(), SthError> {
         let root = self.root()?;
-        let sig = b64::std_decode(&self.signature)
-            .map_err(|_| SthError::Malformed("signature is not base64".into()))?;
+        let sig = canonical(&self.signature)
+            .ok_or_else(|| SthError::Malformed("signature is not canonical base64".into()))?;
         keys::verify(
             key,
             Alg::EdDsa,
@@ -88,6 +90,12 @@ impl SignedTreeHead {
         )
         .map_err(|_| SthError::BadSignature)
     }
+}
+
+/// The bytes of `text` if it is their canonical standard base64 (as `b64::std_encode` writes).
+fn canonical(text: &str) -> Option<Vec<u8>> {
+    let bytes = b64::std_decode(text).ok()?;
+    (b64::std_encode(&bytes) == text).then_some(bytes)
 }
 
 #[cfg(test)]
@@ -104,6 +112,42 @@ mod tests {
         assert_eq!(grown.verify(key.public_jwk()), Err(SthError::BadSignature));
         let other = SigningKey::generate(Alg::EdDsa).unwrap();
         assert_eq!(sth.verify(other.public_jwk()), Err(SthError::BadSignature));
+    }
+
+    #[test]
+    fn a_head_is_read_only_in_its_one_spelling() {
+        // Found by the fuzz target ledger_rotations: "…==" spelt "…= " verified.
+        let key = SigningKey::generate(Alg::EdDsa).unwrap();
+        let sth = SignedTreeHead::sign(&key, 5, &[7u8; 32], 1_700_000_000).unwrap();
+        let respell = |s: &str| {
+            vec![
+                format!("{s} "),
+                format!(" {s}"),
+                s.trim_end_matches('=').to_owned(),
+                format!("{}= ", s.trim_end_matches('=')),
+            ]
+        };
+        for signature in respell(&sth.signature) {
+            let twin = SignedTreeHead {
+                signature,
+                ..sth.clone()
+            };
+            assert!(
+                matches!(twin.verify(key.public_jwk()), Err(SthError::Malformed(_))),
+                "{twin:?}"
+            );
+        }
+        for root_hash in respell(&sth.root_hash) {
+            let twin = SignedTreeHead {
+                root_hash,
+                ..sth.clone()
+            };
+            assert!(
+                matches!(twin.verify(key.public_jwk()), Err(SthError::Malformed(_))),
+                "{twin:?}"
+            );
+        }
+        sth.verify(key.public_jwk()).unwrap();
     }
 
     #[test]
