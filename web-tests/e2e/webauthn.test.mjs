@@ -143,8 +143,8 @@ test("with a platform authenticator the key is registered behind the screen lock
   await page.locator('[role="alert"]').waitFor();
   assert.match(await page.textContent('[role="alert"]'), /user_verification_required/);
   assert.match(await page.textContent('[role="alert"]'), /PIN・指紋・顔/);
-  // The refused login is a 401 page: expected here, not a page error.
-  page.problems = page.problems.filter((p) => !p.includes("status of 401"));
+  // The refused login is a 403 page: expected here, not a page error.
+  page.problems = page.problems.filter((p) => !p.includes("status of 403"));
   assert.equal(await shot(page, "22-login-without-screen-lock"), 0);
   await page.context().close();
 });

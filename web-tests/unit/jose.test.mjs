@@ -6,7 +6,7 @@ import nodeCrypto from "node:crypto";
 
 import {
   b64, b64Decode, b64url, b64urlDecode, utf8, jcs, thumbprint,
-  signJws, signBytesB64url, verifyJwsEs256, importPkcs8Pem, parseJws,
+  signJws, signBytesB64url, verifyJwsEs256, importPkcs8Pem, parseJws, lowS,
 } from "../../crates/web/static/js/jose.js";
 
 const subtle = globalThis.crypto.subtle;
@@ -277,6 +277,25 @@ describe("ES256 JWS", () => {
     assert.equal(sig.length, 64);
     const key = nodeCrypto.createPublicKey({ key: publicJwk, format: "jwk" });
     assert.equal(nodeCrypto.verify("sha256", message, { key, dsaEncoding: "ieee-p1363" }, sig), true);
+  });
+
+  test("signatures come out low-S (s ≤ n/2) and still verify; a high-S twin is turned into it", async () => {
+    const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+    const sOf = (sig) => BigInt(`0x${Buffer.from(sig.subarray(32)).toString("hex")}`);
+    const { privateKey, publicJwk } = await newKey();
+    const key = nodeCrypto.createPublicKey({ key: publicJwk, format: "jwk" });
+    for (let i = 0; i < 40; i++) {
+      const message = utf8(`statement ${i}`);
+      const sig = b64urlDecode(await signBytesB64url(privateKey, message));
+      assert.ok(sOf(sig) <= n >> 1n, `signature ${i} is low-S`);
+      assert.equal(nodeCrypto.verify("sha256", message, { key, dsaEncoding: "ieee-p1363" }, sig), true);
+      // Its high-S twin (n - s) verifies too, and lowS gives back the low one.
+      const twin = new Uint8Array(sig);
+      const high = (n - sOf(sig)).toString(16).padStart(64, "0");
+      twin.set(Buffer.from(high, "hex"), 32);
+      assert.equal(nodeCrypto.verify("sha256", message, { key, dsaEncoding: "ieee-p1363" }, twin), true);
+      assert.deepEqual(lowS(twin), sig);
+    }
   });
 });
 

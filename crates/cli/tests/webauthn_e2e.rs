@@ -91,7 +91,7 @@ async fn scenario(label: &str) {
     let (status, refused) = enroll_with(&http, &device, &mut auth).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_required")),
+        (403, Some("user_verification_required")),
         "{refused}"
     );
     let mut elsewhere = SoftAuthenticator::new(RelyingParty {
@@ -101,11 +101,24 @@ async fn scenario(label: &str) {
     let (status, refused) = enroll_with(&http, &device, &mut elsewhere).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_invalid")),
+        (403, Some("user_verification_invalid")),
         "{refused}"
     );
     assert!(
         refused["detail"].as_str().unwrap().contains("origin"),
+        "{refused}"
+    );
+
+    // ---- a registration made for another device key (its challenge binds the key) is refused
+    let nonce = http.nonce("/v1/enrollment/challenge").await;
+    let other_key = Device::new();
+    let challenge = sha256(&proof_bytes(&other_key.thumbprint(), &nonce));
+    let body = json!({"device_jwk": device.jwk(), "nonce": nonce,
+        "user_verification": SoftAuthenticator::new(rp.clone()).register(&challenge).to_wire()});
+    let (status, refused) = http.post("/v1/enrollment", &body, None).await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (403, Some("user_verification_invalid")),
         "{refused}"
     );
 
@@ -120,7 +133,7 @@ async fn scenario(label: &str) {
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_required")),
+        (403, Some("user_verification_required")),
         "{refused}"
     );
     // ---- the authenticator did not verify the user (presence only)
@@ -129,7 +142,7 @@ async fn scenario(label: &str) {
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_required")),
+        (403, Some("user_verification_required")),
         "{refused}"
     );
     auth.flags = FLAG_UP | FLAG_UV;
@@ -138,7 +151,7 @@ async fn scenario(label: &str) {
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_invalid")),
+        (403, Some("user_verification_invalid")),
         "{refused}"
     );
     // ---- another authenticator's credential
@@ -147,7 +160,7 @@ async fn scenario(label: &str) {
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_invalid")),
+        (403, Some("user_verification_invalid")),
         "{refused}"
     );
     // ---- a wrong device signature with a good assertion is still a wrong signature
@@ -185,7 +198,7 @@ async fn scenario(label: &str) {
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
     assert_eq!(
         (status, refused["code"].as_str()),
-        (401, Some("user_verification_invalid")),
+        (403, Some("user_verification_invalid")),
         "{refused}"
     );
     assert!(
@@ -233,7 +246,7 @@ async fn scenario(label: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 401);
+    assert_eq!(resp.status().as_u16(), 403);
     let page = resp.text().await.unwrap();
     assert!(page.contains("user_verification_required"), "{page}");
 

@@ -204,7 +204,9 @@ impl Code {
             ReproofRequired | NoConsent | ConsentExpired | ConsentRevoked | ItemsNotCovered
             | ProvisionalId | ServiceSuspended | PurposeNotApproved | UnknownSubject => 403,
             Locked => 423,
-            UserVerificationRequired | UserVerificationInvalid => 401,
+            // 403 like a wrong signature: on a consent the session itself is fine, and a client
+            // that reads 401 as "the token is dead" must not drop it.
+            UserVerificationRequired | UserVerificationInvalid => 403,
             UserVerificationUnavailable => 400,
             Forbidden
             | NonceInvalid

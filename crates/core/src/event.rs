@@ -199,6 +199,10 @@ pub enum Event {
         expires_at: UnixSeconds,
         /// SHA-256 (hex) of the signed consent (the record).
         consent_sha256: String,
+        /// `webauthn` when the resident's device is behind its screen lock and the
+        /// authenticator confirmed this very statement (user verified); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirmed_by: Option<String>,
     },
     /// A resident changed a consent's expiry.
     #[serde(rename = "consent.expiry_changed")]
@@ -207,6 +211,10 @@ pub enum Event {
         consent: String,
         expires_at: UnixSeconds,
         change_sha256: String,
+        /// `webauthn` when the resident's device is behind its screen lock and the
+        /// authenticator confirmed this very statement (user verified); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirmed_by: Option<String>,
     },
     /// A resident revoked a consent.
     #[serde(rename = "consent.revoked")]
@@ -214,6 +222,10 @@ pub enum Event {
         subject: String,
         consent: String,
         change_sha256: String,
+        /// `webauthn` when the resident's device is behind its screen lock and the
+        /// authenticator confirmed this very statement (user verified); absent otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirmed_by: Option<String>,
     },
     /// A consent reached its expiry.
     #[serde(rename = "consent.expired")]

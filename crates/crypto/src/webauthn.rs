@@ -85,44 +85,40 @@ impl RelyingParty {
     /// used there: browsers accept an RP ID only on a domain name (never an IP address) and
     /// only in a secure context (https, or http on `localhost`).
     pub fn for_public_url(public_url: &str) -> Result<RelyingParty, String> {
-        let (scheme, rest) = public_url
-            .split_once("://")
-            .ok_or_else(|| format!("{public_url:?} is not an absolute URL"))?;
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('@') {
+        // Parsed as browsers parse it, so the origin is the one they send (default ports
+        // dropped, host lowercased).
+        let url = url::Url::parse(public_url)
+            .map_err(|e| format!("{public_url:?} is not an absolute URL: {e}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
             return Err("the public URL carries user information".into());
         }
-        let host = if let Some(v6) = authority.strip_prefix('[') {
-            let _ = v6;
-            return Err("WebAuthn needs a domain name, not an IP address".into());
-        } else {
-            authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => {
+                return Err(format!(
+                    "WebAuthn needs a domain name, not an IP address ({})",
+                    url.host_str().unwrap_or_default()
+                ));
+            }
+            None => return Err("the public URL has no host".into()),
         };
-        let host = host.to_ascii_lowercase();
-        if host.is_empty() {
-            return Err("the public URL has no host".into());
-        }
-        if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        if host.ends_with('.') || host.starts_with("xn--") || host.contains(".xn--") {
             return Err(format!(
-                "WebAuthn needs a domain name, not an IP address ({host})"
+                "use the plain ASCII domain name without a trailing dot for WebAuthn, not {host}"
             ));
         }
-        match scheme.to_ascii_lowercase().as_str() {
+        match url.scheme() {
             "https" => {}
             "http" if host == "localhost" => {}
-            _ => {
+            other => {
                 return Err(format!(
-                    "WebAuthn needs a secure context: https (or http on localhost), not {scheme}://{host}"
+                    "WebAuthn needs a secure context: https (or http on localhost), not {other}://{host}"
                 ));
             }
         }
         Ok(RelyingParty {
+            origin: url.origin().ascii_serialization(),
             id: host,
-            origin: format!(
-                "{}://{}",
-                scheme.to_ascii_lowercase(),
-                authority.to_ascii_lowercase()
-            ),
         })
     }
 }
@@ -692,12 +688,19 @@ mod tests {
         assert_eq!(rp.id, "id.city.example");
         assert_eq!(rp.origin, "https://id.city.example:8443");
         assert!(RelyingParty::for_public_url("http://localhost:3000").is_ok());
+        // The origin browsers send: no default port.
+        let rp = RelyingParty::for_public_url("https://id.city.example:443/").unwrap();
+        assert_eq!(rp.origin, "https://id.city.example");
         for bad in [
             "https://127.0.0.1:8443",
+            "https://127.1",
+            "https://0x7f000001",
             "https://[::1]:8443",
             "http://city.example",
             "city.example",
             "https://user@city.example",
+            "https://city.example.",
+            "https://前橋.example",
         ] {
             assert!(RelyingParty::for_public_url(bad).is_err(), "{bad}");
         }

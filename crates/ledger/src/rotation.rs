@@ -10,6 +10,9 @@ use serde_json::Value;
 use tsunagu_crypto::b64;
 use tsunagu_crypto::jwk::PublicJwk;
 
+/// The most key changes [`follow_key_rotations`] reads.
+pub const MAX_ROTATIONS: usize = 256;
+
 /// Why a key change cannot be followed.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
@@ -87,6 +90,14 @@ pub fn follow_key_rotations(
     target: &str,
     rotations: &[KeyRotationProof],
 ) -> Result<(PublicJwk, Vec<SignedTreeHead>), RotationError> {
+    // A deployment rotates its tree-head key a few times in its life; a server that answers
+    // with thousands of changes is refused before they cost a signature check each.
+    if rotations.len() > MAX_ROTATIONS {
+        return Err(RotationError::Invalid(format!(
+            "{} key changes served; at most {MAX_ROTATIONS} are read",
+            rotations.len()
+        )));
+    }
     let mut key = trusted.clone();
     let mut handovers = Vec::new();
     while key.thumbprint() != target {

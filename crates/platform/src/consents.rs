@@ -380,8 +380,8 @@ impl Consents {
     /// signature verified.
     ///
     /// A device gated by WebAuthn also needs `uv`: an assertion by its credential with the
-    /// user verified, over SHA-256 of `compact` exactly as sent — the screen lock confirms
-    /// this very statement (ADR 0021).
+    /// user verified, over SHA-256 of the JWS in its canonical low-S form — the statement the
+    /// platform keeps as evidence, confirmed by the screen lock (ADR 0021).
     async fn verify_resident_jws(
         &self,
         session: &Session,
@@ -437,7 +437,9 @@ impl Consents {
             let count = crate::identity::verify_device_assertion(
                 self.webauthn.as_ref().map_err(String::as_str),
                 credential,
-                &sha256(compact.as_bytes()),
+                // The statement kept as evidence is the canonical (low-S) JWS; the screen
+                // lock confirms that one (the web app signs low-S, so it is also what it sent).
+                &sha256(token.canonical_compact().as_bytes()),
                 assertion,
             )?;
             let count = i64::from(count);
@@ -649,6 +651,7 @@ impl Consents {
                     items: payload.items.clone(),
                     expires_at: payload.expires_at,
                     consent_sha256: hex::encode(sha256(consent_jws.as_bytes())),
+                    confirmed_by: device.uv.as_ref().map(|_| "webauthn".to_owned()),
                 },
                 &[&session.account_id],
                 t,
@@ -716,7 +719,7 @@ impl Consents {
         change_jws: &str,
         uv: Option<&WireAssertion>,
     ) -> Outcome<ConsentRecord> {
-        let (token, _device) = match self.verify_resident_jws(session, change_jws, uv).await {
+        let (token, device) = match self.verify_resident_jws(session, change_jws, uv).await {
             Ok(v) => v,
             Err(e) => return Err(self.refuse(session, None, None, e).await),
         };
@@ -765,6 +768,7 @@ impl Consents {
         let mut updated = consent.clone();
         let subject = self.keys.ledger_subject(&session.account_id).into_string();
         let change_sha256 = hex::encode(sha256(change_jws.as_bytes()));
+        let confirmed_by = device.uv.as_ref().map(|_| "webauthn".to_owned());
         let (status_change, kind, event) = match action {
             ChangeAction::Revoke => {
                 updated.status = ConsentStatus::Revoked;
@@ -780,6 +784,7 @@ impl Consents {
                         subject,
                         consent: consent.id.to_string(),
                         change_sha256,
+                        confirmed_by,
                     },
                 )
             }
@@ -799,6 +804,7 @@ impl Consents {
                         consent: consent.id.to_string(),
                         expires_at,
                         change_sha256,
+                        confirmed_by,
                     },
                 )
             }

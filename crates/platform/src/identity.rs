@@ -889,7 +889,17 @@ impl Identity {
             (Some(uv), Some(assertion), true) => {
                 match self.verify_uv_assertion(uv, nonce, assertion) {
                     Ok(count) => Some((uv.sign_count, i64::from(count))),
-                    Err(r) if r.code == Code::InternalError => return Err(r),
+                    // The platform's own trouble (its address no longer allows WebAuthn, a
+                    // stored row it cannot read) is not the resident's failed attempt.
+                    Err(r)
+                        if !matches!(
+                            r.code,
+                            Code::UserVerificationInvalid | Code::UserVerificationRequired
+                        ) =>
+                    {
+                        self.record(refuse(r.code, None), &[&account_id]).await;
+                        return Err(r);
+                    }
                     Err(r) => {
                         self.count_login_failure(&device, &refuse, r.code, &account_id, t)
                             .await?;
@@ -940,13 +950,24 @@ impl Identity {
             &[&account_id],
             t,
         ));
-        self.committer.commit(commit).await.map_err(|e| match e {
-            StoreError::Conflict(_) => Refusal::new(
-                Code::SignatureInvalid,
-                "the device's login state changed during this login; try again",
-            ),
-            other => other.into(),
-        })?;
+        if let Err(e) = self.committer.commit(commit).await {
+            let refusal = match e {
+                // The assertion's counter was taken by another request at the same time (the
+                // same assertion twice, or a clone racing the authenticator).
+                StoreError::Conflict(_) if uv_count.is_some() => Refusal::new(
+                    Code::UserVerificationInvalid,
+                    "this assertion's signature counter was used by another request at the same time",
+                ),
+                StoreError::Conflict(_) => Refusal::new(
+                    Code::SignatureInvalid,
+                    "the device's login state changed during this login; try again",
+                ),
+                other => return Err(other.into()),
+            };
+            self.record(refuse(refusal.code, None), &[&account_id])
+                .await;
+            return Err(refusal);
+        }
         metrics::counter!("tsunagu_logins_total", "outcome" => "accepted").increment(1);
         Ok(LoggedIn {
             access_token: token,

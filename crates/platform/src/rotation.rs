@@ -92,9 +92,15 @@ pub struct Announcement {
 /// The ledger leaves that announce tree-head key changes (kept through retention).
 pub(crate) fn announced_leaves(rows: &[tsunagu_store::KeyRow]) -> Vec<u64> {
     rows.iter()
-        .filter_map(|r| r.announcement.as_deref())
-        .filter_map(|text| serde_json::from_str::<Announcement>(text).ok())
-        .map(|a| a.leaf_index)
+        .filter_map(|r| Some((r, r.announcement.as_deref()?)))
+        .filter_map(|(r, text)| match serde_json::from_str::<Announcement>(text) {
+            Ok(a) => Some(a.leaf_index),
+            Err(e) => {
+                // Its leaf may lose its content to retention: say so loudly.
+                tracing::error!(key = %r.name, error = %e, "a ledger key's announcement does not parse; its leaf is not kept through retention");
+                None
+            }
+        })
         .collect()
 }
 

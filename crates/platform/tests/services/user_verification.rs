@@ -12,8 +12,10 @@ use tsunagu_crypto::webauthn::{FLAG_UP, RelyingParty, WireAssertion};
 use tsunagu_crypto::{b64, proofing, sha256};
 use tsunagu_platform::identity::{NoncePurpose, login_uv_challenge, parse_enrollment};
 
-fn wire(auth: &mut SoftAuthenticator, text: &str) -> WireAssertion {
-    serde_json::from_value(auth.assert(&sha256(text.as_bytes())).to_wire()).unwrap()
+/// The screen lock's assertion over a signed statement in its canonical (low-S) form.
+fn wire(auth: &mut SoftAuthenticator, jws: &str) -> WireAssertion {
+    let canonical = tsunagu_crypto::jws::parse(jws).unwrap().canonical_compact();
+    serde_json::from_value(auth.assert(&sha256(canonical.as_bytes())).to_wire()).unwrap()
 }
 
 /// A verified resident whose device enrolled with a platform credential, logged in with it.
@@ -113,6 +115,16 @@ async fn a_gated_device_consents_and_changes_only_with_the_screen_lock_over_that
         .await
         .unwrap();
     assert_eq!(revoked.status, ConsentStatus::Revoked);
+    // The ledger says the screen lock confirmed both.
+    let texts = city.ledger_texts().await;
+    for kind in ["consent.granted", "consent.revoked"] {
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains(kind) && t.contains(r#""confirmed_by":"webauthn""#)),
+            "{kind}: {texts:?}"
+        );
+    }
 
     // A cloned authenticator (its counter went back) signs nothing.
     auth.counter = 0;

@@ -5,3 +5,5 @@
 ALTER TABLE devices ADD COLUMN uv_credential_id TEXT;
 ALTER TABLE devices ADD COLUMN uv_public_key TEXT;
 ALTER TABLE devices ADD COLUMN uv_sign_count BIGINT NOT NULL DEFAULT 0;
+-- A credential belongs to one device (WebAuthn §7.1: a credential ID registered once).
+CREATE UNIQUE INDEX devices_uv_credential ON devices (uv_credential_id);

@@ -248,7 +248,29 @@ export async function thumbprint(jwk) {
  * JWS format) over `bytes`, base64url.
  */
 export async function signBytesB64url(privateKey, bytes) {
-  return b64url(new Uint8Array(await subtle().sign(ES256, privateKey, toBytes(bytes))));
+  return b64url(lowS(new Uint8Array(await subtle().sign(ES256, privateKey, toBytes(bytes)))));
+}
+
+/** The order of P-256's base point. */
+const P256_N = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+
+/**
+ * An r||s P-256 signature in its low-S form (s ≤ n/2), the one form the platform keeps as
+ * evidence: WebCrypto returns either twin, and a statement confirmed with the screen lock must be
+ * the very statement the platform stores.
+ */
+export function lowS(signature) {
+  if (signature.length !== 64) throw new TypeError("lowS: expected a 64-byte r||s signature");
+  let s = 0n;
+  for (const byte of signature.subarray(32)) s = (s << 8n) | BigInt(byte);
+  if (s <= P256_N >> 1n) return signature;
+  let t = P256_N - s;
+  const out = new Uint8Array(signature);
+  for (let i = 63; i >= 32; i--) {
+    out[i] = Number(t & 0xffn);
+    t >>= 8n;
+  }
+  return out;
 }
 
 /**

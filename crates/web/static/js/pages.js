@@ -322,11 +322,20 @@ async function logInWith(device) {
 async function showUserVerification() {
   const box = document.getElementById("uv-status");
   if (!box) return null;
-  const rpId = box.dataset.webauthnRp || null;
+  let rpId = box.dataset.webauthnRp || null;
+  // Opened under another name than the platform's (an alias, an address): the browser would
+  // refuse the relying party, so do not offer it.
+  const host = location.hostname;
+  if (rpId && host !== rpId && !host.endsWith(`.${rpId}`)) rpId = null;
   const available = await userVerificationAvailable();
-  const shown = !rpId ? "uv-no-platform" : available ? "uv-yes" : "uv-no-browser";
-  for (const p of box.querySelectorAll("p")) p.hidden = p.id !== shown;
+  showUserVerificationState(!rpId ? "uv-no-platform" : available ? "uv-yes" : "uv-no-browser");
   return rpId && available ? rpId : null;
+}
+
+function showUserVerificationState(shown) {
+  const box = document.getElementById("uv-status");
+  if (!box) return;
+  for (const p of box.querySelectorAll("p")) p.hidden = p.id !== shown;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,7 +376,12 @@ function enroll(form) {
         try {
           registration = await registerUserVerification(rpId, device.thumbprint, nonce);
         } catch (e) {
-          throw new PlatformError(uvFailed(e, "enroll"));
+          if (e?.name === "NotAllowedError" || e?.name === "AbortError") throw new PlatformError(uvFailed(e, "enroll"));
+          // The browser cannot register a credential here after all (SecurityError,
+          // NotSupportedError…): enroll without the screen lock, and say so plainly.
+          console.warn("tsunagu: no WebAuthn registration:", e);
+          showUserVerificationState("uv-no-browser");
+          registration = null;
         }
       }
       let card = null;
