@@ -73,7 +73,7 @@ async fn scenario(label: &str) {
         d,
         &[
             "dev", "tls", "--out", "tls", "--client", "daycare", "--client", "school", "--client",
-            "clinic",
+            "clinic", "--client", "portal",
         ],
         &[],
     ));
@@ -472,6 +472,114 @@ async fn scenario(label: &str) {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // ---- RFC 8705 tls_client_auth at the token endpoint: a relying party registered for it
+    // redeems a code with `client_id` and its certificate, nothing else
+    let (portal_cert, portal_key) = cert("portal");
+    let portal_key_jwk = Device::new();
+    let redirect = "https://portal.example.jp/cb";
+    // Applied over a connection made with the certificate (proof of possession).
+    let portal_http = Http::tls(&platform_url, &ca, Some((&portal_cert, &portal_key)));
+    let portal = committee
+        .admit(
+            &portal_http,
+            &json!({
+                "name": "まえばしポータル", "organization": "前橋市", "contact": "portal@example.jp",
+                "kind": "consumer", "jwks": {"keys": [portal_key_jwk.jwk()]},
+                "redirect_uris": [redirect],
+                "token_endpoint_auth_method": "tls_client_auth",
+                "tls_client_certificate": std::fs::read_to_string(&portal_cert).unwrap(),
+                "purposes": [{"id": "login", "title_ja": "会員登録", "title_en": "Membership",
+                    "description_ja": "会員証の発行のため、氏名を受け取ります。",
+                    "description_en": "We receive your name to issue your membership card.",
+                    "provider": "tsunagu", "items": ["name"], "uses": {"name": "会員証に印字するため"},
+                    "retention_days": 365, "legal_basis": "consent"}],
+                "security": {"iso27001": true, "incident_contact": "soc@example.jp", "subcontractors": []}
+            }),
+        )
+        .await;
+    // A provisional resident logs in on the web form and is sent back with a code at once.
+    let device = Device::new();
+    let enrolled = enroll_device(&http, &device, None).await;
+    let mut browser = Browser::new(&platform_url, "en");
+    browser.client = reqwest::Client::builder()
+        .tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(&std::fs::read(&ca).unwrap()).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let nonce = http.nonce("/v1/auth/challenge").await;
+    let logged_in = browser
+        .post(
+            "/login",
+            &[
+                ("credential", enrolled["credential"].as_str().unwrap()),
+                ("nonce", &nonce),
+                ("signature", &device.sign(nonce.as_bytes())),
+            ],
+        )
+        .await;
+    assert_eq!(logged_in.status, 303, "{}", logged_in.body);
+    let verifier = "a-code-verifier-of-at-least-43-characters-0123456789";
+    let challenge = B64URL.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    let authorize = format!(
+        "/oauth2/authorize?response_type=code&client_id={portal}&redirect_uri={}&scope=openid&state=s1&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
+        form_encode(&[("", redirect)]).trim_start_matches('=')
+    );
+    let authorized = browser.get(&authorize).await;
+    let location = authorized.location.clone().unwrap_or_default();
+    assert!(location.starts_with(redirect), "{authorized:?}");
+    let code_value = location
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("code="))
+        .expect("a code")
+        .to_owned();
+    let grant = |code: &str| {
+        form_encode(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+            ("client_id", &portal),
+        ])
+    };
+    let token_request = |client: &reqwest::Client, body: String| {
+        client
+            .post(format!("{platform_url}/oauth2/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // Without the certificate, or with another service's: refused, the code unspent.
+    let plain = https_client(&ca, None);
+    let refused = token_request(&plain, grant(&code_value)).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client", "{body}");
+    let other = https_client(&ca, Some((&cert("school").0, &cert("school").1)));
+    let refused = token_request(&other, grant(&code_value)).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    // With it: tokens.
+    let as_portal = https_client(&ca, Some((&portal_cert, &portal_key)));
+    let tokens = token_request(&as_portal, grant(&code_value)).await.unwrap();
+    assert_eq!(tokens.status().as_u16(), 200);
+    let tokens: Value = tokens.json().await.unwrap();
+    assert_eq!(
+        claims(tokens["id_token"].as_str().unwrap())["aud"],
+        portal.as_str()
+    );
+    let (_, discovery) = http.get("/.well-known/openid-configuration", None).await;
+    assert!(
+        discovery["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tls_client_auth")),
+        "{discovery}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

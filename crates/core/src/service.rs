@@ -277,6 +277,9 @@ pub fn obligations_text() -> String {
 pub const TOKEN_AUTH_PRIVATE_KEY_JWT: &str = "private_key_jwt";
 /// Token endpoint authentication by HTTP Basic with a secret the platform issued.
 pub const TOKEN_AUTH_CLIENT_SECRET_BASIC: &str = "client_secret_basic";
+/// RFC 8705 §2: the client authenticates at the token and PAR endpoints by the mutual-TLS
+/// connection, with the certificate it registered (`tls_client_certificate`).
+pub const TOKEN_AUTH_TLS_CLIENT_AUTH: &str = "tls_client_auth";
 
 impl<K> Application<K> {
     /// The token endpoint authentication method the service registered.
@@ -392,9 +395,17 @@ impl<K> Application<K> {
         }
         match self.token_endpoint_auth_method.as_deref() {
             None | Some(TOKEN_AUTH_PRIVATE_KEY_JWT) | Some(TOKEN_AUTH_CLIENT_SECRET_BASIC) => {}
+            Some(TOKEN_AUTH_TLS_CLIENT_AUTH) => {
+                if self.tls_client_certificate.is_none() {
+                    return Err(
+                        "token_endpoint_auth_method `tls_client_auth` needs `tls_client_certificate`"
+                            .into(),
+                    );
+                }
+            }
             Some(other) => {
                 return Err(format!(
-                    "token_endpoint_auth_method `{other}` is not supported (private_key_jwt or client_secret_basic)"
+                    "token_endpoint_auth_method `{other}` is not supported (private_key_jwt, client_secret_basic or tls_client_auth)"
                 ));
             }
         }

@@ -245,12 +245,19 @@ fn form_pairs(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
 pub async fn token(
     State(app): State<AppState>,
     headers: HeaderMap,
+    cert: Option<axum::Extension<tsunagu_capability::ClientCert>>,
     body: axum::body::Bytes,
 ) -> Response {
+    let cert = cert.map(|axum::Extension(c)| c.x5t_s256);
     let result: Result<TokenSet, _> = match form_pairs(&body) {
         Ok(pairs) => {
             app.oidc
-                .token(&client_auth(&headers), &dpop(&headers), pairs)
+                .token_on(
+                    &client_auth(&headers),
+                    cert.as_deref(),
+                    &dpop(&headers),
+                    pairs,
+                )
                 .await
         }
         Err(e) => Err(e),
@@ -262,10 +269,16 @@ pub async fn token(
 pub async fn par(
     State(app): State<AppState>,
     headers: HeaderMap,
+    cert: Option<axum::Extension<tsunagu_capability::ClientCert>>,
     body: axum::body::Bytes,
 ) -> Response {
+    let cert = cert.map(|axum::Extension(c)| c.x5t_s256);
     let result: Result<Pushed, _> = match form_pairs(&body) {
-        Ok(pairs) => app.oidc.push(&client_auth(&headers), pairs).await,
+        Ok(pairs) => {
+            app.oidc
+                .push_on(&client_auth(&headers), cert.as_deref(), pairs)
+                .await
+        }
         Err(e) => Err(e),
     };
     token_response(result, StatusCode::CREATED)

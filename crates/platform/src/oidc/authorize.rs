@@ -686,8 +686,20 @@ impl Oidc {
         header: &ClientAuthHeader,
         pairs: Vec<(String, String)>,
     ) -> Result<Pushed, OAuthError> {
+        self.push_on(header, None, pairs).await
+    }
+
+    /// [`Oidc::push`] on a connection that presented a verified client certificate.
+    pub async fn push_on(
+        &self,
+        header: &ClientAuthHeader,
+        client_cert: Option<&str>,
+        pairs: Vec<(String, String)>,
+    ) -> Result<Pushed, OAuthError> {
         let params = form(pairs)?;
-        let client = self.authenticate_client(header, &params).await?;
+        let client = self
+            .authenticate_client(header, &params, client_cert)
+            .await?;
         if params.contains_key("request_uri") {
             return Err(OAuthError::bad(
                 "invalid_request",

@@ -1,6 +1,7 @@
 //! Client authentication at the token and PAR endpoints: `private_key_jwt` (RFC 7523, a JWT
-//! signed with a key of the service's registered JWKS) or `client_secret_basic` (RFC 6749
-//! §2.3.1, with a secret the platform issued), whichever the service registered.
+//! signed with a key of the service's registered JWKS), `client_secret_basic` (RFC 6749
+//! §2.3.1, with a secret the platform issued) or `tls_client_auth` (RFC 8705 §2, the mutual-TLS
+//! connection's certificate matching the one the service registered), whichever it registered.
 
 use super::{OAuthError, Oidc, TOKEN_PATH};
 use crate::assertion;
@@ -10,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tsunagu_core::service::{
     ServiceStatus, TOKEN_AUTH_CLIENT_SECRET_BASIC, TOKEN_AUTH_PRIVATE_KEY_JWT,
+    TOKEN_AUTH_TLS_CLIENT_AUTH,
 };
 use tsunagu_crypto::{constant_time_eq, sha256};
 use tsunagu_store::IdentityChange;
@@ -77,6 +79,7 @@ impl Oidc {
         &self,
         header: &ClientAuthHeader,
         params: &HashMap<String, String>,
+        client_cert: Option<&str>,
     ) -> Result<Client, OAuthError> {
         match header {
             ClientAuthHeader::MalformedBasic => {
@@ -115,6 +118,11 @@ impl Oidc {
                 return approved(entry, None);
             }
             ClientAuthHeader::None => {}
+        }
+        if !params.contains_key("client_assertion")
+            && let Some(client) = self.tls_client(params, client_cert).await?
+        {
+            return Ok(client);
         }
 
         match (
@@ -157,10 +165,44 @@ impl Oidc {
                 false,
             )),
             (None, _) => Err(OAuthError::invalid_client(
-                "client authentication is required (private_key_jwt or client_secret_basic)",
+                "client authentication is required (private_key_jwt, client_secret_basic or tls_client_auth)",
                 true,
             )),
         }
+    }
+
+    /// RFC 8705 §2 (`tls_client_auth`): a request with `client_id` and no other credential, on
+    /// a connection whose client certificate is the one that client registered. `None` when
+    /// the request does not use it.
+    async fn tls_client(
+        &self,
+        params: &HashMap<String, String>,
+        client_cert: Option<&str>,
+    ) -> Result<Option<Client>, OAuthError> {
+        let Some(client_id) = params.get("client_id") else {
+            return Ok(None);
+        };
+        let Some(x5t_s256) = client_cert else {
+            // A client registered for tls_client_auth that came without its certificate.
+            if let Some(entry) = self.directory.find(client_id).await?
+                && entry.application.token_auth_method() == TOKEN_AUTH_TLS_CLIENT_AUTH
+            {
+                return Err(OAuthError::invalid_client(
+                    "this client authenticates with its registered TLS client certificate; connect with it",
+                    false,
+                ));
+            }
+            return Ok(None);
+        };
+        let Some(entry) = self.directory.by_client_cert(x5t_s256).await? else {
+            return Ok(None);
+        };
+        if entry.row.id.as_str() != client_id
+            || entry.application.token_auth_method() != TOKEN_AUTH_TLS_CLIENT_AUTH
+        {
+            return Ok(None);
+        }
+        approved(entry, None).map(Some)
     }
 }
 

@@ -214,7 +214,7 @@ pub struct ProviderMetadata {
     pub grant_types_supported: [&'static str; 2],
     pub subject_types_supported: [&'static str; 1],
     pub id_token_signing_alg_values_supported: [&'static str; 1],
-    pub token_endpoint_auth_methods_supported: [&'static str; 2],
+    pub token_endpoint_auth_methods_supported: [&'static str; 3],
     pub token_endpoint_auth_signing_alg_values_supported: [&'static str; 1],
     pub code_challenge_methods_supported: [&'static str; 1],
     pub claims_supported: [&'static str; 13],
@@ -322,7 +322,11 @@ impl Oidc {
             grant_types_supported: ["authorization_code", "refresh_token"],
             subject_types_supported: ["pairwise"],
             id_token_signing_alg_values_supported: ["ES256"],
-            token_endpoint_auth_methods_supported: ["private_key_jwt", "client_secret_basic"],
+            token_endpoint_auth_methods_supported: [
+                "private_key_jwt",
+                "client_secret_basic",
+                "tls_client_auth",
+            ],
             token_endpoint_auth_signing_alg_values_supported: ["ES256"],
             code_challenge_methods_supported: ["S256"],
             claims_supported: [

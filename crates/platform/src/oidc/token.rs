@@ -228,8 +228,22 @@ impl Oidc {
         dpop: &DpopHeader,
         pairs: Vec<(String, String)>,
     ) -> Result<TokenSet, OAuthError> {
+        self.token_on(header, None, dpop, pairs).await
+    }
+
+    /// [`Oidc::token`] on a connection that presented a verified client certificate (its
+    /// `x5t#S256`), for clients registered with `tls_client_auth` (RFC 8705 §2).
+    pub async fn token_on(
+        &self,
+        header: &ClientAuthHeader,
+        client_cert: Option<&str>,
+        dpop: &DpopHeader,
+        pairs: Vec<(String, String)>,
+    ) -> Result<TokenSet, OAuthError> {
         let params = form(pairs)?;
-        let client = self.authenticate_client(header, &params).await?;
+        let client = self
+            .authenticate_client(header, &params, client_cert)
+            .await?;
         let t = now();
         let proof = dpop_proof(dpop, "POST", &self.endpoint(TOKEN_PATH), None, t)
             .map_err(|e| invalid_dpop(format!("DPoP proof: {e}")))?;
