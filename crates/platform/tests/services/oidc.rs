@@ -12,7 +12,7 @@ use tsunagu_platform::oidc::{AuthorizeOutcome, ClientAuthHeader, DpopHeader, TOK
 const REDIRECT: &str = "https://rp.example.jp/cb";
 
 /// A relying party asking for the name of verified residents.
-async fn relying_party(city: &City) -> (tsunagu_core::ServiceId, SigningKey) {
+pub(crate) async fn relying_party(city: &City) -> (tsunagu_core::ServiceId, SigningKey) {
     let key = SigningKey::generate(Alg::Es256).unwrap();
     let id = city
         .apply(&json!({
@@ -31,7 +31,7 @@ async fn relying_party(city: &City) -> (tsunagu_core::ServiceId, SigningKey) {
     (id, key)
 }
 
-fn params(client: &str, verifier: &str) -> AuthorizeParams {
+pub(crate) fn params(client: &str, verifier: &str) -> AuthorizeParams {
     AuthorizeParams {
         response_type: Some("code".into()),
         client_id: Some(client.into()),
@@ -45,7 +45,7 @@ fn params(client: &str, verifier: &str) -> AuthorizeParams {
     }
 }
 
-fn query(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query(url: &str, name: &str) -> Option<String> {
     let (_, q) = url.split_once('?')?;
     q.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;

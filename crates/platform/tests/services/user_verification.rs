@@ -145,3 +145,52 @@ async fn a_gated_device_consents_and_changes_only_with_the_screen_lock_over_that
         "{texts:?}"
     );
 }
+
+#[tokio::test]
+async fn the_consent_page_of_a_login_with_tsunagu_needs_the_screen_lock_too() {
+    use tsunagu_platform::oidc::AuthorizeOutcome;
+    let city = City::new().await;
+    let (client, _key) = crate::oidc::relying_party(&city).await;
+    let (hanako, mut auth) = gated_resident(&city).await;
+    let oidc = &city.platform.oidc;
+    let verifier = tsunagu_crypto::random::token(32).unwrap();
+    let outcome = oidc
+        .authorize(
+            crate::oidc::params(client.as_str(), &verifier),
+            Some(&hanako.session),
+        )
+        .await
+        .unwrap();
+    let AuthorizeOutcome::Consent(view) = outcome else {
+        panic!("expected the consent page: {outcome:?}");
+    };
+    let payload: serde_json::Value = serde_json::from_str(&view.payload).unwrap();
+    let consent = hanako.sign(&payload);
+    // Without the assertion: refused, no code.
+    let err = oidc
+        .consent_decision_verified(
+            &hanako.session,
+            &view.request_id,
+            "approve",
+            Some(&consent),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, Code::UserVerificationRequired, "{err:?}");
+    // With it, over the consent: the code.
+    let outcome = oidc
+        .consent_decision_verified(
+            &hanako.session,
+            &view.request_id,
+            "approve",
+            Some(&consent),
+            Some(&wire(&mut auth, &consent)),
+        )
+        .await
+        .unwrap();
+    let AuthorizeOutcome::Redirect(to) = outcome else {
+        panic!("expected a redirect with a code: {outcome:?}");
+    };
+    assert!(crate::oidc::query(&to, "code").is_some(), "{to}");
+}
