@@ -411,7 +411,14 @@ function enroll(form) {
       status(statusEl, enrolled.level === "verified"
         ? say("本人確認済みとして登録しました。ログインします…", "Registered as verified. Logging in…")
         : say("仮IDとして登録しました。ログインします…", "Registered with a provisional ID. Logging in…"), "ok");
-      await logInWith(device);
+      try {
+        await logInWith(device);
+      } catch (e) {
+        // The device is registered; only this login did not happen (a cancelled screen lock…).
+        const why = e?.name === "NotAllowedError" || e?.name === "AbortError" ? uvFailed(e, "login") : explain(e);
+        status(statusEl, say(`この端末は登録されました。ログインできませんでした: ${why} ログインページからログインしてください。`,
+          `This device is registered, but logging in did not work: ${why} Log in from the login page.`), "error");
+      }
     } catch (e) {
       status(statusEl, say(`登録できませんでした: ${explain(e)}`, `Registration failed: ${explain(e)}`), "error");
       if (button) button.disabled = false;
