@@ -6,12 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::json;
 use std::sync::OnceLock;
-use tsunagu_crypto::b64;
 use tsunagu_crypto::keys::{Alg, SigningKey};
+use tsunagu_ledger::SignedTreeHead;
 use tsunagu_ledger::rotation::{KeyRotationProof, follow_key_rotations};
-use tsunagu_ledger::{MerkleTree, SignedTreeHead, leaf_hash};
 
 struct Genuine {
     keys: Vec<SigningKey>,
@@ -20,29 +18,7 @@ struct Genuine {
 }
 
 fn rotation(old: &SigningKey, new: &SigningKey) -> KeyRotationProof {
-    let announcement = serde_json::to_vec(&json!({
-        "v": 1, "at": 10, "type": "ledger.key_rotated",
-        "kid": new.kid(), "jwk": new.public_jwk().to_value(),
-        "previous_kid": old.kid(), "activate_at": 20,
-    }))
-    .unwrap();
-    let leaves = [b"first".to_vec(), announcement.clone(), b"third".to_vec()];
-    let mut tree = MerkleTree::new();
-    for l in &leaves {
-        tree.push(leaf_hash(l));
-    }
-    let sth = SignedTreeHead::sign(old, 3, &tree.root(3).unwrap(), 11).unwrap();
-    KeyRotationProof {
-        leaf_index: 1,
-        leaf_input: Some(b64::std_encode(&announcement)),
-        sth,
-        audit_path: tree
-            .inclusion_proof(1, 3)
-            .unwrap()
-            .iter()
-            .map(b64::std_encode)
-            .collect(),
-    }
+    tsunagu_ledger::rotation::testing::announcement(old, new, old)
 }
 
 fn genuine() -> &'static Genuine {

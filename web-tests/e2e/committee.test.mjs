@@ -6,31 +6,15 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Platform, browser, phonePage, shot } from "./harness.mjs";
+import { Platform, browser, daycareApplication, phonePage, schoolApplication, shot } from "./harness.mjs";
 
 let platform, b, page, school, daycare;
-const security = { iso27001: true, incident_contact: "soc@example.jp", subcontractors: [] };
 
 before(async () => {
   platform = await Platform.start({ quorum: 1 });
-  school = await platform.apply({
-    name: "前橋市立中央小学校", organization: "前橋市教育委員会", contact: "school@example.jp", kind: "provider",
-    endpoint: "http://127.0.0.1:9/redeem", redirect_uris: [],
-    offers: [{ item: "allergy", title_ja: "食物アレルギー", data_class: "closed", sensitive: true }],
-    purposes: [], security,
-  });
+  school = await platform.apply(schoolApplication());
   await platform.vote(school.id, "approve");
-  daycare = await platform.apply({
-    name: "すくすく保育園", organization: "社会福祉法人すくすく", contact: "daycare@example.jp", kind: "consumer",
-    redirect_uris: [], offers: [], security,
-    purposes: [{
-      id: "lunch", title_ja: "給食のアレルギー対応", title_en: "Allergy-safe school lunches",
-      description_ja: "給食から原因食品を除くために、アレルギー情報を受け取ります。",
-      description_en: "To keep allergens out of your child's lunch, we receive the allergy record.",
-      provider: school.id, items: ["allergy"], uses: { allergy: "原因食品を献立から除くため" },
-      retention_days: 3650, legal_basis: "consent",
-    }],
-  });
+  daycare = await platform.apply(daycareApplication(school.id, { retentionDays: 3650 }));
   writeFileSync(join(platform.dir, "daycare.pem"), daycare.key.pem);
   b = await browser(platform);
   page = await phonePage(b);

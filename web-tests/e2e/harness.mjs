@@ -266,3 +266,46 @@ export async function shot(page, name) {
   await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
   return overflow;
 }
+
+/** The security answers every test application gives. */
+export const security = { iso27001: true, incident_contact: "soc@example.jp", subcontractors: [] };
+
+/** The school: a provider of `allergy` only. */
+export const schoolApplication = () => ({
+  name: "前橋市立中央小学校", organization: "前橋市教育委員会", contact: "school@example.jp", kind: "provider",
+  endpoint: "http://127.0.0.1:9/redeem", redirect_uris: [],
+  offers: [{ item: "allergy", title_ja: "食物アレルギー", data_class: "closed", sensitive: true }],
+  purposes: [], security,
+});
+
+/** The day care: its purpose `lunch` receives `allergy` from `schoolId` by consent. */
+export const daycareApplication = (schoolId, { retentionDays = 365 } = {}) => ({
+  name: "すくすく保育園", organization: "社会福祉法人すくすく", contact: "daycare@example.jp", kind: "consumer",
+  redirect_uris: [], offers: [], security,
+  purposes: [{
+    id: "lunch", title_ja: "給食のアレルギー対応", title_en: "Allergy-safe school lunches",
+    description_ja: "給食から原因食品を除くために、アレルギー情報を受け取ります。",
+    description_en: "To keep allergens out of your child's lunch, we receive the allergy record.",
+    provider: schoolId, items: ["allergy"], uses: { allergy: "原因食品を献立から除くため" },
+    retention_days: retentionDays, legal_basis: "consent",
+  }],
+});
+
+/**
+ * On 「情報提供の管理」, switches `offer`'s consent on with the items `check` (and `uncheck`
+ * off), an expiry in 200 days, and saves; resolves the new active consent's record element.
+ */
+export async function consentOnPage(page, offer, purpose, { check = [], uncheck = [] } = {}) {
+  const form = offer.locator("form[data-consent-form]");
+  await form.waitFor();
+  await form.locator('input[role="switch"]').check();
+  for (const item of uncheck) await form.locator(`input[name="item"][value="${item}"]`).uncheck();
+  for (const item of check) await form.locator(`input[name="item"][value="${item}"]`).check();
+  const inAYear = new Date(Date.now() + 200 * 86400e3).toISOString().slice(0, 10);
+  await form.locator('input[type="date"]').fill(inAYear);
+  await form.locator('button[type="submit"]').click();
+  await page.locator("#consents-done").waitFor();
+  const record = page.locator(`article.consent[data-purpose="${purpose}"][data-status="active"]`);
+  await record.waitFor();
+  return record;
+}

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
-import { Platform, browser, phonePage, shot, relyingParty, b64url } from "./harness.mjs";
+import { Platform, browser, phonePage, shot, relyingParty, b64url, consentOnPage } from "./harness.mjs";
 
 let platform, b, page, rp, daycare, brigade, portal;
 
@@ -112,16 +112,7 @@ test("she consents to the day-care's purpose with one item, then revokes it", as
   assert.equal(await rule.locator("form[data-consent-form]").count(), 0, "a legal-basis flow has no switch");
   assert.equal(await shot(page, "05-consents"), 0);
 
-  const form = offer.locator("form[data-consent-form]");
-  await form.locator('input[role="switch"]').check();
-  await form.locator('input[name="item"][value="class"]').uncheck();
-  await form.locator('input[name="item"][value="allergy"]').check();
-  const inAYear = new Date(Date.now() + 200 * 86400e3).toISOString().slice(0, 10);
-  await form.locator('input[type="date"]').fill(inAYear);
-  await form.locator('button[type="submit"]').click();
-  await page.locator("#consents-done").waitFor();
-  const record = page.locator(`article.consent[data-purpose="lunch"][data-status="active"]`);
-  await record.waitFor();
+  const record = await consentOnPage(page, offer, "lunch", { check: ["allergy"], uncheck: ["class"] });
   assert.match(await record.textContent(), /食物アレルギー|allergy/);
   assert.doesNotMatch(await record.textContent(), /学級/, "only the chosen item was consented");
   assert.equal(await shot(page, "06-consented"), 0);

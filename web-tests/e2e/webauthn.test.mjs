@@ -7,30 +7,14 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Platform, browser, phonePage, shot } from "./harness.mjs";
+import { Platform, browser, consentOnPage, daycareApplication, phonePage, schoolApplication, shot } from "./harness.mjs";
 
 let platform, b;
 
-const security = { iso27001: true, incident_contact: "soc@example.jp", subcontractors: [] };
-
 before(async () => {
   platform = await Platform.start({ host: "localhost" });
-  const school = await platform.apply({
-    name: "前橋市立中央小学校", organization: "前橋市教育委員会", contact: "school@example.jp", kind: "provider",
-    endpoint: "http://127.0.0.1:9/redeem", redirect_uris: [], purposes: [], security,
-    offers: [{ item: "allergy", title_ja: "食物アレルギー", data_class: "closed", sensitive: true }],
-  });
-  const daycare = await platform.apply({
-    name: "すくすく保育園", organization: "社会福祉法人すくすく", contact: "daycare@example.jp", kind: "consumer",
-    redirect_uris: [], offers: [], security,
-    purposes: [{
-      id: "lunch", title_ja: "給食のアレルギー対応", title_en: "Allergy-safe school lunches",
-      description_ja: "給食から原因食品を除くために、アレルギー情報を受け取ります。",
-      description_en: "To keep allergens out of your child's lunch, we receive the allergy record.",
-      provider: school.id, items: ["allergy"], uses: { allergy: "原因食品を献立から除くため" },
-      retention_days: 365, legal_basis: "consent",
-    }],
-  });
+  const school = await platform.apply(schoolApplication());
+  const daycare = await platform.apply(daycareApplication(school.id));
   for (const s of [school, daycare]) await platform.vote(s.id, "approve");
   b = await browser(platform);
 });
@@ -104,16 +88,7 @@ test("with a platform authenticator the key is registered behind the screen lock
   // A consent is confirmed with the screen lock too, over that very statement; so is its
   // revocation.
   await page.goto(`${platform.origin}/app/consents`);
-  const form = page.locator(`article.offer[data-purpose="lunch"] form[data-consent-form]`);
-  await form.waitFor();
-  await form.locator('input[role="switch"]').check();
-  await form.locator('input[name="item"][value="allergy"]').check();
-  const inAYear = new Date(Date.now() + 200 * 86400e3).toISOString().slice(0, 10);
-  await form.locator('input[type="date"]').fill(inAYear);
-  await form.locator('button[type="submit"]').click();
-  await page.locator("#consents-done").waitFor();
-  const record = page.locator(`article.consent[data-purpose="lunch"][data-status="active"]`);
-  await record.waitFor();
+  const record = await consentOnPage(page, page.locator(`article.offer[data-purpose="lunch"]`), "lunch", { check: ["allergy"] });
   const id = await record.getAttribute("data-consent-record");
   await page.click(`#revoke-${id}`);
   await page.locator(`article.consent[data-consent-record="${id}"][data-status="revoked"]`).waitFor();

@@ -53,6 +53,15 @@ async fn login_body(
     body
 }
 
+/// A problem+json refusal with `status` and `code`.
+fn assert_refused(status: u16, refused: &Value, expected_status: u16, code: &str) {
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (expected_status, Some(code)),
+        "{refused}"
+    );
+}
+
 fn right(nonce: &str) -> Vec<u8> {
     sha256(nonce.as_bytes())
 }
@@ -89,21 +98,13 @@ async fn scenario(label: &str) {
     let mut auth = SoftAuthenticator::new(rp.clone());
     auth.flags = FLAG_UP;
     let (status, refused) = enroll_with(&http, &device, &mut auth).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_required")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_required");
     let mut elsewhere = SoftAuthenticator::new(RelyingParty {
         id: "localhost".into(),
         origin: "http://localhost:1".into(),
     });
     let (status, refused) = enroll_with(&http, &device, &mut elsewhere).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_invalid")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_invalid");
     assert!(
         refused["detail"].as_str().unwrap().contains("origin"),
         "{refused}"
@@ -116,11 +117,7 @@ async fn scenario(label: &str) {
     let body = json!({"device_jwk": device.jwk(), "nonce": nonce,
         "user_verification": SoftAuthenticator::new(rp.clone()).register(&challenge).to_wire()});
     let (status, refused) = http.post("/v1/enrollment", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_invalid")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_invalid");
 
     // ---- a registration with the user verified enrolls the device, gated
     auth.flags = FLAG_UP | FLAG_UV;
@@ -131,56 +128,32 @@ async fn scenario(label: &str) {
     // ---- no assertion: refused, not counted as a failure
     let body = login_body(&http, &device, &credential, None).await;
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_required")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_required");
     // ---- the authenticator did not verify the user (presence only)
     auth.flags = FLAG_UP;
     let body = login_body(&http, &device, &credential, Some((&mut auth, right))).await;
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_required")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_required");
     auth.flags = FLAG_UP | FLAG_UV;
     // ---- an assertion for another challenge
     let body = login_body(&http, &device, &credential, Some((&mut auth, wrong))).await;
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_invalid")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_invalid");
     // ---- another authenticator's credential
     let mut stranger = SoftAuthenticator::new(rp.clone());
     let body = login_body(&http, &device, &credential, Some((&mut stranger, right))).await;
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_invalid")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_invalid");
     // ---- a wrong device signature with a good assertion is still a wrong signature
     let mut body = login_body(&http, &device, &credential, Some((&mut auth, right))).await;
     body["signature"] = json!(Device::new().sign(b"x"));
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("signature_invalid")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "signature_invalid");
     // That was the fourth counted failure (the missing assertion did not count): locked,
     // however good the next attempt.
     let body = login_body(&http, &device, &credential, Some((&mut auth, right))).await;
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (423, Some("locked")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 423, "locked");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
 
     // ---- the device key and a verified user: a session
@@ -196,11 +169,7 @@ async fn scenario(label: &str) {
     auth.counter = 0;
     let body = login_body(&http, &device, &credential, Some((&mut auth, right))).await;
     let (status, refused) = http.post("/v1/auth/login", &body, None).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (403, Some("user_verification_invalid")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 403, "user_verification_invalid");
     assert!(
         refused["detail"].as_str().unwrap().contains("counter"),
         "{refused}"
@@ -330,11 +299,7 @@ async fn a_platform_on_an_ip_address_offers_no_webauthn() {
         origin: server.url.clone(),
     });
     let (status, refused) = enroll_with(&http, &device, &mut auth).await;
-    assert_eq!(
-        (status, refused["code"].as_str()),
-        (400, Some("user_verification_unavailable")),
-        "{refused}"
-    );
+    assert_refused(status, &refused, 400, "user_verification_unavailable");
     assert!(
         refused["detail"].as_str().unwrap().contains("IP address"),
         "{refused}"

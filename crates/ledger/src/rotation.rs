@@ -141,39 +141,56 @@ pub fn follow_key_rotations(
     Ok((key, handovers))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::MerkleTree;
+/// Genuine key changes for tests and fuzz seeds (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing {
+    use super::KeyRotationProof;
+    use crate::{MerkleTree, SignedTreeHead, leaf_hash};
     use serde_json::json;
-    use tsunagu_crypto::keys::{Alg, SigningKey};
+    use tsunagu_crypto::b64;
+    use tsunagu_crypto::keys::SigningKey;
 
-    /// A log whose leaf 1 announces `new` under `old`, and the handover head over it signed
-    /// by `signer`.
-    fn rotation(old: &SigningKey, new: &SigningKey, signer: &SigningKey) -> KeyRotationProof {
+    /// A three-leaf log whose leaf 1 announces `new` as the successor of `old`, and the
+    /// handover head over it signed by `signer` (`old` for a genuine change).
+    pub fn announcement(
+        old: &SigningKey,
+        new: &SigningKey,
+        signer: &SigningKey,
+    ) -> KeyRotationProof {
         let announcement = serde_json::to_vec(&json!({
             "v": 1, "at": 10, "type": "ledger.key_rotated",
             "kid": new.kid(), "jwk": new.public_jwk().to_value(),
             "previous_kid": old.kid(), "activate_at": 20,
         }))
-        .unwrap();
+        .expect("JSON of a test announcement");
         let leaves = [b"first".to_vec(), announcement.clone(), b"third".to_vec()];
         let mut tree = MerkleTree::new();
         for l in &leaves {
             tree.push(leaf_hash(l));
         }
-        let sth = SignedTreeHead::sign(signer, 3, &tree.root(3).unwrap(), 11).unwrap();
+        let root = tree.root(3).expect("a root of three leaves");
+        let sth = SignedTreeHead::sign(signer, 3, &root, 11).expect("a test tree head");
         KeyRotationProof {
             leaf_index: 1,
             leaf_input: Some(b64::std_encode(&announcement)),
             sth,
             audit_path: tree
                 .inclusion_proof(1, 3)
-                .unwrap()
+                .expect("an inclusion proof")
                 .iter()
                 .map(b64::std_encode)
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tsunagu_crypto::keys::{Alg, SigningKey};
+
+    fn rotation(old: &SigningKey, new: &SigningKey, signer: &SigningKey) -> KeyRotationProof {
+        testing::announcement(old, new, signer)
     }
 
     fn key() -> SigningKey {

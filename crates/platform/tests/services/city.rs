@@ -330,6 +330,18 @@ impl City {
         nonce: &str,
         card: Option<&mut Card>,
     ) -> EnrollmentRequest {
+        let body = self.enrollment_body(device, nonce, card);
+        parse_enrollment(&serde_json::to_vec(&body).unwrap()).unwrap()
+    }
+
+    /// The JSON body of `POST /v1/enrollment` for `device` (with `card`'s proof when given),
+    /// for a test that adds to it before parsing.
+    pub fn enrollment_body(
+        &self,
+        device: &SigningKey,
+        nonce: &str,
+        card: Option<&mut Card>,
+    ) -> Value {
         let mut body = json!({"device_jwk": device.public_jwk().to_value(), "nonce": nonce});
         if let Some(card) = card {
             let signed = proofing::proof_payload(device.public_jwk(), nonce);
@@ -339,7 +351,7 @@ impl City {
             body["proof"] = json!({"type": "jpki", "certificate_chain": chain,
                 "signed_data": b64::std_encode(&signed), "signature": b64::std_encode(signature)});
         }
-        parse_enrollment(&serde_json::to_vec(&body).unwrap()).unwrap()
+        body
     }
 
     /// An enrollment request for `device`, with a proof by a new card for `name` when given.

@@ -238,26 +238,8 @@ async fn a_provisional_id_logs_in_without_consent_and_without_claims() {
     let (client, key) = relying_party(&city).await;
     let provisional = city.resident(None).await;
     let oidc = &city.platform.oidc;
-    let verifier = random::token(32).unwrap();
-    let outcome = oidc
-        .authorize(
-            params(client.as_str(), &verifier),
-            Some(&provisional.session),
-        )
-        .await
-        .unwrap();
-    let AuthorizeOutcome::Redirect(to) = outcome else {
-        panic!("expected a code at once: {outcome:?}");
-    };
-    let code = query(&to, "code").expect("a code");
-    let tokens = oidc
-        .token(
-            &ClientAuthHeader::None,
-            &DpopHeader::Absent,
-            code_grant(&code, &verifier, client.as_str(), &key),
-        )
-        .await
-        .unwrap();
+    // A code at once (no consent page), redeemed for tokens.
+    let tokens = tokens_for(&city, &client, &key, &provisional.session).await;
     let claims: serde_json::Value = jws::parse(&tokens.id_token).unwrap().payload_as().unwrap();
     assert_eq!(claims["acr"], "urn:tsunagu:acr:provisional");
     assert!(claims.get("name").is_none(), "{claims}");

@@ -3,7 +3,6 @@
 //! with the user verified, over exactly what is used (the login nonce, the JWS as sent).
 
 use crate::city::{City, Resident, URL};
-use serde_json::json;
 use tsunagu_core::Code;
 use tsunagu_core::consent::ConsentStatus;
 use tsunagu_crypto::keys::{Alg, SigningKey};
@@ -29,13 +28,7 @@ async fn gated_resident(city: &City) -> (Resident, SoftAuthenticator) {
         .unwrap()
         .nonce;
     let mut card = city.card("前橋　花子");
-    let plain = city.enrollment_with(&device, &nonce, Some(&mut card));
-    let mut body = json!({"device_jwk": device.public_jwk().to_value(), "nonce": nonce});
-    let proof = plain.proof.as_ref().unwrap();
-    body["proof"] = json!({"type": "jpki",
-        "certificate_chain": proof.chain.iter().map(b64::std_encode).collect::<Vec<_>>(),
-        "signed_data": b64::std_encode(&proof.signed_data),
-        "signature": b64::std_encode(&proof.signature)});
+    let mut body = city.enrollment_body(&device, &nonce, Some(&mut card));
     let challenge = proofing::user_verification_challenge(device.public_jwk(), &nonce);
     body["user_verification"] = auth.register(&challenge).to_wire();
     let enrolled = identity
