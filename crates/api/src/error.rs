@@ -48,23 +48,35 @@ pub fn status_of(code: Code) -> StatusCode {
     StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+impl ApiError {
+    /// The problem+json answer with another status than the code's own (a staff lock-out
+    /// answers `locked` with 429, where a device's lock-out answers 423).
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        problem(&self.0, status)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = json!({
-            "type": format!("urn:tsunagu:problem:{}", self.0.code.as_str()),
-            "title": self.0.code.title(),
-            "status": status.as_u16(),
-            "detail": tsunagu_core::code::public_detail(&self.0.detail),
-            "code": self.0.code.as_str(),
-        });
-        let mut response = (status, body.to_string()).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        response
+        problem(&self.0, status)
     }
+}
+
+fn problem(refusal: &Refusal, status: StatusCode) -> Response {
+    let body = json!({
+        "type": format!("urn:tsunagu:problem:{}", refusal.code.as_str()),
+        "title": refusal.code.title(),
+        "status": status.as_u16(),
+        "detail": tsunagu_core::code::public_detail(&refusal.detail),
+        "code": refusal.code.as_str(),
+    });
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
 }
 
 /// An OAuth 2.0 error as an HTTP answer: JSON `{error, error_description}`, not cached,

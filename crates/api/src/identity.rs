@@ -133,7 +133,13 @@ struct HistoryQuery {
 pub fn history_json(page: &HistoryPage) -> Value {
     json!({
         "items": page.items.iter().map(|item| {
-            let event = item.record.as_ref().and_then(|r| serde_json::to_value(r).ok());
+            // A capability's leaf is shown as written (its members are its own).
+            let event = item.record.as_ref().and_then(|r| serde_json::to_value(r).ok()).or_else(|| {
+                item.other
+                    .as_ref()
+                    .and(item.leaf.input.as_deref())
+                    .and_then(|input| serde_json::from_slice::<Value>(input).ok())
+            });
             json!({
                 "leaf_index": item.leaf.index,
                 "leaf_input": item.leaf.input.as_ref().map(b64::std_encode),

@@ -40,6 +40,74 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Operator staff (SPEC §8).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StaffCommand {
+    /// Create a staff account with one grant, on the deployment's own machine (the first
+    /// security officer; works while the server runs). Prints one JSON object with the
+    /// password, the TOTP secret and its otpauth URI, shown only this once.
+    Create {
+        /// The server's configuration file (the database and the keyring to use).
+        #[arg(long)]
+        config: PathBuf,
+        /// The staff id (a-z, 0-9, '.', '_', '-').
+        #[arg(long)]
+        id: String,
+        /// security_officer, auditor or operator
+        #[arg(long)]
+        role: String,
+        /// An operator's scope: view, update or delete
+        #[arg(long)]
+        scope: Option<String>,
+        /// Days the grant runs (at most `[admin] grant_max_days`).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+}
+
+async fn staff(command: StaffCommand) -> anyhow::Result<()> {
+    use tsunagu_staff::{AdminConfig, Role, Scope, Staff};
+    match command {
+        StaffCommand::Create {
+            config,
+            id,
+            role,
+            scope,
+            days,
+        } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("--role: security_officer, auditor or operator, not `{role}`")
+            })?;
+            let scope = scope
+                .map(|s| {
+                    Scope::parse(&s).ok_or_else(|| {
+                        anyhow::anyhow!("--scope: view, update or delete, not `{s}`")
+                    })
+                })
+                .transpose()?;
+            let mut config = load_config(&config)?;
+            let platform = crate::server().platform(&mut config).await?;
+            let admin: AdminConfig = config.source.section()?;
+            let dsr: tsunagu_rights::DsrConfig = config.source.section()?;
+            let staff = Staff::new(
+                platform.clone(),
+                admin,
+                tsunagu_rights::Rights::new(platform, dsr),
+            );
+            let created = staff
+                .bootstrap(&id, role, scope, days)
+                .await
+                .map_err(|r| anyhow::anyhow!("{}: {}", r.code, r.detail))?;
+            println!("{}", serde_json::to_string(&created)?);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -128,6 +196,7 @@ pub async fn run(command: AdminCommand, ca_file: Option<&std::path::Path>) -> an
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
         AdminCommand::Keys { command } => keys(command).await?,
+        AdminCommand::Staff { command } => staff(command).await?,
     }
     Ok(())
 }

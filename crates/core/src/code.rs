@@ -173,6 +173,33 @@ codes! {
     UpstreamFailed => "upstream_failed",
     /// The provider's payload does not verify.
     PayloadInvalid => "payload_invalid",
+
+    // ---- residents' rights (SPEC §9)
+    /// The resident asked the platform to stop using or providing their data (利用停止,
+    /// 第三者提供の停止); only standing legal-basis rules still provide.
+    SuspendedByResident => "suspended_by_resident",
+    /// The resident's account was erased at their request: it cannot log in again.
+    AccountErased => "account_erased",
+    /// No data-subject request with this id (of this resident).
+    UnknownRequest => "unknown_request",
+    /// The request was already decided.
+    RequestClosed => "request_closed",
+
+    // ---- operator staff (SPEC §8)
+    /// Staff id or password wrong (which one is not said).
+    InvalidCredentials => "invalid_credentials",
+    /// The TOTP code is wrong or outside the allowed window.
+    TotpInvalid => "totp_invalid",
+    /// This TOTP code (or an older one) was already used for this account.
+    TotpReplayed => "totp_replayed",
+    /// The client's address is not in `[admin] allowed_networks`.
+    NetworkNotAllowed => "network_not_allowed",
+    /// A look at a resident's data needs a stated reason.
+    ReasonRequired => "reason_required",
+    /// The staff member holds no active grant (none, expired or withdrawn) for this.
+    NoGrant => "no_grant",
+    /// No staff account or grant with this id.
+    UnknownStaff => "unknown_staff",
 }
 
 impl Code {
@@ -200,6 +227,11 @@ impl Code {
             ReceiptMismatch | ReceiptMissing | Replayed => 409,
             TicketInvalid | TicketExpired | ProofInvalid => 401,
             UpstreamFailed | PayloadInvalid => 502,
+            SuspendedByResident | AccountErased | NetworkNotAllowed | NoGrant => 403,
+            UnknownRequest | UnknownStaff => 404,
+            RequestClosed => 409,
+            ReasonRequired => 400,
+            InvalidCredentials | TotpInvalid | TotpReplayed => 401,
             UnknownMember => 401,
             ReproofRequired | NoConsent | ConsentExpired | ConsentRevoked | ItemsNotCovered
             | ProvisionalId | ServiceSuspended | PurposeNotApproved | UnknownSubject => 403,
@@ -290,6 +322,17 @@ impl Code {
             Replayed => "Replayed",
             UpstreamFailed => "Upstream failed",
             PayloadInvalid => "Payload invalid",
+            SuspendedByResident => "Suspended by the resident",
+            AccountErased => "Account erased",
+            UnknownRequest => "Unknown request",
+            RequestClosed => "Request already decided",
+            InvalidCredentials => "Invalid credentials",
+            TotpInvalid => "One-time code invalid",
+            TotpReplayed => "One-time code already used",
+            NetworkNotAllowed => "Network not allowed",
+            ReasonRequired => "Reason required",
+            NoGrant => "No active grant",
+            UnknownStaff => "Unknown staff or grant",
         }
     }
 }

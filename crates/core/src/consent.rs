@@ -182,6 +182,10 @@ pub struct PurposeFacts {
 pub struct ResidentFacts {
     pub level: Level,
     pub status: AccountStatus,
+    /// What the resident asked the platform to stop.
+    pub restriction: crate::identity::Restriction,
+    /// The account was erased at the resident's request.
+    pub erased: bool,
 }
 
 /// Longest a consent may last, in seconds, unless configured otherwise: about three years.
@@ -314,6 +318,8 @@ mod tests {
     const VERIFIED: ResidentFacts = ResidentFacts {
         level: Level::Verified,
         status: AccountStatus::Active,
+        restriction: crate::identity::Restriction::None,
+        erased: false,
     };
 
     #[test]
@@ -356,6 +362,8 @@ mod tests {
         let r = ResidentFacts {
             level: Level::Provisional,
             status: AccountStatus::Active,
+            restriction: crate::identity::Restriction::None,
+            erased: false,
         };
         assert_eq!(
             check_consent(&payload(), Some(&purpose()), r, 1_000, 10_000),

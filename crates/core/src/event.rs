@@ -65,6 +65,39 @@ impl LedgerEvent for Event {
     }
 }
 
+/// A leaf of an event a capability writes (a `type` that is not one of [`Event`]'s), read
+/// by the members that capability events shown to residents carry (SPEC §8, §9): who acted
+/// (`role`), on which items, why (`reason`), and for a data-subject request its id, type,
+/// status and deadline. Other members are ignored here; the leaf itself keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityRecord {
+    pub v: u32,
+    pub at: UnixSeconds,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<UnixSeconds>,
+}
+
+impl CapabilityRecord {
+    /// Whether it records something refused.
+    pub fn is_refusal(&self) -> bool {
+        self.status.as_deref() == Some("refused") || self.kind.ends_with("_refused")
+    }
+}
+
 /// How an ID was proofed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -221,7 +254,13 @@ pub enum Event {
     ConsentRevoked {
         subject: String,
         consent: String,
+        /// SHA-256 of the signed change; empty (absent) when the platform revoked the
+        /// consent because the resident's account was erased.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         change_sha256: String,
+        /// `erasure` when the platform revoked it as part of erasing the account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         /// `webauthn` when the resident's device is behind its screen lock and the
         /// authenticator confirmed this very statement (user verified); absent otherwise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -446,6 +485,7 @@ impl Event {
             | Event::TicketRefused { reason, .. }
             | Event::ExchangeFlagged { reason, .. } => Some(reason.as_str().to_owned()),
             Event::OidcGrantRevoked { reason, .. } => Some(reason.clone()),
+            Event::ConsentRevoked { reason, .. } => reason.clone(),
             _ => None,
         }
     }

@@ -32,6 +32,50 @@ impl Level {
     }
 }
 
+/// What a resident asked the platform to stop (SPEC §9), orthogonal to level and status.
+/// Either stops every consent-based ticket; [`Restriction::Suspension`] (利用停止) also stops
+/// the platform's own use (no identity claims to services). Standing legal-basis rules still
+/// provide under both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Restriction {
+    #[default]
+    None,
+    /// 利用停止: no use of the resident's data on the platform.
+    Suspension,
+    /// 第三者提供の停止: no provision to third parties.
+    StopProvision,
+}
+
+impl Restriction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restriction::None => "none",
+            Restriction::Suspension => "suspension",
+            Restriction::StopProvision => "stop_provision",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Restriction> {
+        match s {
+            "none" => Some(Restriction::None),
+            "suspension" => Some(Restriction::Suspension),
+            "stop_provision" => Some(Restriction::StopProvision),
+            _ => None,
+        }
+    }
+
+    /// Whether consent-based provision is stopped.
+    pub fn stops_provision(self) -> bool {
+        self != Restriction::None
+    }
+
+    /// Whether the platform releases identity claims to services (OpenID Connect).
+    pub fn releases_claims(self) -> bool {
+        self != Restriction::Suspension
+    }
+}
+
 /// State of an account, orthogonal to its level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

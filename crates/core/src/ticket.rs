@@ -170,6 +170,9 @@ pub fn decide(f: &TicketFacts<'_>) -> Result<Basis, Code> {
         return Err(Code::ItemsNotCovered);
     }
     let resident = f.resident.ok_or(Code::UnknownSubject)?;
+    if resident.erased {
+        return Err(Code::AccountErased);
+    }
     if resident.level == Level::Provisional {
         return Err(Code::ProvisionalId);
     }
@@ -180,6 +183,11 @@ pub fn decide(f: &TicketFacts<'_>) -> Result<Basis, Code> {
         return Err(Code::ReproofRequired);
     }
     match purpose.legal_basis {
+        // The resident stopped use or provision (SPEC §9): no consent counts until they
+        // resume; the legal-basis rules below still provide.
+        LegalBasis::Consent if resident.restriction.stops_provision() => {
+            Err(Code::SuspendedByResident)
+        }
         LegalBasis::Consent => {
             let consent = f.consent.ok_or(Code::NoConsent)?;
             match consent.status {
@@ -211,6 +219,8 @@ mod tests {
     const VERIFIED: ResidentFacts = ResidentFacts {
         level: Level::Verified,
         status: AccountStatus::Active,
+        restriction: crate::identity::Restriction::None,
+        erased: false,
     };
 
     fn consent_purpose() -> TicketPurpose {
@@ -237,6 +247,58 @@ mod tests {
             reason: None,
             now: 1_000,
         }
+    }
+
+    #[test]
+    fn a_resident_who_stopped_use_or_provision_gets_no_consent_ticket_but_rules_still_apply() {
+        use crate::identity::Restriction;
+        let p = consent_purpose();
+        let items = vec!["allergy".to_string()];
+        let consent = active(&["allergy"], 2_000);
+        let ok = facts(&p, &items, Some(&consent));
+        assert!(decide(&ok).is_ok());
+        for restriction in [Restriction::Suspension, Restriction::StopProvision] {
+            let stopped = ResidentFacts {
+                restriction,
+                ..VERIFIED
+            };
+            assert_eq!(
+                decide(&TicketFacts {
+                    resident: Some(stopped),
+                    ..ok.clone()
+                }),
+                Err(Code::SuspendedByResident),
+                "{restriction:?}"
+            );
+            for basis in [LegalBasis::Statutory, LegalBasis::VitalInterest] {
+                let rule = TicketPurpose {
+                    legal_basis: basis,
+                    ..p.clone()
+                };
+                assert!(
+                    decide(&TicketFacts {
+                        purpose: Some(&rule),
+                        resident: Some(stopped),
+                        requester: Some("officer-1"),
+                        reason: Some("statute"),
+                        ..ok.clone()
+                    })
+                    .is_ok(),
+                    "{restriction:?} {basis:?}"
+                );
+            }
+        }
+        let erased = ResidentFacts {
+            erased: true,
+            ..VERIFIED
+        };
+        assert_eq!(
+            decide(&TicketFacts {
+                resident: Some(erased),
+                ..ok.clone()
+            }),
+            Err(Code::AccountErased)
+        );
     }
 
     fn active(items: &[&str], expires_at: i64) -> ConsentFacts {
@@ -293,6 +355,8 @@ mod tests {
         let provisional = ResidentFacts {
             level: Level::Provisional,
             status: AccountStatus::Active,
+            restriction: crate::identity::Restriction::None,
+            erased: false,
         };
         assert_eq!(
             decide(&TicketFacts {
@@ -311,6 +375,8 @@ mod tests {
         let stale = ResidentFacts {
             level: Level::Verified,
             status: AccountStatus::ReproofRequired,
+            restriction: crate::identity::Restriction::None,
+            erased: false,
         };
         assert_eq!(
             decide(&TicketFacts {

@@ -325,6 +325,7 @@ fn event_of(row: &ConsentRow, kind: ConsentEventKind, t: i64) -> ConsentEventRow
         items: row.items.clone(),
         expires_at: row.expires_at,
         created_at: t,
+        reason: None,
     }
 }
 
@@ -529,6 +530,8 @@ impl Consents {
         Ok(ResidentFacts {
             level: account.level,
             status: account.status,
+            restriction: account.restriction,
+            erased: account.erased_at.is_some(),
         })
     }
 
@@ -784,6 +787,7 @@ impl Consents {
                         subject,
                         consent: consent.id.to_string(),
                         change_sha256,
+                        reason: None,
                         confirmed_by,
                     },
                 )

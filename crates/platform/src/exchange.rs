@@ -125,6 +125,9 @@ pub struct FeedEvent {
     pub items: Vec<String>,
     pub expires_at: i64,
     pub at: i64,
+    /// Why, when the resident did not sign the change: `erasure` (their account was erased).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A page of the consent feed.
@@ -362,6 +365,8 @@ impl Exchange {
                     resident: resident.as_ref().map(|r| ResidentFacts {
                         level: r.level,
                         status: r.status,
+                        restriction: r.restriction,
+                        erased: r.erased,
                     }),
                     consent: consent.as_ref(),
                     requester: req.requester.as_deref(),
@@ -671,6 +676,7 @@ impl Exchange {
                     items: e.items,
                     expires_at: e.expires_at,
                     at: e.created_at,
+                    reason: e.reason,
                 })
                 .collect(),
             next,

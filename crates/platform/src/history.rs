@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tsunagu_core::event::{Event, LeafRecord};
+use tsunagu_core::event::{CapabilityRecord, Event, LeafRecord};
 use tsunagu_core::service::{LegalBasis, ServiceStatus};
 use tsunagu_core::ticket::TicketState;
 use tsunagu_core::{Code, ConsentId, PurposeId, ServiceId, TicketId};
@@ -116,19 +116,29 @@ pub struct HistoryItem {
     pub leaf: LeafRow,
     /// The leaf's content, while it is kept.
     pub record: Option<LeafRecord>,
+    /// The content of a capability's leaf (staff views, data-subject requests), while kept.
+    pub other: Option<CapabilityRecord>,
     pub outcome: EntryOutcome,
     pub details: Option<Details>,
 }
 
 impl HistoryItem {
     /// The event's `type`.
-    pub fn kind(&self) -> Option<&'static str> {
-        self.record.as_ref().map(|r| r.event.kind())
+    pub fn kind(&self) -> Option<&str> {
+        match (&self.record, &self.other) {
+            (Some(r), _) => Some(r.event.kind()),
+            (None, Some(o)) => Some(o.kind.as_str()),
+            (None, None) => None,
+        }
     }
 
     /// Why it happened, when the event says.
     pub fn reason(&self) -> Option<String> {
-        self.record.as_ref().and_then(|r| r.event.reason())
+        match (&self.record, &self.other) {
+            (Some(r), _) => r.event.reason(),
+            (None, Some(o)) => o.reason.clone(),
+            (None, None) => None,
+        }
     }
 }
 
@@ -197,10 +207,17 @@ impl History {
                 .input
                 .as_ref()
                 .and_then(|input| serde_json::from_slice(input).ok());
-            let outcome = match &record {
-                None => EntryOutcome::Expired,
-                Some(r) if r.event.is_refusal() => EntryOutcome::Refused,
-                Some(_) => EntryOutcome::Recorded,
+            // A leaf of a capability's event (its type is not the platform's).
+            let other: Option<CapabilityRecord> = match (&record, &row.input) {
+                (None, Some(input)) => serde_json::from_slice(input).ok(),
+                _ => None,
+            };
+            let outcome = match (&record, &other) {
+                (Some(r), _) if r.event.is_refusal() => EntryOutcome::Refused,
+                (Some(_), _) => EntryOutcome::Recorded,
+                (None, Some(o)) if o.is_refusal() => EntryOutcome::Refused,
+                (None, Some(_)) => EntryOutcome::Recorded,
+                (None, None) => EntryOutcome::Expired,
             };
             let details = match &record {
                 Some(r) => self.explain(&r.event, session, &mut names).await?,
@@ -209,6 +226,7 @@ impl History {
             items.push(HistoryItem {
                 leaf: row,
                 record,
+                other,
                 outcome,
                 details,
             });

@@ -582,6 +582,8 @@ impl Identity {
                         version: 0,
                         created_at: t,
                         updated_at: t,
+                        restriction: Default::default(),
+                        erased_at: None,
                     }))
                     .change(IdentityChange::InsertDevice(device.clone()))
                     .leaf(leaf(
@@ -843,6 +845,18 @@ impl Identity {
             locked_until: device.locked_until,
             expires_at: device.expires_at,
         };
+        if device.status == DeviceStatus::Revoked
+            && let Some(account) = self.store.account(&account_id).await?
+            && account.erased_at.is_some()
+        {
+            self.record(refuse(Code::AccountErased, None), &[&account_id])
+                .await;
+            metrics::counter!("tsunagu_logins_total", "outcome" => "account_erased").increment(1);
+            return Err(Refusal::new(
+                Code::AccountErased,
+                "this account was erased at the resident's request; it cannot log in again",
+            ));
+        }
         if let Err(code) = login_gate(&gate, t) {
             self.record(refuse(code, None), &[&account_id]).await;
             metrics::counter!("tsunagu_logins_total", "outcome" => code.as_str()).increment(1);

@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod oidc;
 pub mod rates;
 mod refusal;
+pub mod resident;
 pub mod rotation;
 pub mod services;
 pub mod sessions;

@@ -43,7 +43,8 @@ impl Default for Server {
 
 impl Server {
     /// The platform's capabilities: the JSON API (meta, identity, ledger, governance,
-    /// exchange), "log in with tsunagu", and the web pages.
+    /// exchange), "log in with tsunagu", the web pages, the residents' rights and the
+    /// operator staff (every deployment has both: SPEC §8, §9).
     pub fn new() -> Server {
         Server {
             capabilities: vec![
@@ -54,6 +55,8 @@ impl Server {
                 Arc::new(tsunagu_api::ExchangeApi),
                 Arc::new(tsunagu_web::OidcProvider),
                 Arc::new(tsunagu_web::WebApp),
+                Arc::new(tsunagu_rights::RightsCapability),
+                Arc::new(tsunagu_staff::StaffCapability),
             ],
         }
     }
@@ -481,6 +484,7 @@ mod tests {
                 "ledger.retention",
                 "ledger.sign_tree_head",
                 "oidc.purge",
+                "staff.purge_sessions",
             ]
         );
         assert_eq!(running.capabilities(), Server::new().names());

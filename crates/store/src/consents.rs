@@ -44,6 +44,8 @@ pub struct ConsentEventRow {
     pub items: Vec<String>,
     pub expires_at: i64,
     pub created_at: i64,
+    /// Why, when the resident did not sign the change (`erasure`).
+    pub reason: Option<String>,
 }
 
 /// A change to consents, their history or the residents' nonces.
@@ -90,7 +92,7 @@ macro_rules! consent_columns {
 
 macro_rules! consent_event_columns {
     () => {
-        "seq, consent_id, account_id, consumer_id, provider_id, purpose_id, status, items, expires_at, created_at"
+        "seq, consent_id, account_id, consumer_id, provider_id, purpose_id, status, items, expires_at, created_at, reason"
     };
 }
 
@@ -122,7 +124,7 @@ const SQL_DUE_EXPIRATIONS: &str = concat!(
 const SQL_SET_CONSENT_STATUS: &str = "UPDATE consents SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND status = $4";
 const SQL_SET_CONSENT_EXPIRY: &str = "UPDATE consents SET expires_at = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND version = $4 AND status = 'active'";
 const SQL_INSERT_CONSENT_CHANGE: &str = "INSERT INTO consent_changes (consent_id, action, expires_at, jws, created_at) VALUES ($1, $2, $3, $4, $5)";
-const SQL_INSERT_CONSENT_EVENT: &str = "INSERT INTO consent_events (consent_id, account_id, consumer_id, provider_id, purpose_id, status, items, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+const SQL_INSERT_CONSENT_EVENT: &str = "INSERT INTO consent_events (consent_id, account_id, consumer_id, provider_id, purpose_id, status, items, expires_at, created_at, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 const SQL_CONSENT_EVENTS: &str = concat!(
     "SELECT ",
     consent_event_columns!(),
@@ -169,6 +171,7 @@ fn consent_event_row(r: &mut RowReader) -> Result<ConsentEventRow> {
         items: r.string_list()?,
         expires_at: r.int()?,
         created_at: r.int()?,
+        reason: r.opt_text()?,
     })
 }
 
@@ -248,6 +251,7 @@ impl Change for ConsentChange {
                         string_list(&r.items),
                         r.expires_at,
                         r.created_at,
+                        &r.reason,
                     ],
                 )?;
                 expect_one(n, "insert consent event")

@@ -63,6 +63,8 @@ pub struct ResidentRow {
     pub account_id: AccountId,
     pub level: Level,
     pub status: AccountStatus,
+    pub restriction: tsunagu_core::identity::Restriction,
+    pub erased: bool,
 }
 
 /// A side of an exchange: the consumer or the provider (who sends a receipt, whose counts).
@@ -116,7 +118,7 @@ const SQL_ACCOUNT_FOR_SUBJECT: &str =
 /// suspension counts from the next request, on every replica), the resident behind the
 /// consumer's pairwise subject, and their latest consent to the purpose.
 const SQL_TICKET_CONTEXT: &str = concat!(
-    "SELECT cs.status, ps.status, a.id, a.level, a.status, c.id, ",
+    "SELECT cs.status, ps.status, a.id, a.level, a.status, a.restriction, a.erased_at, c.id, ",
     "c.id, c.account_id, c.consumer_id, c.provider_id, c.purpose_id, c.generation, c.items, c.expires_at, c.terms_sha256, c.status, c.jws, c.device_id, c.version, c.created_at, c.updated_at",
     " FROM services cs LEFT JOIN services ps ON ps.id = $4 LEFT JOIN subjects s ON s.sector = $1 AND s.subject = $3 LEFT JOIN accounts a ON a.id = s.account_id LEFT JOIN consents c ON c.id = (SELECT c2.id FROM consents c2 WHERE c2.account_id = s.account_id AND c2.consumer_id = $1 AND c2.purpose_id = $2 ORDER BY c2.generation DESC LIMIT 1) WHERE cs.id = $1"
 );
@@ -241,13 +243,19 @@ fn ticket_context(r: &mut RowReader) -> Result<TicketContext> {
     let account_id = r.opt_text()?;
     let level = r.opt_text()?;
     let status = r.opt_text()?;
-    let resident = match (account_id, level, status) {
-        (Some(account_id), Some(level), Some(status)) => Some(ResidentRow {
+    let restriction = r.opt_text()?;
+    let erased_at = r.opt_int()?;
+    let resident = match (account_id, level, status, restriction) {
+        (Some(account_id), Some(level), Some(status), Some(restriction)) => Some(ResidentRow {
             account_id: account_id.into(),
             level: Level::parse(&level)
                 .ok_or_else(|| StoreError::Corrupt(format!("account level `{level}`")))?,
             status: AccountStatus::parse(&status)
                 .ok_or_else(|| StoreError::Corrupt(format!("account status `{status}`")))?,
+            restriction: tsunagu_core::identity::Restriction::parse(&restriction).ok_or_else(
+                || StoreError::Corrupt(format!("account restriction `{restriction}`")),
+            )?,
+            erased: erased_at.is_some(),
         }),
         _ => None,
     };

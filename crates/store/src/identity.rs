@@ -4,7 +4,7 @@ use crate::commit::Change;
 use crate::sql::{BulkTable, ColumnType, Conn, Param, Row, RowReader, expect_one};
 use crate::{IdentityStore, NonceStore, Result, SessionStore, SqlStore, StoreError, params};
 use async_trait::async_trait;
-use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level};
+use tsunagu_core::identity::{AccountStatus, DeviceStatus, Level, Restriction};
 use tsunagu_core::{AccountId, DeviceId};
 
 /// An account row.
@@ -20,6 +20,10 @@ pub struct AccountRow {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// What the resident asked the platform to stop.
+    pub restriction: Restriction,
+    /// When the account was erased at the resident's request.
+    pub erased_at: Option<i64>,
 }
 
 /// The certificate that proofed an account.
@@ -93,6 +97,23 @@ pub enum IdentityChange {
         to: AccountStatus,
         updated_at: i64,
     },
+    /// Sets what the resident asked the platform to stop, if it is still `from` and the
+    /// account is not erased.
+    SetRestriction {
+        id: AccountId,
+        from: Restriction,
+        to: Restriction,
+        updated_at: i64,
+    },
+    /// Erases an account at the resident's request (SPEC §9): its sealed attributes and card
+    /// reference, its devices' keys and WebAuthn credentials (the devices are revoked), its
+    /// sessions, and its OpenID Connect grants with their codes and tokens. The account row
+    /// stays, marked erased, so that its ledger leaves and requests keep an owner. Refused
+    /// (a conflict) when it is already erased.
+    EraseAccount {
+        id: AccountId,
+        at: i64,
+    },
     InsertDevice(DeviceRow),
     /// Revokes a device that is still active.
     RevokeDevice {
@@ -135,7 +156,7 @@ pub enum IdentityChange {
 
 macro_rules! account_columns {
     () => {
-        "id, level, status, attributes, card_binding, card_issuer, card_serial, card_not_after, version, created_at, updated_at"
+        "id, level, status, attributes, card_binding, card_issuer, card_serial, card_not_after, version, created_at, updated_at, restriction, erased_at"
     };
 }
 
@@ -171,9 +192,17 @@ const SQL_DEVICES_OF: &str = concat!(
 const SQL_INSERT_ACCOUNT: &str = concat!(
     "INSERT INTO accounts (",
     account_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 );
 const SQL_UPDATE_ACCOUNT_PROOF: &str = "UPDATE accounts SET level = $1, status = $2, attributes = $3, card_binding = $4, card_issuer = $5, card_serial = $6, card_not_after = $7, version = version + 1, updated_at = $8 WHERE id = $9 AND version = $10";
+const SQL_SET_RESTRICTION: &str = "UPDATE accounts SET restriction = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND restriction = $4 AND erased_at IS NULL";
+const SQL_ERASE_ACCOUNT: &str = "UPDATE accounts SET attributes = NULL, card_binding = NULL, card_issuer = NULL, card_serial = NULL, card_not_after = NULL, restriction = 'none', erased_at = $1, version = version + 1, updated_at = $1 WHERE id = $2 AND erased_at IS NULL";
+const SQL_ERASE_DEVICES: &str = "UPDATE devices SET status = 'revoked', revoked_at = COALESCE(revoked_at, $1), jwk = '{}', uv_credential_id = NULL, uv_public_key = NULL WHERE account_id = $2";
+const SQL_ERASE_SESSIONS: &str = "DELETE FROM sessions WHERE account_id = $1";
+const SQL_ERASE_OAUTH_TOKENS: &str = "DELETE FROM oauth_tokens WHERE grant_id IN (SELECT id FROM oauth_grants WHERE account_id = $1)";
+const SQL_ERASE_OAUTH_CODES: &str =
+    "DELETE FROM oauth_codes WHERE grant_id IN (SELECT id FROM oauth_grants WHERE account_id = $1)";
+const SQL_ERASE_OAUTH_GRANTS: &str = "DELETE FROM oauth_grants WHERE account_id = $1";
 const SQL_SET_ACCOUNT_STATUS: &str = "UPDATE accounts SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND status = $4";
 const SQL_INSERT_DEVICE: &str = concat!(
     "INSERT INTO devices (",
@@ -238,6 +267,8 @@ fn account_row(r: &mut RowReader) -> Result<AccountRow> {
         version: r.int()?,
         created_at: r.int()?,
         updated_at: r.int()?,
+        restriction: r.parsed("account restriction", Restriction::parse)?,
+        erased_at: r.opt_int()?,
     })
 }
 
@@ -313,6 +344,8 @@ impl Change for IdentityChange {
                         a.version,
                         a.created_at,
                         a.updated_at,
+                        a.restriction.as_str(),
+                        a.erased_at,
                     ],
                 )?;
                 expect_one(n, "insert account")
@@ -354,6 +387,28 @@ impl Change for IdentityChange {
                     &params![to.as_str(), *updated_at, id, from.as_str()],
                 )?;
                 expect_one(n, "set account status")
+            }
+            IdentityChange::SetRestriction {
+                id,
+                from,
+                to,
+                updated_at,
+            } => {
+                let n = conn.execute(
+                    SQL_SET_RESTRICTION,
+                    &params![to.as_str(), *updated_at, id, from.as_str()],
+                )?;
+                expect_one(n, "set restriction")
+            }
+            IdentityChange::EraseAccount { id, at } => {
+                let n = conn.execute(SQL_ERASE_ACCOUNT, &params![*at, id])?;
+                expect_one(n, "erase account")?;
+                conn.execute(SQL_ERASE_DEVICES, &params![*at, id])?;
+                conn.execute(SQL_ERASE_SESSIONS, &params![id])?;
+                conn.execute(SQL_ERASE_OAUTH_TOKENS, &params![id])?;
+                conn.execute(SQL_ERASE_OAUTH_CODES, &params![id])?;
+                conn.execute(SQL_ERASE_OAUTH_GRANTS, &params![id])?;
+                Ok(())
             }
             IdentityChange::InsertDevice(d) => {
                 let n = conn.execute(

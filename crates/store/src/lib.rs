@@ -360,6 +360,12 @@ pub const PLATFORM_MIGRATIONS: Migrations = Migrations {
             sqlite: include_str!("../migrations/sqlite/0007_device_user_verification.sql"),
             postgres: include_str!("../migrations/postgres/0007_device_user_verification.sql"),
         },
+        Migration {
+            version: 8,
+            name: "resident_rights",
+            sqlite: include_str!("../migrations/sqlite/0008_resident_rights.sql"),
+            postgres: include_str!("../migrations/postgres/0008_resident_rights.sql"),
+        },
     ],
 };
 

@@ -200,6 +200,22 @@ impl Database {
         self.run(pool, f).await
     }
 
+    /// Makes sure rows deleted or overwritten so far leave no copy in the database's files:
+    /// on SQLite (where `secure_delete` zeroes freed content) the write-ahead log is
+    /// checkpointed into the main file and truncated, so the old page images it held are
+    /// gone; PostgreSQL's dumps never carry dead rows, and `VACUUM` there is the operator's
+    /// schedule. Used after an erasure (SPEC §9).
+    pub async fn flush_deleted(&self) -> Result<()> {
+        if self.dialect() != Dialect::Sqlite {
+            return Ok(());
+        }
+        self.write(|c| {
+            c.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `f` in a write transaction: committed when `f` returns `Ok`, rolled back
     /// otherwise.
     pub async fn transaction<T, F>(&self, f: F) -> Result<T>

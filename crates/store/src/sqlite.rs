@@ -191,9 +191,11 @@ impl SqliteConnector {
             .map_err(map_err)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // `synchronous = FULL`: a commit is on disk when it returns. Each connection keeps
-        // 32 MiB of pages (the default is 2 MiB); see docs/PERFORMANCE.md.
+        // 32 MiB of pages (the default is 2 MiB); see docs/PERFORMANCE.md. `secure_delete`
+        // overwrites deleted content with zeros, so an erased resident's sealed items do not
+        // stay in free pages (SPEC §9).
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; PRAGMA secure_delete = ON;",
         )
         .map_err(map_err)?;
         Ok(SqliteConn { conn })

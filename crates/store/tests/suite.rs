@@ -82,6 +82,8 @@ fn account(id: &str, card: Option<&str>) -> AccountRow {
         version: 0,
         created_at: 100,
         updated_at: 100,
+        restriction: Default::default(),
+        erased_at: None,
     }
 }
 
@@ -187,6 +189,7 @@ fn event(consent_id: &str, status: &str, consumer: &str) -> ConsentEventRow {
         items: vec!["allergy".into()],
         expires_at: 1_000,
         created_at: 100,
+        reason: None,
     }
 }
 
@@ -305,6 +308,40 @@ fn is_conflict<T: std::fmt::Debug>(result: &std::result::Result<T, StoreError>) 
 }
 
 store_tests! {
+    a_restriction_is_compared_and_set_and_an_erasure_leaves_no_attributes => |store: Arc<dyn Store>| async move {
+        use tsunagu_core::identity::Restriction;
+        enroll(&store, "a1", "d1", Some("card-1")).await;
+        let set = |from, to| IdentityChange::SetRestriction { id: "a1".into(), from, to, updated_at: 200 };
+        commit(&store, changes![set(Restriction::None, Restriction::Suspension)], vec![]).await.unwrap();
+        assert_eq!(store.account(&"a1".into()).await.unwrap().unwrap().restriction, Restriction::Suspension);
+        // A stale read loses.
+        assert!(matches!(
+            commit(&store, changes![set(Restriction::None, Restriction::StopProvision)], vec![]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let session = SessionRow {
+            token_hash: "h".into(), account_id: "a1".into(), device_id: "d1".into(), expires_at: 500, created_at: 100,
+        };
+        commit(&store, changes![IdentityChange::InsertSession(session)], vec![]).await.unwrap();
+        commit(&store, changes![IdentityChange::EraseAccount { id: "a1".into(), at: 300 }], vec![leaf(2, &["a1"])]).await.unwrap();
+        let a = store.account(&"a1".into()).await.unwrap().unwrap();
+        assert_eq!((a.attributes, a.card, a.erased_at, a.restriction), (None, None, Some(300), Restriction::None));
+        assert_eq!(store.account_by_card("card-1").await.unwrap(), None, "the same card enrolls anew");
+        assert_eq!(store.session("h").await.unwrap(), None);
+        let d = store.device(&"d1".into()).await.unwrap().unwrap();
+        assert_eq!((d.status, d.revoked_at, d.uv), (DeviceStatus::Revoked, Some(300), None));
+        // Erased once; a second erasure and any restriction are refused.
+        assert!(matches!(
+            commit(&store, changes![IdentityChange::EraseAccount { id: "a1".into(), at: 400 }], vec![]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            commit(&store, changes![set(Restriction::None, Restriction::Suspension)], vec![]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        // The history keeps its owner.
+        assert_eq!(store.subject_leaves(&"a1".into(), None, 10).await.unwrap().len(), 2);
+    };
     accounts_and_devices_are_found_by_every_key => |store: Arc<dyn Store>| async move {
         enroll(&store, "a1", "d1", Some("card-1")).await;
         let a = store.account(&"a1".into()).await.unwrap().unwrap();

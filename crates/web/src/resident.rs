@@ -799,7 +799,7 @@ fn history_row(lang: Lang, item: &HistoryItem) -> HistoryRow {
         .and_then(|d| d.provider.as_ref())
         .map(|p| p.service_id.clone())
         .unwrap_or_default();
-    let items = purpose
+    let mut items: Vec<String> = purpose
         .map(|p| {
             p.items
                 .iter()
@@ -807,6 +807,15 @@ fn history_row(lang: Lang, item: &HistoryItem) -> HistoryRow {
                 .collect()
         })
         .unwrap_or_default();
+    // A capability's entry names its items itself (a staff look: the four basic items).
+    if let Some(other) = &item.other {
+        items.extend(
+            other
+                .items
+                .iter()
+                .map(|i| item_title(lang, &ServiceId::platform(), i, i, None)),
+        );
+    }
     let basis = match d.and_then(|d| d.basis.as_deref()) {
         Some(b) if b.starts_with("consent:") => Some(basis_label(lang, "consent")),
         _ => purpose
@@ -847,11 +856,24 @@ fn history_row(lang: Lang, item: &HistoryItem) -> HistoryRow {
         } else {
             service_name(lang, d.and_then(|d| d.provider.as_ref()))
         },
-        purpose: purpose.and_then(|p| {
-            p.title_ja
-                .as_deref()
-                .map(|ja| pick(lang, ja, p.title_en.as_deref()))
-        }),
+        purpose: purpose
+            .and_then(|p| {
+                p.title_ja
+                    .as_deref()
+                    .map(|ja| pick(lang, ja, p.title_en.as_deref()))
+            })
+            .or_else(|| {
+                // A data-subject request: its type and where it stands.
+                let other = item.other.as_ref()?;
+                let kind = other.request_type.as_deref()?;
+                let kind = text_or(lang, &key("rights-type-", kind), kind);
+                Some(match other.status.as_deref() {
+                    Some(st) => {
+                        format!("{kind} — {}", text_or(lang, &key("rights-status-", st), st))
+                    }
+                    None => kind,
+                })
+            }),
         items,
         basis,
         citation: purpose.and_then(|p| p.citation.clone()),

@@ -534,6 +534,14 @@ impl Http {
         }
     }
 
+    /// A client of `base` with a client of one's own (a source address, say).
+    pub fn with_client(base: &str, client: ::reqwest::Client) -> Http {
+        Http {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
     pub fn client(&self) -> &::reqwest::Client {
         &self.client
     }

@@ -547,7 +547,10 @@ impl Oidc {
             sub: self.keys.pairwise_id(&grant.client_id, &grant.account_id),
             claims: IdentityClaims::default(),
         };
+        // A resident who asked the platform to stop using their data (利用停止) gets no
+        // identity claims released: the service learns the pairwise `sub` only.
         if !grant.items.is_empty()
+            && account.restriction.releases_claims()
             && let Some(consent_id) = &grant.consent_id
             && let Some(consent) = self.store.consent(consent_id).await?
             && tsunagu_core::consent::in_force(consent.status, consent.expires_at, t)

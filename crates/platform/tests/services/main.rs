@@ -11,5 +11,6 @@ mod history;
 mod identity;
 mod keys;
 mod oidc;
+mod rights;
 mod services;
 mod user_verification;

@@ -54,7 +54,12 @@ pub(crate) fn query(url: &str, name: &str) -> Option<String> {
 }
 
 /// The form of a token request for `code`, with a `private_key_jwt` client assertion.
-fn code_grant(code: &str, verifier: &str, client: &str, key: &SigningKey) -> Vec<(String, String)> {
+pub(crate) fn code_grant(
+    code: &str,
+    verifier: &str,
+    client: &str,
+    key: &SigningKey,
+) -> Vec<(String, String)> {
     [
         ("grant_type", "authorization_code".to_owned()),
         ("code", code.to_owned()),
