@@ -22,7 +22,7 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, "../..");
 // Absolute: the platform runs in its own temporary directory.
-const bin = resolve(process.env.TSUNAGU_BIN ?? join(repo, "target/debug/tsunagu"));
+export const bin = resolve(process.env.TSUNAGU_BIN ?? join(repo, "target/debug/tsunagu"));
 export const screenshotDir = resolve(process.env.SCREENSHOTS ?? join(here, "../out/screenshots"));
 
 export const b64url = (buf) => Buffer.from(buf).toString("base64url");

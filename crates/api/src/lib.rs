@@ -445,16 +445,7 @@ mod tests {
                 "{method} {path} has no responses"
             );
         }
-        let documented: usize = doc["paths"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|p| p.as_object().unwrap().len())
-            .sum();
-        assert_eq!(
-            documented,
-            routes.len(),
-            "the document lists routes that do not exist"
-        );
+        // That it lists nothing else is checked where every capability is known
+        // (`tsunagu-server`: the API's routes, the rights' and the staff's).
     }
 }

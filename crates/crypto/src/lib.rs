@@ -35,6 +35,7 @@ pub mod pairwise;
 pub mod pinbox;
 pub mod proofing;
 pub mod random;
+pub mod totp;
 pub mod webauthn;
 pub mod x509;
 

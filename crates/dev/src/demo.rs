@@ -854,8 +854,152 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
         field(shown, "status_reason")
     ));
 
+    // ───────────────────────────── staff and residents' rights
+    n.chapter("第3部 職員と住民の権利 — insiders under least privilege, rights online");
+    n.step("The city's security officer is created on the server's own machine (tsunagu admin staff create)");
+    let staff = tsunagu_staff::Staff::new(
+        running.platform.clone(),
+        tsunagu_staff::AdminConfig::default(),
+        tsunagu_rights::Rights::new(
+            running.platform.clone(),
+            tsunagu_rights::DsrConfig::default(),
+        ),
+    );
+    let officer = staff
+        .bootstrap("officer-1", tsunagu_staff::Role::SecurityOfficer, None, 90)
+        .await
+        .map_err(|r| anyhow::anyhow!("{}: {}", r.code, r.detail))?;
+    let totp = |secret: &str, steps: i64| -> anyhow::Result<String> {
+        let bytes = tsunagu_staff::auth::from_base32(secret).context("TOTP secret")?;
+        tsunagu_staff::auth::code_at(&bytes, now() + steps * 30).context("TOTP code")
+    };
+    let login = client
+        .post(
+            "/v1/admin/login",
+            &json!({"id": "officer-1", "password": officer.password, "totp": totp(&officer.totp_secret, 0)?}),
+            None,
+        )
+        .await?;
+    let officer_token = field(&login, "token").to_owned();
+    n.say("she logs in from the city hall's network with her password and the 6-digit code of her authenticator app (TOTP)");
+    let replay = client
+        .post(
+            "/v1/admin/login",
+            &json!({"id": "officer-1", "password": officer.password, "totp": totp(&officer.totp_secret, 0)?}),
+            None,
+        )
+        .await;
+    n.say(format!(
+        "the same code again: {}",
+        expect_refusal(replay, "totp_replayed")?
+    ));
+    let operator = client
+        .post(
+            "/v1/admin/staff",
+            &json!({"id": "madoguchi-1", "display_name": "市民課 窓口"}),
+            Some(&officer_token),
+        )
+        .await?;
+    let grant = client
+        .post(
+            "/v1/admin/grants",
+            &json!({"staff_id": "madoguchi-1", "role": "operator", "scope": "view",
+                    "expires_at": now() + 30 * 86_400, "reason": "市民課窓口への配属(4月期)"}),
+            Some(&officer_token),
+        )
+        .await?;
+    n.say(format!(
+        "she creates a counter clerk's account and grants him `operator (view)` for 30 days: {}",
+        field(&grant, "grant_id")
+    ));
+
+    n.step("A counter clerk looks at Hanako's record: only with a reason, and she will read it");
+    let clerk = client
+        .post(
+            "/v1/admin/login",
+            &json!({"id": "madoguchi-1", "password": field(&operator, "password"),
+                    "totp": totp(field(&operator, "totp_secret"), 0)?}),
+            None,
+        )
+        .await?;
+    let clerk_token = field(&clerk, "token").to_owned();
+    let me = client.get("/v1/me", Some(&token)).await?;
+    let hanako_id = field(&me, "account_id").to_owned();
+    let no_reason = client
+        .get(
+            &format!("/v1/admin/residents/{hanako_id}"),
+            Some(&clerk_token),
+        )
+        .await;
+    n.say(format!(
+        "without a reason: {}",
+        expect_refusal(no_reason, "reason_required")?
+    ));
+    let reason = "転入届の受付で本人確認のため";
+    let record = client
+        .get(
+            &format!(
+                "/v1/admin/residents/{hanako_id}?reason={}",
+                reason
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            ),
+            Some(&clerk_token),
+        )
+        .await?;
+    ensure!(
+        record["basic_items"]["name"] == "前橋　花子",
+        "the clerk sees the record"
+    );
+    n.say(format!(
+        "with the reason 「{reason}」: he sees {} — and a staff.viewed leaf is in Hanako's history first",
+        record["items_shown"]
+    ));
+
+    n.step("Hanako asks for everything the platform holds about her (開示請求), online");
+    let request = client
+        .post(
+            "/v1/me/requests",
+            &json!({"type": "disclosure"}),
+            Some(&token),
+        )
+        .await?;
+    let request_id = field(&request, "request_id").to_owned();
+    n.say(format!(
+        "request {request_id}: {} at once; deadline {}",
+        field(&request, "status"),
+        tsunagu_platform::iso8601(request["deadline"].as_i64().unwrap_or(0))
+    ));
+    let export = client
+        .get(
+            &format!("/v1/me/requests/{request_id}/export"),
+            Some(&token),
+        )
+        .await?;
+    let count = |k: &str| export[k].as_array().map(Vec::len).unwrap_or(0);
+    let views = export["staff_views"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        views.iter().any(|v| v["reason"] == reason),
+        "the staff look with its reason is in the export"
+    );
+    n.say(format!(
+        "the export: her four items, {} device(s), {} consent(s) as she signed them, {} provision record(s) (issued and refused), {} look(s) by staff with their reasons, {} history entries each with an inclusion proof",
+        count("devices"),
+        count("consents"),
+        count("provisions"),
+        views.len(),
+        count("history")
+    ));
+    n.say(format!(
+        "also as a page: {url}/v1/me/requests/{request_id}/export?format=html"
+    ));
+
     // ───────────────────────────── transparency
-    n.chapter("第3部 透明性 — the ledger");
+    n.chapter("第4部 透明性 — the ledger");
     n.step("Hanako reads her history, each entry proven included in the signed tree head");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let history = client.get("/v1/me/history?limit=200", Some(&token)).await?;
@@ -869,13 +1013,28 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
             .as_str()
             .or(d["service"]["name"].as_str())
             .unwrap_or("");
-        let what = d["purpose"]["title_ja"].as_str().unwrap_or("");
+        let ev = &item["event"];
+        let what = match (
+            d["purpose"]["title_ja"].as_str(),
+            ev["request_type"].as_str(),
+        ) {
+            (Some(title), _) => title.to_owned(),
+            (None, Some(kind)) => format!("{kind} {}", ev["status"].as_str().unwrap_or("")),
+            (None, None) => ev["items"]
+                .as_array()
+                .map(|items| {
+                    let names: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                    format!("{} {}", ev["role"].as_str().unwrap_or(""), names.join(", "))
+                })
+                .unwrap_or_default(),
+        };
         let extra = match (
             item["reason"].as_str(),
             d["basis"].as_str(),
             d["requester"].as_str(),
         ) {
-            (Some(reason), _, _) => format!("refused: {reason}"),
+            (Some(reason), _, _) if item["outcome"] == "refused" => format!("refused: {reason}"),
+            (Some(reason), _, _) => format!("reason: {reason}"),
             (None, Some(basis), Some(requester)) => format!("{basis}, by {requester}"),
             (None, Some(basis), None) => basis.to_owned(),
             _ => String::new(),

@@ -135,6 +135,14 @@ impl Capability for RightsCapability {
     }
 }
 
+/// The JSON API routes this capability serves (documented in the API's OpenAPI document).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/me/requests"),
+    ("POST", "/v1/me/requests"),
+    ("GET", "/v1/me/requests/{id}"),
+    ("GET", "/v1/me/requests/{id}/export"),
+];
+
 /// The routes, with their state.
 pub fn routes(rights: Rights) -> Router {
     Router::new()

@@ -461,6 +461,34 @@ mod tests {
         (server.spawn(config).await.unwrap(), runs, dir)
     }
 
+    /// The OpenAPI document lists every JSON route of every capability and nothing else.
+    #[test]
+    fn the_openapi_document_lists_exactly_the_json_routes() {
+        let doc: serde_json::Value = serde_json::from_str(tsunagu_api::meta::OPENAPI).unwrap();
+        let mut routes: Vec<(&str, &str)> = tsunagu_api::routes();
+        routes.extend_from_slice(tsunagu_rights::ROUTES);
+        routes.extend_from_slice(tsunagu_staff::ROUTES);
+        for (method, path) in &routes {
+            let operation = &doc["paths"][path][method.to_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is not documented");
+            assert!(
+                operation["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+        }
+        let documented: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            routes.len(),
+            "the document lists routes that do not exist"
+        );
+    }
+
     /// Every background job of the platform is scheduled (before the capability contract,
     /// `oidc.purge` was implemented but never run).
     #[tokio::test]

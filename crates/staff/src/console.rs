@@ -246,20 +246,12 @@ fn see_other(to: &str) -> Response {
     r
 }
 
-/// An `application/x-www-form-urlencoded` body; a malformed pair is dropped (the field is
-/// then missing and the action says which).
+/// An `application/x-www-form-urlencoded` body (`serde_urlencoded`, as axum's `Form`); a
+/// body that does not decode is empty, and the action then says which field is missing.
 fn form(body: &[u8]) -> HashMap<String, String> {
-    let text = String::from_utf8_lossy(body);
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((
-                tsunagu_api::extract::form_decode(k)?,
-                tsunagu_api::extract::form_decode(v)?,
-            ))
-        })
-        .collect()
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map(|pairs| pairs.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// The signed-in member, or a redirect to the login page.
@@ -836,7 +828,7 @@ async fn create_staff(State(staff): State<Staff>, req: Request) -> Response {
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let new = staff.create(&s, get("id"), get("display_name")).await?;
         Ok(format!(
-            "<div role=\"status\" class=\"notice\" id=\"new-staff\"><p>{}</p><dl><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd><code>{}</code></dd><dt>TOTP</dt><dd><code>{}</code></dd><dt>otpauth</dt><dd><code>{}</code></dd></dl></div>",
+            "<div role=\"status\" class=\"notice\" id=\"new-staff\"><p>{}</p><dl><dt>{}</dt><dd id=\"new-id\">{}</dd><dt>{}</dt><dd><code id=\"new-password\">{}</code></dd><dt>TOTP</dt><dd><code id=\"new-totp\">{}</code></dd><dt>otpauth</dt><dd><code id=\"new-otpauth\">{}</code></dd></dl></div>",
             t(lang, "created"),
             t(lang, "id"),
             esc(&new.id),

@@ -199,6 +199,24 @@ impl Capability for StaffCapability {
     }
 }
 
+/// The JSON API routes this capability serves (documented in the API's OpenAPI document; the
+/// console's pages under `/admin` are not API).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/admin/login"),
+    ("POST", "/v1/admin/logout"),
+    ("POST", "/v1/admin/staff"),
+    ("GET", "/v1/admin/staff"),
+    ("POST", "/v1/admin/grants"),
+    ("GET", "/v1/admin/grants"),
+    ("DELETE", "/v1/admin/grants/{id}"),
+    ("POST", "/v1/admin/grants/{id}/reconfirm"),
+    ("GET", "/v1/admin/access-review"),
+    ("GET", "/v1/admin/residents/{account_id}"),
+    ("GET", "/v1/admin/reports/access"),
+    ("GET", "/v1/admin/requests"),
+    ("POST", "/v1/admin/requests/{id}/decision"),
+];
+
 /// The routes (API and console), behind the network check.
 pub fn routes(staff: Staff) -> Router {
     let api = Router::new()

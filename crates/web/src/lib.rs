@@ -54,6 +54,8 @@ pub struct Web {
     pub platform: Arc<Platform>,
     /// The `dev-card` capability is part of this server (`/dev/simulated-card`).
     pub simulated_card: bool,
+    /// The residents' data-subject requests (`/app/requests`).
+    pub rights: tsunagu_rights::Rights,
 }
 
 impl std::ops::Deref for Web {
@@ -117,11 +119,15 @@ pub fn oidc_router(state: AppState) -> axum::Router {
 /// The name of the development capability that serves the simulated My Number card.
 pub const SIMULATED_CARD: &str = "dev-card";
 
-fn state(ctx: &Context) -> AppState {
-    Arc::new(Web {
+fn state(ctx: &Context) -> anyhow::Result<AppState> {
+    Ok(Arc::new(Web {
         platform: ctx.platform.clone(),
         simulated_card: ctx.has(SIMULATED_CARD),
-    })
+        rights: tsunagu_rights::Rights::new(
+            ctx.platform.clone(),
+            ctx.section::<tsunagu_rights::DsrConfig>()?,
+        ),
+    }))
 }
 
 /// `web`: the resident app, the service console and the committee console.
@@ -133,7 +139,7 @@ impl Capability for WebApp {
     }
 
     fn mount(&self, ctx: &Context) -> anyhow::Result<Mount> {
-        Ok(Mount::routes(router(state(ctx))))
+        Ok(Mount::routes(router(state(ctx)?)))
     }
 }
 
@@ -160,7 +166,7 @@ impl Capability for OidcProvider {
             let platform = platform.clone();
             async move { Ok(platform.oidc.purge().await?) }
         });
-        Ok(Mount::routes(oidc_router(state(ctx))).job(purge))
+        Ok(Mount::routes(oidc_router(state(ctx)?)).job(purge))
     }
 
     fn assessment<'a>(&'a self, ctx: &'a Context) -> SectionFuture<'a> {

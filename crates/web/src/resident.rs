@@ -41,6 +41,9 @@ pub fn routes() -> Router<AppState> {
         .route("/app/devices", get(devices_page))
         .route("/app/devices/{id}/revoke", post(revoke_device))
         .route("/app/logins/{id}/revoke", post(end_login))
+        .route("/app/requests", get(requests_page).post(file_request))
+        .route("/app/requests/{id}/export", get(export_page))
+        .route("/app/requests/{id}/export.json", get(export_json))
 }
 
 /// Entries shown per history page.
@@ -118,6 +121,7 @@ fn done_message(lang: Lang, done: Option<&str>) -> Option<&'static str> {
         "expiry" => "res-done-expiry",
         "device_revoked" => "res-done-device_revoked",
         "login_ended" => "res-done-login_ended",
+        "request_filed" => "res-done-request_filed",
         _ => return None,
     };
     lookup(lang, key)
@@ -128,6 +132,7 @@ fn done_message(lang: Lang, done: Option<&str>) -> Option<&'static str> {
 enum View {
     Consents,
     Devices,
+    Requests,
 }
 
 impl View {
@@ -144,6 +149,7 @@ impl View {
         match self {
             View::Consents => render_consents(app, lang, sess, token, status, done, error).await,
             View::Devices => render_devices(app, lang, sess, token, status, done, error).await,
+            View::Requests => render_requests(app, lang, sess, token, status, done, error).await,
         }
     }
 
@@ -1103,6 +1109,218 @@ async fn end_login(
         Ok(_) => see_other("/app/devices?done=login_ended"),
         Err(e) => View::Devices.refused(&app, lang, &sess, &token, &e).await,
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Requests (the resident's rights, SPEC §9)
+// ---------------------------------------------------------------------------------------
+
+pub struct RequestTypeView {
+    pub value: &'static str,
+    pub label: String,
+    pub help: String,
+}
+
+pub struct RequestRowView {
+    pub id: String,
+    pub kind: String,
+    pub kind_label: String,
+    pub status: String,
+    pub status_label: String,
+    pub received_at: i64,
+    pub deadline: i64,
+    pub overdue: bool,
+    pub detail: Option<String>,
+    pub reason: Option<String>,
+    pub note: Option<String>,
+    pub export: bool,
+}
+
+#[derive(Template)]
+#[template(path = "resident/requests.html")]
+struct RequestsPage {
+    page: Page,
+    types: Vec<RequestTypeView>,
+    requests: Vec<RequestRowView>,
+    done: Option<&'static str>,
+    error: Option<Problem>,
+}
+
+async fn requests_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+    Query(d): Query<DoneQuery>,
+) -> Response {
+    View::Requests.get(&app, &headers, &q, &d).await
+}
+
+async fn render_requests(
+    app: &App,
+    lang: Lang,
+    sess: &Session,
+    token: &str,
+    status: StatusCode,
+    done: Option<&'static str>,
+    error: Option<Problem>,
+) -> Response {
+    use tsunagu_rights::{RequestStatus, RequestType};
+    let list = match app.rights.list(sess).await {
+        Ok(l) => l,
+        Err(e) => return super::api_error_page(app, lang, &e),
+    };
+    let types = RequestType::ALL
+        .iter()
+        .map(|t| RequestTypeView {
+            value: t.as_str(),
+            label: text_or(lang, &key("rights-type-", t.as_str()), t.as_str()),
+            help: text_or(lang, &key("requests-help-", t.as_str()), ""),
+        })
+        .collect();
+    let requests = list
+        .into_iter()
+        .map(|r| RequestRowView {
+            kind_label: text_or(
+                lang,
+                &key("rights-type-", r.request_type.as_str()),
+                r.request_type.as_str(),
+            ),
+            status_label: text_or(
+                lang,
+                &key("rights-status-", r.status.as_str()),
+                r.status.as_str(),
+            ),
+            kind: r.request_type.as_str().to_owned(),
+            status: r.status.as_str().to_owned(),
+            export: r.request_type == RequestType::Disclosure
+                && r.status == RequestStatus::Completed,
+            id: r.request_id,
+            received_at: r.received_at,
+            deadline: r.deadline,
+            overdue: r.overdue,
+            detail: r.detail,
+            reason: r.reason,
+            note: r
+                .note
+                .map(|_| text_or(lang, &key("requests-note-", r.request_type.as_str()), "")),
+        })
+        .collect();
+    html(
+        status,
+        &RequestsPage {
+            page: Page::new(app, lang, "requests-title", "requests").signed_in(token),
+            types,
+            requests,
+            done,
+            error,
+        },
+    )
+}
+
+/// `POST /app/requests` (`type`, `detail`, `csrf`; an erasure also `confirm_erasure=yes`).
+async fn file_request(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    use tsunagu_rights::RequestType;
+    let (lang, sess, token, form) = match View::Requests.checked_form(&app, &headers, &body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let outcome = async {
+        let kind = RequestType::parse(form.get("type"))
+            .ok_or_else(|| Refusal::new(Code::InvalidRequest, "type: choose a request"))?;
+        let detail = Some(form.get("detail")).filter(|d| !d.trim().is_empty());
+        if detail.is_some_and(|d| d.len() > tsunagu_rights::MAX_DETAIL) {
+            return Err(Refusal::new(Code::InvalidRequest, "detail: too long"));
+        }
+        if kind == RequestType::Correction && detail.is_none() {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                "detail: say what should be corrected",
+            ));
+        }
+        // Erasure cannot be undone: the box that names what is lost must be ticked.
+        if kind == RequestType::Erasure && form.get("confirm_erasure") != "yes" {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                "confirm_erasure: tick the box that says what an erasure deletes",
+            ));
+        }
+        app.rights
+            .file(&sess, kind, detail)
+            .await
+            .map(|v| (kind, v))
+    }
+    .await;
+    match outcome {
+        Ok((RequestType::Erasure, _)) => {
+            let mut r = see_other("/?erased=1");
+            r.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(&app, SESSION_COOKIE, "", 0));
+            r
+        }
+        Ok(_) => see_other("/app/requests?done=request_filed"),
+        Err(e) => View::Requests.refused(&app, lang, &sess, &token, &e).await,
+    }
+}
+
+/// The export of one of the resident's completed disclosures.
+async fn export_of(app: &App, headers: &HeaderMap, id: &str) -> Result<serde_json::Value, Refusal> {
+    let (sess, _) = session(app, headers)
+        .await
+        .ok_or_else(|| Refusal::new(Code::Unauthorized, "log in first"))?;
+    let row = app.rights.get(&sess, id).await?;
+    if row.request_type != tsunagu_rights::RequestType::Disclosure
+        || row.status != tsunagu_rights::RequestStatus::Completed
+    {
+        return Err(Refusal::new(
+            Code::NotFound,
+            "an export belongs to a completed disclosure request",
+        ));
+    }
+    tsunagu_rights::export::build(&app.rights, &sess, &row)
+        .await
+        .map_err(|e| e.0)
+}
+
+/// `GET /app/requests/{id}/export`: the disclosure as a page.
+async fn export_page(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let lang = page_lang(&headers, &q);
+    match export_of(&app, &headers, &id).await {
+        Ok(v) => {
+            let mut r = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                tsunagu_rights::export::html(&v, lang == Lang::En),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static(
+                    "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Err(e) if e.code == Code::Unauthorized => see_other("/login"),
+        Err(e) => super::api_error_page(&app, lang, &e),
+    }
+}
+
+/// `GET /app/requests/{id}/export.json`: the disclosure as JSON (a download).
+async fn export_json(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    json_no_store(export_of(&app, &headers, &id).await)
 }
 
 #[cfg(test)]
