@@ -127,15 +127,35 @@ test("she creates an operator and issues him a grant with an end date and a reas
     totp_secret: (await officer.textContent("#new-totp")).trim(),
   };
   assert.match(await officer.textContent("#new-otpauth"), /^otpauth:\/\/totp\/tsunagu:op-1\?secret=/);
+  // She saw op-1's credentials, so she may not grant it anything; a second officer does.
   await officer.fill("#g-staff", "op-1");
   await officer.selectOption("#g-role", "operator");
   await officer.selectOption("#g-scope", "update");
   await officer.fill("#g-days", "30");
   await officer.fill("#g-reason", "窓口業務への配属");
   await officer.click("#issue button[type=submit]");
-  await officer.locator("#grants td", { hasText: "op-1" }).first().waitFor();
-  assert.match(await officer.textContent("#grants"), /operator \(update\)/);
-  assert.equal(await shot(officer, "42-admin-grants"), 0);
+  await officer.waitForSelector("p.error");
+  assert.match(await officer.textContent("p.error"), /another security officer/);
+  officer.problems.length = 0; // the 403 is the point
+  const second = JSON.parse(
+    execFileSync(bin, ["admin", "staff", "create", "--config", "tsunagu.toml", "--id", "officer-2", "--role", "security_officer"], {
+      cwd: platform.dir,
+    }).toString(),
+  );
+  const officer2 = await desktopPage();
+  await staffLogin(officer2, second);
+  await officer2.goto(`${platform.url}/admin/grants`);
+  await officer2.fill("#g-staff", "op-1");
+  await officer2.selectOption("#g-role", "operator");
+  await officer2.selectOption("#g-scope", "update");
+  await officer2.fill("#g-days", "30");
+  await officer2.fill("#g-reason", "窓口業務への配属");
+  await officer2.click("#issue button[type=submit]");
+  await officer2.locator("#grants td", { hasText: "op-1" }).first().waitFor();
+  assert.match(await officer2.textContent("#grants"), /operator \(update\)/);
+  assert.equal(await shot(officer2, "42-admin-grants"), 0);
+  assert.deepEqual(officer2.problems, []);
+  await officer2.close();
   // The same form without its CSRF token is refused.
   await officer.goto(`${platform.url}/admin/grants`);
   const [refusal] = await Promise.all([
@@ -205,12 +225,14 @@ test("the operator looks at the resident only with a reason, and decides her cor
 
 test("the resident reads the look and its reason in her history", async () => {
   await resident.goto(`${platform.url}/app/history`);
-  const entry = resident.locator('li.entry[data-type="staff.viewed"]');
-  await entry.first().waitFor();
-  const text = await entry.first().textContent();
+  const entries = resident.locator('li.entry[data-type="staff.viewed"]');
+  const look = entries.filter({ hasText: "Change of address at the counter" });
+  await look.first().waitFor();
+  const text = await look.first().textContent();
   assert.match(text, /職員があなたの情報を閲覧/);
-  assert.match(text, /Change of address at the counter/);
   assert.match(text, /氏名/);
+  // Reading her request in the queue was a look too: at what she wrote.
+  assert.match(await entries.filter({ hasText: "請求に書いた内容" }).first().textContent(), /request queue/);
   assert.equal(await shot(resident, "46-history-staff-view"), 0);
   assert.deepEqual(resident.problems, []);
 });

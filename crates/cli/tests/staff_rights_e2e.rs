@@ -316,6 +316,7 @@ async fn scenario(label: &str) {
         Credentials::from(&v)
     };
     let officer = bootstrap("officer-1", "security_officer");
+    let officer2 = bootstrap("officer-2", "security_officer");
     let auditor = bootstrap("audit-1", "auditor");
     let out = run_tsunagu(
         &root,
@@ -415,9 +416,23 @@ async fn scenario(label: &str) {
         403,
         "no_grant",
     );
+    // The officer who created op-1 saw its credentials: she may not grant it anything.
+    refused(
+        staff
+            .post(
+                "/v1/admin/grants",
+                &json!({"staff_id": "op-1", "role": "operator", "scope": "view",
+                        "expires_at": now() + 86_400, "reason": "窓口業務への配属"}),
+                Some(&officer_token),
+            )
+            .await,
+        403,
+        "forbidden",
+    );
+    let officer2_token = officer2.login(&staff, 0).await;
     let grant = |body: Value| {
         let staff = &staff;
-        let token = officer_token.clone();
+        let token = officer2_token.clone();
         async move { staff.post("/v1/admin/grants", &body, Some(&token)).await }
     };
     let (status, g) = grant(
@@ -428,7 +443,7 @@ async fn scenario(label: &str) {
     assert_eq!(status, 201, "{g}");
     let view_grant = g["grant_id"].as_str().unwrap().to_owned();
     refused(
-        grant(json!({"staff_id": "officer-1", "role": "auditor", "expires_at": now() + 86_400, "reason": "self"})).await,
+        grant(json!({"staff_id": "officer-2", "role": "auditor", "expires_at": now() + 86_400, "reason": "self"})).await,
         403,
         "forbidden",
     );
@@ -523,6 +538,28 @@ async fn scenario(label: &str) {
         )
         .await;
     assert_eq!(status, 200, "{r}");
+    // Nobody reviews their own grant.
+    let (_, all) = staff.get("/v1/admin/grants", Some(&officer2_token)).await;
+    let own = all["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["staff_id"] == "officer-1")
+        .unwrap()["grant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    refused(
+        staff
+            .post(
+                &format!("/v1/admin/grants/{own}/reconfirm"),
+                &json!({}),
+                Some(&officer_token),
+            )
+            .await,
+        403,
+        "forbidden",
+    );
     refused(
         staff.get("/v1/admin/access-review", Some(&op)).await,
         403,

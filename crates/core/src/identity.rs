@@ -33,9 +33,8 @@ impl Level {
 }
 
 /// What a resident asked the platform to stop (SPEC §9), orthogonal to level and status.
-/// Either stops every consent-based ticket; [`Restriction::Suspension`] (利用停止) also stops
-/// the platform's own use (no identity claims to services). Standing legal-basis rules still
-/// provide under both.
+/// Either stops every consent-based ticket and every identity claim to services; a
+/// suspension (利用停止) is the stronger. Standing legal-basis rules still provide under both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Restriction {
@@ -70,9 +69,43 @@ impl Restriction {
         self != Restriction::None
     }
 
-    /// Whether the platform releases identity claims to services (OpenID Connect).
+    /// Whether the platform releases identity claims to services (OpenID Connect): not under
+    /// either (a relying party is a third party too).
     pub fn releases_claims(self) -> bool {
-        self != Restriction::Suspension
+        self == Restriction::None
+    }
+
+    /// What a resident's request for `requested` leaves in force: `None` is the resume and
+    /// lifts either; otherwise the stronger of the two (a stop of provision asked under a
+    /// suspension does not weaken it).
+    pub fn then(self, requested: Restriction) -> Restriction {
+        match (self, requested) {
+            (_, Restriction::None) => Restriction::None,
+            (Restriction::Suspension, _) | (_, Restriction::Suspension) => Restriction::Suspension,
+            _ => Restriction::StopProvision,
+        }
+    }
+}
+
+#[cfg(test)]
+mod restriction_tests {
+    use super::Restriction::{self, *};
+
+    #[test]
+    fn a_request_never_weakens_a_restriction_except_the_resume() {
+        let all = [None, Suspension, StopProvision];
+        for current in all {
+            assert_eq!(current.then(Restriction::None), Restriction::None);
+            assert_eq!(current.then(Suspension), Suspension);
+        }
+        assert_eq!(Restriction::None.then(StopProvision), StopProvision);
+        assert_eq!(StopProvision.then(StopProvision), StopProvision);
+        assert_eq!(Suspension.then(StopProvision), Suspension);
+        for r in all {
+            assert_eq!(r.stops_provision(), r != Restriction::None);
+            assert_eq!(r.releases_claims(), r == Restriction::None);
+            assert_eq!(Restriction::parse(r.as_str()), Some(r));
+        }
     }
 }
 

@@ -900,16 +900,41 @@ pub async fn run(keep_running: bool) -> anyhow::Result<()> {
             Some(&officer_token),
         )
         .await?;
-    let grant = client
+    // The officer who created the account saw its credentials: a second officer grants it.
+    let second = staff
+        .bootstrap("officer-2", tsunagu_staff::Role::SecurityOfficer, None, 90)
+        .await
+        .map_err(|r| anyhow::anyhow!("{}: {}", r.code, r.detail))?;
+    let second_login = client
+        .post(
+            "/v1/admin/login",
+            &json!({"id": "officer-2", "password": second.password, "totp": totp(&second.totp_secret, 0)?}),
+            None,
+        )
+        .await?;
+    let second_token = field(&second_login, "token").to_owned();
+    let own = client
         .post(
             "/v1/admin/grants",
             &json!({"staff_id": "madoguchi-1", "role": "operator", "scope": "view",
                     "expires_at": now() + 30 * 86_400, "reason": "市民課窓口への配属(4月期)"}),
             Some(&officer_token),
         )
+        .await;
+    n.say(format!(
+        "she may not grant the account she created (she saw its password): {}",
+        expect_refusal(own, "forbidden")?
+    ));
+    let grant = client
+        .post(
+            "/v1/admin/grants",
+            &json!({"staff_id": "madoguchi-1", "role": "operator", "scope": "view",
+                    "expires_at": now() + 30 * 86_400, "reason": "市民課窓口への配属(4月期)"}),
+            Some(&second_token),
+        )
         .await?;
     n.say(format!(
-        "she creates a counter clerk's account and grants him `operator (view)` for 30 days: {}",
+        "a second officer grants the counter clerk `operator (view)` for 30 days: {}",
         field(&grant, "grant_id")
     ));
 

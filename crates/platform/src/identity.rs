@@ -825,6 +825,29 @@ impl Identity {
     ) -> Outcome<LoggedIn> {
         let claims = self.verify_credential(credential)?;
         let t = now();
+        // An erased account logs in from no device, whatever the device's state (one added
+        // in the very moment of the erasure included). The credential is the platform's own
+        // signature, so its `sub` is the account's.
+        if let Some(account) = self.store.account(&claims.sub).await?
+            && account.erased_at.is_some()
+        {
+            let subject = self.keys.ledger_subject(&account.id).into_string();
+            self.record(
+                Event::LoginRefused {
+                    subject,
+                    device: claims.device_id.to_string(),
+                    reason: Code::AccountErased,
+                    locked_until: None,
+                },
+                &[&account.id],
+            )
+            .await;
+            metrics::counter!("tsunagu_logins_total", "outcome" => "account_erased").increment(1);
+            return Err(Refusal::new(
+                Code::AccountErased,
+                "this account was erased at the resident's request; it cannot log in again",
+            ));
+        }
         let device = self
             .store
             .device(&claims.device_id)
@@ -845,18 +868,6 @@ impl Identity {
             locked_until: device.locked_until,
             expires_at: device.expires_at,
         };
-        if device.status == DeviceStatus::Revoked
-            && let Some(account) = self.store.account(&account_id).await?
-            && account.erased_at.is_some()
-        {
-            self.record(refuse(Code::AccountErased, None), &[&account_id])
-                .await;
-            metrics::counter!("tsunagu_logins_total", "outcome" => "account_erased").increment(1);
-            return Err(Refusal::new(
-                Code::AccountErased,
-                "this account was erased at the resident's request; it cannot log in again",
-            ));
-        }
         if let Err(code) = login_gate(&gate, t) {
             self.record(refuse(code, None), &[&account_id]).await;
             metrics::counter!("tsunagu_logins_total", "outcome" => code.as_str()).increment(1);

@@ -73,18 +73,20 @@ impl Platform {
         Ok((account, attributes))
     }
 
-    /// The change that sets what the resident asked the platform to stop, compared and set
-    /// against the restriction read now. `None` when it is already `to`.
+    /// The change that a resident's request for `requested` makes (`Restriction::then`: a
+    /// resume lifts either, otherwise the stronger stays), compared and set against the
+    /// restriction read now. `None` when nothing changes.
     pub async fn restriction_change(
         &self,
         id: &AccountId,
-        to: Restriction,
+        requested: Restriction,
         t: i64,
     ) -> Outcome<Option<IdentityChange>> {
         let account = self.existing_account(id).await?;
         if account.erased_at.is_some() {
             return Err(Refusal::new(Code::AccountErased, "the account was erased"));
         }
+        let to = account.restriction.then(requested);
         if account.restriction == to {
             return Ok(None);
         }

@@ -130,7 +130,8 @@ pub enum RightsChange {
 
 const COLUMNS: &str = "id, account_id, type, status, detail, received_at, deadline, decided_at, decision_reason, decided_by, version";
 const SQL_INSERT: &str = "INSERT INTO dsr_requests (id, account_id, type, status, detail, received_at, deadline, decided_at, decision_reason, decided_by, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
-const SQL_DECIDE: &str = "UPDATE dsr_requests SET status = $1, decided_at = $2, decision_reason = $3, decided_by = $4, version = version + 1 WHERE id = $5 AND version = $6";
+// `decided_at` only for a decision: a request in progress is still open.
+const SQL_DECIDE: &str = "UPDATE dsr_requests SET status = $1, decided_at = CASE WHEN $1 IN ('completed', 'refused') THEN $2 ELSE decided_at END, decision_reason = $3, decided_by = $4, version = version + 1 WHERE id = $5 AND version = $6";
 const SQL_FORGET: &str = "UPDATE dsr_requests SET detail = NULL WHERE account_id = $1";
 
 impl Change for RightsChange {

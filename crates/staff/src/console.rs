@@ -35,6 +35,7 @@ pub(crate) fn routes() -> Router<Staff> {
         .route("/admin/grants/{id}/withdraw", post(withdraw))
         .route("/admin/grants/{id}/reconfirm", post(reconfirm))
         .route("/admin/staff", post(create_staff))
+        .route("/admin/review", post(run_review))
         .route("/admin/report", get(report))
 }
 
@@ -124,6 +125,11 @@ fn t(lang: Lang, key: &str) -> &'static str {
         "display_name" => ("表示名", "Display name"),
         "days" => ("日数", "Days"),
         "review" => ("アクセス権の棚卸し", "Access review"),
+        "run_review" => (
+            "棚卸しを実施したことを記録する",
+            "Record that the access review was done",
+        ),
+        "reviewed" => ("棚卸しを記録しました。", "The access review was recorded."),
         "grants_due" => ("再確認が必要な権限", "Grants due for reconfirmation"),
         "unused" => ("使われていない職員アカウント", "Staff accounts not used"),
         "created" => (
@@ -459,10 +465,10 @@ async fn requests_body(
     staff: &Staff,
     s: &StaffSession,
     lang: Lang,
+    ip: IpAddr,
     notice: &str,
 ) -> Result<String, Refusal> {
-    staff.require(s, Role::Operator, Some(Scope::View)).await?;
-    let queue = staff.rights.queue(false).await?;
+    let queue = staff.queue(s, false, ip).await?;
     let mut body = notice.to_owned();
     if queue.is_empty() {
         body.push_str(&format!("<p>{}</p>", t(lang, "empty")));
@@ -500,7 +506,7 @@ async fn requests(State(staff): State<Staff>, req: Request) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    match requests_body(&staff, &s, c.lang, "").await {
+    match requests_body(&staff, &s, c.lang, c.ip, "").await {
         Ok(body) => page(c.lang, t(c.lang, "requests"), Some(&s), &body),
         Err(e) => refusal_page(c.lang, &s, t(c.lang, "requests"), &e),
     }
@@ -542,7 +548,7 @@ async fn decide(State(staff): State<Staff>, Path(id): Path<String>, req: Request
         Ok(_) => see_other("/admin/requests"),
         Err(e) => {
             let notice = error_box(c.lang, &e);
-            match requests_body(&staff, &s, c.lang, &notice).await {
+            match requests_body(&staff, &s, c.lang, c.ip, &notice).await {
                 Ok(body) => with_status(
                     page(c.lang, t(c.lang, "requests"), Some(&s), &body),
                     StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
@@ -657,7 +663,7 @@ async fn grants_body(
     lang: Lang,
     notice: &str,
 ) -> Result<String, Refusal> {
-    let review = staff.access_review(s).await?;
+    let review = staff.review(s, false).await?;
     let grants = staff.grants(None).await?;
     let t_now = now();
     let mut body = notice.to_owned();
@@ -727,7 +733,11 @@ async fn grants_body(
     for a in &review.accounts_unused {
         body.push_str(&format!("<li>{}</li>", esc(&a.staff_id)));
     }
-    body.push_str("</ul>");
+    body.push_str(&format!(
+        "</ul><form method=\"post\" action=\"/admin/review\" id=\"run-review\">{}<button type=\"submit\">{}</button></form>",
+        csrf_field(s),
+        t(lang, "run_review")
+    ));
     Ok(body)
 }
 
@@ -817,6 +827,20 @@ async fn reconfirm(State(staff): State<Staff>, Path(id): Path<String>, req: Requ
         Ok(format!(
             "<p role=\"status\" class=\"notice\">{} ✓</p>",
             esc(&g.grant_id)
+        ))
+    })
+    .await
+}
+
+async fn run_review(State(staff): State<Staff>, req: Request) -> Response {
+    let lang = lang_of(req.headers(), req.uri().query());
+    officer_action(staff, req, move |staff, s, _| async move {
+        let r = staff.access_review(&s).await?;
+        Ok(format!(
+            "<p role=\"status\" class=\"notice\" id=\"reviewed\">{} ({} / {})</p>",
+            t(lang, "reviewed"),
+            r.grants_due.len(),
+            r.accounts_unused.len()
         ))
     })
     .await

@@ -502,9 +502,9 @@ async fn queue(
     headers: HeaderMap,
     Query(q): Query<QueueQuery>,
 ) -> Result<Response, ApiError> {
-    let s = session(&staff, &headers, ip_of(addr)?).await?;
-    staff.require(&s, Role::Operator, Some(Scope::View)).await?;
-    let requests = staff.rights.queue(q.overdue.unwrap_or(false)).await?;
+    let ip = ip_of(addr)?;
+    let s = session(&staff, &headers, ip).await?;
+    let requests = staff.queue(&s, q.overdue.unwrap_or(false), ip).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "requests": requests }),

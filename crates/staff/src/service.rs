@@ -514,7 +514,11 @@ impl Staff {
         let t = now();
         let Some(row) = self.staff(id).await? else {
             // Same work as a wrong password: the answer does not tell which was wrong.
-            let _ = auth::verify_password(password, auth::decoy_hash());
+            let password = password.to_owned();
+            let _ = tokio::task::spawn_blocking(move || {
+                auth::verify_password(&password, auth::decoy_hash())
+            })
+            .await;
             self.record(
                 &StaffEvent::LoginRefused {
                     staff: None,
@@ -545,7 +549,14 @@ impl Staff {
                 ),
             ));
         }
-        if !auth::verify_password(password, &row.password_hash) {
+        // Argon2id takes tens of milliseconds of CPU: off the async workers.
+        let verified = {
+            let (password, phc) = (password.to_owned(), row.password_hash.clone());
+            tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
+                .await
+                .map_err(|e| Refusal::internal("argon2", e))?
+        };
+        if !verified {
             return Err(self
                 .fail_login(
                     &row.id,
@@ -617,6 +628,20 @@ impl Staff {
             ));
         match self.commit(commit).await {
             Ok(()) => {}
+            // Failures racing this login locked the account meanwhile.
+            Err(StoreError::Conflict(_))
+                if self
+                    .staff(&row.id)
+                    .await?
+                    .and_then(|r| r.locked_until)
+                    .is_some_and(|until| until > t) =>
+            {
+                self.record(&refuse(Code::Locked), &[]).await;
+                return Err(Refusal::new(
+                    Code::Locked,
+                    "too many failed logins: the account is locked",
+                ));
+            }
             // Another login took this step (or a later one) meanwhile.
             Err(StoreError::Conflict(_)) => {
                 return Err(self
@@ -806,10 +831,16 @@ impl Staff {
                 ),
             ));
         }
-        if self.staff(staff_id).await?.is_none() {
+        let target = self
+            .staff(staff_id)
+            .await?
+            .ok_or_else(|| Refusal::new(Code::UnknownStaff, "staff_id: no such staff account"))?;
+        // The officer who created an account saw its password and TOTP secret: another
+        // officer grants it anything (two people, or one could act under a puppet account).
+        if target.created_by == officer.staff_id {
             return Err(Refusal::new(
-                Code::UnknownStaff,
-                "staff_id: no such staff account",
+                Code::Forbidden,
+                "you created this account and saw its credentials: another security officer issues its grants",
             ));
         }
         let grant = GrantRow {
@@ -913,6 +944,12 @@ impl Staff {
             .grant(grant_id)
             .await?
             .ok_or_else(|| Refusal::new(Code::UnknownStaff, "no such grant"))?;
+        if grant.staff_id == officer.staff_id {
+            return Err(Refusal::new(
+                Code::Forbidden,
+                "a security officer does not review their own grant: another officer does",
+            ));
+        }
         let t = now();
         if !grant.active_at(t) {
             return Err(Refusal::new(
@@ -939,8 +976,14 @@ impl Staff {
         Ok(grant)
     }
 
-    /// `GET /v1/admin/access-review`.
+    /// `GET /v1/admin/access-review`: the review, recorded as a `staff.access_reviewed` leaf.
     pub async fn access_review(&self, officer: &StaffSession) -> Outcome<AccessReview> {
+        self.review(officer, true).await
+    }
+
+    /// What the access review lists; a leaf only when `record` (the officer runs the review,
+    /// not a page that shows where it stands).
+    pub async fn review(&self, officer: &StaffSession, record: bool) -> Outcome<AccessReview> {
         self.require(officer, Role::SecurityOfficer, None).await?;
         let t = now();
         let since = t - i64::from(self.config.review_period_days) * 86_400;
@@ -961,16 +1004,18 @@ impl Staff {
                 created_at: s.created_at,
             })
             .collect();
-        self.commit(Commit::new().leaf(leaf(
-            &StaffEvent::AccessReviewed {
-                by: self.pseudonym(&officer.staff_id),
-                grants_due: grants_due.len() as u64,
-                accounts_unused: accounts_unused.len() as u64,
-            },
-            &[],
-            t,
-        )))
-        .await?;
+        if record {
+            self.commit(Commit::new().leaf(leaf(
+                &StaffEvent::AccessReviewed {
+                    by: self.pseudonym(&officer.staff_id),
+                    grants_due: grants_due.len() as u64,
+                    accounts_unused: accounts_unused.len() as u64,
+                },
+                &[],
+                t,
+            )))
+            .await?;
+        }
         Ok(AccessReview {
             review_period_days: self.config.review_period_days,
             grants_due,
@@ -1004,25 +1049,29 @@ impl Staff {
             ));
         }
         let t = now();
-        let (account, attributes) = self.platform.basic_items(account_id).await?;
         let subject = self.platform.keys.ledger_subject(account_id).into_string();
+        // The grant first: without one, nothing about the account is read (not even whether
+        // it exists); the attempt is a leaf in the history of the account, if there is one.
         if let Err(refusal) = self
             .require(session, Role::Operator, Some(Scope::View))
             .await
         {
-            self.record(
-                &StaffEvent::ViewRefused {
-                    staff: self.pseudonym(&session.staff_id),
-                    subject,
-                    role: Role::Operator,
-                    reason: refusal.code,
-                    status: "refused",
-                },
-                &[account_id],
-            )
-            .await;
+            if self.platform.account_by_id(account_id).await?.is_some() {
+                self.record(
+                    &StaffEvent::ViewRefused {
+                        staff: self.pseudonym(&session.staff_id),
+                        subject,
+                        role: Role::Operator,
+                        reason: refusal.code,
+                        status: "refused",
+                    },
+                    &[account_id],
+                )
+                .await;
+            }
             return Err(refusal);
         }
+        let (account, attributes) = self.platform.basic_items(account_id).await?;
         let items: Vec<String> = if attributes.is_some() {
             ["name", "address", "birthdate", "gender"]
                 .map(str::to_owned)
@@ -1063,6 +1112,56 @@ impl Staff {
             basic_items: attributes,
             items_shown: items,
         })
+    }
+
+    /// The residents' open requests (an operator with `view`), oldest deadline first. What a
+    /// resident wrote in a request is their data: each resident whose words the queue shows
+    /// gets a `staff.viewed` leaf (item `request_detail`) in their history, as any look.
+    pub async fn queue(
+        &self,
+        session: &StaffSession,
+        overdue_only: bool,
+        ip: IpAddr,
+    ) -> Outcome<Vec<tsunagu_rights::RequestView>> {
+        self.require(session, Role::Operator, Some(Scope::View))
+            .await?;
+        let queue = self.rights.queue(overdue_only).await?;
+        let t = now();
+        let reason = "handling your request (the staff request queue)";
+        let mut seen = BTreeSet::new();
+        let mut commit = Commit::new();
+        for r in &queue {
+            let Some(account) = r.account_id.as_ref().filter(|_| r.detail.is_some()) else {
+                continue;
+            };
+            if !seen.insert(account.clone()) {
+                continue;
+            }
+            commit.push(StaffChange::InsertView(ViewRow {
+                seq: 0,
+                staff_id: session.staff_id.clone(),
+                account_id: account.clone(),
+                items: vec!["request_detail".into()],
+                reason: reason.into(),
+                client_ip: canonical(ip).to_string(),
+                at: t,
+            }));
+            commit = commit.leaf(leaf(
+                &StaffEvent::Viewed {
+                    staff: self.pseudonym(&session.staff_id),
+                    subject: self.platform.keys.ledger_subject(account).into_string(),
+                    role: Role::Operator,
+                    items: vec!["request_detail".into()],
+                    reason: reason.into(),
+                },
+                &[account],
+                t,
+            ));
+        }
+        if !seen.is_empty() {
+            self.commit(commit).await?;
+        }
+        Ok(queue)
     }
 
     /// The looks in `[from, to)`.

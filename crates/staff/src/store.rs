@@ -116,7 +116,8 @@ pub enum StaffChange {
         rule: LockRule,
     },
     /// A successful login: the TOTP step is taken if the last one used is still `expected`
-    /// (a concurrent login with the same code conflicts), failures are reset.
+    /// (a concurrent login with the same code conflicts) and the account is not locked at
+    /// `at` (failures racing this login may have locked it meanwhile); failures are reset.
     AcceptLogin {
         staff_id: String,
         expected_step: i64,
@@ -217,7 +218,7 @@ impl Change for StaffChange {
                 at,
             } => {
                 let n = conn.execute(
-                    "UPDATE staff_accounts SET totp_last_step = $1, failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $3 AND totp_last_step = $4",
+                    "UPDATE staff_accounts SET totp_last_step = $1, failed_logins = 0, locked_until = NULL, last_login_at = $2 WHERE id = $3 AND totp_last_step = $4 AND (locked_until IS NULL OR locked_until <= $2)",
                     &params![*step, *at, staff_id.as_str(), *expected_step],
                 )?;
                 expect_one(n, "accept login")

@@ -197,7 +197,9 @@ const SQL_INSERT_ACCOUNT: &str = concat!(
 const SQL_UPDATE_ACCOUNT_PROOF: &str = "UPDATE accounts SET level = $1, status = $2, attributes = $3, card_binding = $4, card_issuer = $5, card_serial = $6, card_not_after = $7, version = version + 1, updated_at = $8 WHERE id = $9 AND version = $10";
 const SQL_SET_RESTRICTION: &str = "UPDATE accounts SET restriction = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND restriction = $4 AND erased_at IS NULL";
 const SQL_ERASE_ACCOUNT: &str = "UPDATE accounts SET attributes = NULL, card_binding = NULL, card_issuer = NULL, card_serial = NULL, card_not_after = NULL, restriction = 'none', erased_at = $1, version = version + 1, updated_at = $1 WHERE id = $2 AND erased_at IS NULL";
-const SQL_ERASE_DEVICES: &str = "UPDATE devices SET status = 'revoked', revoked_at = COALESCE(revoked_at, $1), jwk = '{}', uv_credential_id = NULL, uv_public_key = NULL WHERE account_id = $2";
+// The key's thumbprint goes too (it identifies the device's key for good); the unique
+// column takes a value that names only the row.
+const SQL_ERASE_DEVICES: &str = "UPDATE devices SET status = 'revoked', revoked_at = COALESCE(revoked_at, $1), jkt = 'erased:' || id, jwk = '{}', uv_credential_id = NULL, uv_public_key = NULL WHERE account_id = $2";
 const SQL_ERASE_SESSIONS: &str = "DELETE FROM sessions WHERE account_id = $1";
 const SQL_ERASE_OAUTH_TOKENS: &str = "DELETE FROM oauth_tokens WHERE grant_id IN (SELECT id FROM oauth_grants WHERE account_id = $1)";
 const SQL_ERASE_OAUTH_CODES: &str =

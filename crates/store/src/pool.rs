@@ -209,11 +209,27 @@ impl Database {
         if self.dialect() != Dialect::Sqlite {
             return Ok(());
         }
-        self.write(|c| {
-            c.query("PRAGMA wal_checkpoint(TRUNCATE)", &[])?;
-            Ok(())
-        })
-        .await
+        // The checkpoint answers (busy, log frames, checkpointed frames); busy = 1 means a
+        // reader held it back: try again a few times, then say so.
+        for attempt in 0..20 {
+            let busy = self
+                .write(|c| {
+                    let row = c
+                        .query_opt("PRAGMA wal_checkpoint(TRUNCATE)", &[])?
+                        .ok_or_else(|| {
+                            StoreError::Database("wal_checkpoint answered nothing".into())
+                        })?;
+                    row.reader().int()
+                })
+                .await?;
+            if busy == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * (attempt + 1))).await;
+        }
+        Err(StoreError::Unavailable(
+            "the write-ahead log could not be checkpointed: readers held it; deleted rows may remain in tsunagu.db-wal until the next checkpoint".into(),
+        ))
     }
 
     /// Runs `f` in a write transaction: committed when `f` returns `Ok`, rolled back

@@ -330,6 +330,8 @@ store_tests! {
         assert_eq!(store.session("h").await.unwrap(), None);
         let d = store.device(&"d1".into()).await.unwrap().unwrap();
         assert_eq!((d.status, d.revoked_at, d.uv), (DeviceStatus::Revoked, Some(300), None));
+        assert_eq!((d.jkt.as_str(), d.jwk.as_str()), ("erased:d1", "{}"), "the key's thumbprint goes too");
+        assert_eq!(store.device_by_jkt("jkt-d1").await.unwrap(), None);
         // Erased once; a second erasure and any restriction are refused.
         assert!(matches!(
             commit(&store, changes![IdentityChange::EraseAccount { id: "a1".into(), at: 400 }], vec![]).await,

@@ -95,6 +95,7 @@ res-claim-name = Name
 res-claim-address = Address
 res-claim-birthdate = Date of birth
 res-claim-gender = Sex
+res-claim-request_detail = What you wrote in your request
 res-platform-source = tsunagu (your verified identity)
 res-done-granted = Your consent was recorded.
 res-done-revoked = Your consent was withdrawn.

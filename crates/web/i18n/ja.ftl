@@ -95,6 +95,7 @@ res-claim-name = 氏名
 res-claim-address = 住所
 res-claim-birthdate = 生年月日
 res-claim-gender = 性別
+res-claim-request_detail = 請求に書いた内容
 res-platform-source = tsunagu(本人確認情報)
 res-done-granted = 同意を記録しました。
 res-done-revoked = 同意を取り消しました。

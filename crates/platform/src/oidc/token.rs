@@ -547,8 +547,9 @@ impl Oidc {
             sub: self.keys.pairwise_id(&grant.client_id, &grant.account_id),
             claims: IdentityClaims::default(),
         };
-        // A resident who asked the platform to stop using their data (利用停止) gets no
-        // identity claims released: the service learns the pairwise `sub` only.
+        // A resident who asked the platform to stop using or providing their data (利用停止,
+        // 第三者提供の停止) gets no identity claims released: the service learns the pairwise
+        // `sub` only.
         if !grant.items.is_empty()
             && account.restriction.releases_claims()
             && let Some(consent_id) = &grant.consent_id

@@ -1,6 +1,6 @@
 //! What the residents' rights change in the platform (SPEC §9): a suspension or a stop of
 //! provision refuses every consent-based ticket with `suspended_by_resident` while a
-//! standing legal-basis rule still provides; a suspension releases no identity claims; an
+//! standing legal-basis rule still provides; neither releases identity claims; an
 //! erasure leaves an account that cannot log in, without attributes, devices or grants, and
 //! tells each service through the consent feed.
 
@@ -84,6 +84,9 @@ async fn a_suspension_or_a_stop_of_provision_refuses_consent_tickets_while_a_rul
         .expect("the consent provides before any request");
 
     for restriction in [Restriction::Suspension, Restriction::StopProvision] {
+        if restriction == Restriction::StopProvision {
+            restrict(&city, hanako.account(), Restriction::None).await;
+        }
         restrict(&city, hanako.account(), restriction).await;
         let refused = city
             .platform
@@ -112,7 +115,7 @@ async fn a_suspension_or_a_stop_of_provision_refuses_consent_tickets_while_a_rul
 }
 
 #[tokio::test]
-async fn a_suspension_releases_no_identity_claims_and_a_stop_of_provision_still_does() {
+async fn a_suspension_or_a_stop_of_provision_releases_no_identity_claims_and_a_resume_does() {
     let city = City::new().await;
     let (client, key) = relying_party(&city).await;
     let hanako = city.resident(Some("前橋　花子")).await;
@@ -156,13 +159,23 @@ async fn a_suspension_releases_no_identity_claims_and_a_stop_of_provision_still_
             .name
     };
     assert_eq!(name().await.as_deref(), Some("前橋　花子"));
-    restrict(&city, hanako.account(), Restriction::Suspension).await;
-    assert_eq!(name().await, None, "利用停止: no claim leaves the platform");
     restrict(&city, hanako.account(), Restriction::StopProvision).await;
     assert_eq!(
-        name().await.as_deref(),
-        Some("前橋　花子"),
-        "a stop of provision stops tickets to third parties, not the resident's own logins"
+        name().await,
+        None,
+        "第三者提供の停止: a relying party is a third party"
+    );
+    restrict(&city, hanako.account(), Restriction::None).await;
+    assert_eq!(name().await.as_deref(), Some("前橋　花子"), "resumed");
+    restrict(&city, hanako.account(), Restriction::Suspension).await;
+    assert_eq!(name().await, None, "利用停止: no claim leaves the platform");
+    // A stop of provision asked under a suspension leaves the suspension in force.
+    assert_eq!(
+        city.platform
+            .restriction_change(hanako.account(), Restriction::StopProvision, now())
+            .await
+            .unwrap(),
+        None
     );
     restrict(&city, hanako.account(), Restriction::None).await;
     assert_eq!(name().await.as_deref(), Some("前橋　花子"));
