@@ -694,6 +694,35 @@ async fn scenario(label: &str) {
         info.get("birthdate").is_none(),
         "not consented, not released: {info}"
     );
+
+    // ---- Hanako asks the platform to stop using her data (利用停止, SPEC §9): the services
+    // keep her pairwise sub and learn nothing else until she resumes.
+    for (kind, released) in [
+        ("suspension", false),
+        ("resume", true),
+        ("stop_provision", false),
+        ("resume", true),
+    ] {
+        let (status, r) = http
+            .post(
+                "/v1/me/requests",
+                &json!({"type": kind}),
+                Some(&hanako.token),
+            )
+            .await;
+        assert_eq!(
+            (status, r["status"].as_str()),
+            (201, Some("completed")),
+            "{r}"
+        );
+        let info = pool
+            .userinfo(&plain, tokens.access_token(), &sub_pool)
+            .await
+            .expect("userinfo answers with the sub");
+        assert_eq!(info["sub"], sub_pool);
+        assert_eq!(info.get("name").is_some(), released, "{kind}: {info}");
+    }
+
     // A wrong secret is refused as invalid_client (RFC 6749 §5.2).
     let wrong = service(&b_id, Some("not-the-secret"), Auth::Basic, "library");
     let req = library.request(&["profile"], &[]);
