@@ -28,6 +28,8 @@ fn purpose() -> PurposeFacts {
 const VERIFIED: ResidentFacts = ResidentFacts {
     level: Level::Verified,
     status: AccountStatus::Active,
+    restriction: tsunagu_core::identity::Restriction::None,
+    erased: false,
 };
 
 /// Within `ISSUED_AT_WINDOW` of `now`, computed without any chance of overflow.
