@@ -27,16 +27,15 @@ pub fn from_base32(secret: &str) -> Option<Vec<u8>> {
     Secret::Encoded(secret.to_owned()).to_bytes().ok()
 }
 
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded.
+const LABEL: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn percent(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, LABEL).to_string()
 }
 
 /// The `otpauth://totp/…` URI authenticator apps read from a QR code.

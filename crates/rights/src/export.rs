@@ -125,7 +125,8 @@ pub async fn build(
     }))
 }
 
-fn esc(s: &str) -> String {
+/// HTML escaping of a text (the export page and the staff console use this one).
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use tsunagu_core::{AccountId, Code};
 use tsunagu_platform::{Refusal, iso8601, now};
+use tsunagu_rights::export::esc;
 
 /// The console's session cookie.
 pub const COOKIE: &str = "tsunagu_admin";
@@ -146,21 +147,6 @@ fn t(lang: Lang, key: &str) -> &'static str {
         _ => ("?", "?"),
     };
     if lang == Lang::En { en } else { ja }
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn when(t: i64) -> String {
