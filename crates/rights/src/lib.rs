@@ -182,20 +182,6 @@ async fn file(
             "type: one of disclosure, correction, suspension, erasure, stop_provision, resume",
         )
     })?;
-    if body.detail.as_ref().is_some_and(|d| d.len() > MAX_DETAIL) {
-        return Err(ApiError::new(
-            Code::InvalidRequest,
-            format!("detail: at most {MAX_DETAIL} bytes"),
-        ));
-    }
-    if request_type == RequestType::Correction
-        && body.detail.as_deref().is_none_or(|d| d.trim().is_empty())
-    {
-        return Err(ApiError::new(
-            Code::InvalidRequest,
-            "detail: say what should be corrected",
-        ));
-    }
     let view = rights
         .file(&session, request_type, body.detail.as_deref())
         .await?;

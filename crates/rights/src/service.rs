@@ -281,6 +281,18 @@ impl Rights {
         request_type: RequestType,
         detail: Option<&str>,
     ) -> Outcome<RequestView> {
+        if detail.is_some_and(|d| d.len() > crate::MAX_DETAIL) {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                format!("detail: at most {} bytes", crate::MAX_DETAIL),
+            ));
+        }
+        if request_type == RequestType::Correction && detail.is_none_or(|d| d.trim().is_empty()) {
+            return Err(Refusal::new(
+                Code::InvalidRequest,
+                "detail: say what should be corrected",
+            ));
+        }
         let t = now();
         let account_id = session.account_id.clone();
         let id = format!(

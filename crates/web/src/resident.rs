@@ -1228,15 +1228,6 @@ async fn file_request(State(app): State<AppState>, headers: HeaderMap, body: Byt
         let kind = RequestType::parse(form.get("type"))
             .ok_or_else(|| Refusal::new(Code::InvalidRequest, "type: choose a request"))?;
         let detail = Some(form.get("detail")).filter(|d| !d.trim().is_empty());
-        if detail.is_some_and(|d| d.len() > tsunagu_rights::MAX_DETAIL) {
-            return Err(Refusal::new(Code::InvalidRequest, "detail: too long"));
-        }
-        if kind == RequestType::Correction && detail.is_none() {
-            return Err(Refusal::new(
-                Code::InvalidRequest,
-                "detail: say what should be corrected",
-            ));
-        }
         // Erasure cannot be undone: the box that names what is lost must be ticked.
         if kind == RequestType::Erasure && form.get("confirm_erasure") != "yes" {
             return Err(Refusal::new(
